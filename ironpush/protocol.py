@@ -1,0 +1,266 @@
+"""The IronMQ wire protocol, without I/O.
+
+Header names, limits, push-header rules, the parsing of a push delivery's headers, the request
+and reply values the client exchanges with a server, and the mapping of error statuses to the
+exception tree. The client, the dev server and the receiver all use these, so they cannot drift.
+See ``shared/reference/ironmq-protocol.md`` for the sources.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .errors import (
+    APIError,
+    BadRequest,
+    NotFound,
+    ReservationExpired,
+    ServiceUnavailable,
+    Unauthorized,
+    ValidationError,
+)
+
+__all__ = [
+    "DEFAULT_HOST",
+    "FORBIDDEN_PUSH_HEADERS",
+    "HEADER_MESSAGE_ID",
+    "HEADER_RESERVATION_ID",
+    "HEADER_SUBSCRIBER_MESSAGE_ID",
+    "HEADER_SUBSCRIBER_MESSAGE_URL",
+    "HEADER_SUBSCRIBER_NAME",
+    "PUSHER_USER_AGENT",
+    "PUSH_CONTENT_TYPE",
+    "Delivery",
+    "Reply",
+    "Request",
+    "RetryPolicy",
+    "error_for",
+    "parse_delivery",
+    "validate_push_headers",
+]
+
+DEFAULT_HOST = "mq-aws-us-east-1-1.iron.io"
+DEFAULT_API_VERSION = 3
+
+# Headers IronMQ's pusher sends to a subscriber (protocol §3.2).
+HEADER_MESSAGE_ID = "Iron-Message-Id"
+HEADER_RESERVATION_ID = "Iron-Reservation-Id"
+HEADER_SUBSCRIBER_NAME = "Iron-Subscriber-Name"
+HEADER_SUBSCRIBER_MESSAGE_URL = "Iron-Subscriber-Message-Url"
+HEADER_SUBSCRIBER_MESSAGE_ID = "Iron-Subscriber-Message-Id"  # v1/v2 only
+PUSHER_USER_AGENT = "IronMQ Pusherd"
+PUSH_CONTENT_TYPE = "text/plain; encoding=utf-8"
+
+# Per-message push_headers rules of v3 (protocol §3.2): at most 5, names 1..64 bytes,
+# values 1..1024 bytes, and never one of the headers the pusher owns.
+MAX_PUSH_HEADERS = 5
+MAX_PUSH_HEADER_NAME = 64
+MAX_PUSH_HEADER_VALUE = 1024
+FORBIDDEN_PUSH_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "Content-Type",
+        "User-Agent",
+        HEADER_MESSAGE_ID,
+        HEADER_RESERVATION_ID,
+        HEADER_SUBSCRIBER_NAME,
+        HEADER_SUBSCRIBER_MESSAGE_URL,
+    )
+)
+
+# Limits of the hosted service (protocol §2b, §3.11), enforced by the dev server and checked by
+# the client where a mistake would otherwise cost a round trip.
+MAX_MESSAGES_PER_CALL = 100
+MAX_DELAY = 604_800
+MIN_RETRIES_DELAY_HOSTED = 3
+DEFAULT_RETRIES = 3
+DEFAULT_RETRIES_DELAY = 60
+DEFAULT_MESSAGE_TIMEOUT = 60
+DEFAULT_MESSAGE_EXPIRATION = 604_800
+PUSH_TYPES = ("multicast", "unicast")
+QUEUE_TYPES = ("pull", *PUSH_TYPES)
+
+
+def _is_token(name: str) -> bool:
+    # RFC 9110 token characters: what may legally appear in a header name.
+    return bool(name) and all(c.isascii() and (c.isalnum() or c in "!#$%&'*+-.^_`|~") for c in name)
+
+
+def validate_push_headers(headers: Any) -> dict[str, str]:
+    """Check per-message ``push_headers`` against IronMQ v3's rules and return them as a dict.
+
+    Raises :class:`~ironpush.errors.ValidationError` naming the first rule broken: more than five
+    headers, an empty or over-long name or value, a name that is not a valid HTTP token, a value
+    with CR/LF (header injection), or a header the pusher owns (``Content-Type``, ``User-Agent``,
+    ``Iron-*``).
+    """
+    if not isinstance(headers, Mapping):
+        raise ValidationError("push_headers must be an object of header name to value")
+    if len(headers) > MAX_PUSH_HEADERS:
+        raise ValidationError(f"at most {MAX_PUSH_HEADERS} push_headers per message")
+    out: dict[str, str] = {}
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise ValidationError("push_headers names and values must be strings")
+        if not name or len(name.encode()) > MAX_PUSH_HEADER_NAME:
+            raise ValidationError(f"push header name must be 1..{MAX_PUSH_HEADER_NAME} bytes")
+        if not _is_token(name):
+            raise ValidationError(f"push header name {name!r} is not a valid HTTP header name")
+        if name.lower() in FORBIDDEN_PUSH_HEADERS:
+            raise ValidationError(f"push header {name!r} is set by the pusher and cannot be sent")
+        if not value or len(value.encode()) > MAX_PUSH_HEADER_VALUE:
+            raise ValidationError(
+                f"push header {name!r} value must be 1..{MAX_PUSH_HEADER_VALUE} bytes"
+            )
+        if any(c in value for c in "\r\n\x00"):
+            raise ValidationError(f"push header {name!r} value contains a line break")
+        out[name] = value
+    return out
+
+
+# --------------------------------------------------------------------------- deliveries
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """The IronMQ part of a push request's headers.
+
+    ``flavour`` is ``"v3"`` when ``Iron-Reservation-Id``/``Iron-Subscriber-Name`` are present
+    (acknowledged with the API delete), ``"legacy"`` for v1/v2 pushes (acknowledged by ``DELETE``
+    on ``subscriber_message_url``).
+    """
+
+    message_id: str
+    reservation_id: str | None = None
+    subscriber_name: str | None = None
+    subscriber_message_url: str | None = None
+    subscriber_message_id: str | None = None
+    flavour: Literal["v3", "legacy"] = "v3"
+
+
+def parse_delivery(headers: Mapping[str, str]) -> Delivery:
+    """Read a push's ``Iron-*`` headers (case-insensitively) into a :class:`Delivery`.
+
+    Raises :class:`~ironpush.errors.ValidationError` when ``Iron-Message-Id`` is missing or empty
+    (a legacy push's ``Iron-Subscriber-Message-Id`` is accepted in its place).
+    """
+    lowered = {k.lower(): v.strip() for k, v in headers.items()}
+    message_id = lowered.get(HEADER_MESSAGE_ID.lower(), "")
+    sub_msg_id = lowered.get(HEADER_SUBSCRIBER_MESSAGE_ID.lower()) or None
+    reservation = lowered.get(HEADER_RESERVATION_ID.lower()) or None
+    name = lowered.get(HEADER_SUBSCRIBER_NAME.lower()) or None
+    url = lowered.get(HEADER_SUBSCRIBER_MESSAGE_URL.lower()) or None
+    if not message_id:
+        message_id = sub_msg_id or ""
+    if not message_id:
+        raise ValidationError(f"push without {HEADER_MESSAGE_ID} header")
+    legacy = reservation is None and (sub_msg_id is not None or url is not None)
+    return Delivery(
+        message_id=message_id,
+        reservation_id=reservation,
+        subscriber_name=name,
+        subscriber_message_url=url,
+        subscriber_message_id=sub_msg_id,
+        flavour="legacy" if legacy else "v3",
+    )
+
+
+# --------------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One API call, relative to the project: ``method`` and ``path`` like ``/queues/a%20b``.
+
+    ``idempotent`` says whether the transport may retry it on 503/504 or a connection error;
+    posting messages is never retried blindly. ``read_timeout`` extends the read timeout for
+    long polls (reserve with ``wait``).
+    """
+
+    method: str
+    path: str
+    params: Mapping[str, str] | None = None
+    json: Any = None
+    idempotent: bool = True
+    read_timeout: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A server's answer, reduced to what the parsers need."""
+
+    status_code: int
+    data: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def error_message(data: Any) -> str:
+    """The ``msg`` of an error body, or a short rendering of whatever came back."""
+    if isinstance(data, Mapping) and data.get("msg") is not None:
+        return str(data["msg"])
+    if isinstance(data, str) and data.strip():
+        return data.strip()[:200]
+    return "no message"
+
+
+def error_for(request: Request, reply: Reply, *, response: Any = None) -> APIError:
+    """Build the typed :class:`~ironpush.errors.APIError` for an error reply."""
+    msg = error_message(reply.data)
+    code = reply.status_code
+    cls: type[APIError]
+    if code == 400:
+        cls = BadRequest
+    elif code == 401:
+        cls = Unauthorized
+    elif code == 404:
+        cls = NotFound
+    elif code == 403 and "reservation" in msg.lower():
+        cls = ReservationExpired
+    elif code in (503, 504):
+        cls = ServiceUnavailable
+    else:
+        cls = APIError
+    return cls(code, msg, method=request.method, path=request.path, response=response)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How the client retries idempotent calls on 503/504 and connection errors.
+
+    Delays grow exponentially from ``backoff`` up to ``max_backoff`` with full jitter, so many
+    clients backing off at once do not retry in lockstep::
+
+        IronMQ(retry=RetryPolicy(attempts=3, backoff=0.2))
+    """
+
+    attempts: int = 5
+    backoff: float = 0.5
+    max_backoff: float = 8.0
+    statuses: frozenset[int] = frozenset({503, 504})
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to sleep before retry number ``attempt`` (1-based)."""
+        ceiling = min(self.max_backoff, self.backoff * (2 ** (attempt - 1)))
+        return random.uniform(ceiling / 2, ceiling)
+
+    def should_retry(
+        self, request: Request, attempt: int, status_code: int | None, *, unsent: bool = False
+    ) -> bool:
+        """Whether the ``attempt``-th try of ``request`` (1-based) may be repeated.
+
+        ``status_code`` is ``None`` for a transport error; ``unsent`` says the request never left
+        (the connection could not be made), which makes even a non-idempotent call safe to retry.
+        """
+        if attempt >= self.attempts:
+            return False
+        if unsent:
+            return True
+        if not request.idempotent:
+            return False
+        return status_code is None or status_code in self.statuses
+
+
+NO_RETRY = RetryPolicy(attempts=1)

@@ -1,0 +1,77 @@
+"""Masking of secrets in everything ironpush prints: reprs, log lines, errors and CLI output.
+
+A value is treated as secret when its header or query-parameter name contains one of
+:data:`SENSITIVE_WORDS` (``authorization``, ``token``, ``secret``, ...). Masking keeps a short
+prefix only when the value is long, so two different secrets stay distinguishable in a log
+without being recoverable.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+__all__ = ["SENSITIVE_WORDS", "is_sensitive", "mask", "redact_headers", "redact_text", "redact_url"]
+
+SENSITIVE_WORDS: tuple[str, ...] = (
+    "authorization",
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "oauth",
+    "signature",
+    "api-key",
+    "api_key",
+    "apikey",
+    "cookie",
+)
+
+MASK = "***"
+
+
+def is_sensitive(name: str) -> bool:
+    """Whether a header, query parameter or setting called ``name`` holds a secret."""
+    lowered = name.lower()
+    return any(word in lowered for word in SENSITIVE_WORDS)
+
+
+def mask(value: str | None) -> str:
+    """Mask a secret value: ``"Et1En7abcdef..."`` → ``"Et1E***"``; short values become ``"***"``."""
+    if not value:
+        return MASK if value else ""
+    if len(value) >= 16:
+        return value[:4] + MASK
+    return MASK
+
+
+def redact_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
+    """A copy of ``headers`` with every sensitive value masked."""
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return {k: (mask(v) if is_sensitive(k) else v) for k, v in items}
+
+
+def redact_url(url: str) -> str:
+    """``url`` with sensitive query values and any ``user:password@`` part masked."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = MASK + "@" + netloc.rsplit("@", 1)[1]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(is_sensitive(k) for k, _ in pairs):
+            query = urlencode([(k, mask(v) if is_sensitive(k) else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def redact_text(text: str, secrets: Iterable[str | None]) -> str:
+    """Replace each known secret occurring in ``text`` by its mask (for free-form messages)."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = re.sub(re.escape(secret), mask(secret), text)
+    return text
