@@ -6,11 +6,16 @@ service, a local IronMQ-compatible dev server with a real pusher, and a CLI.
 
 from __future__ import annotations
 
-from .errors import IronPushError
-
 __version__ = "0.1.0"
 
+from .client import AsyncIronMQ, AsyncQueue, IronMQ, Queue  # noqa: E402
+from .errors import IronPushError  # noqa: E402
+
 __all__ = [
+    "AsyncIronMQ",
+    "AsyncQueue",
+    "IronMQ",
     "IronPushError",
+    "Queue",
     "__version__",
 ]

@@ -84,7 +84,10 @@ class APIError(IronPushError):
         super().__init__(f"{status_code} {msg}{where}")
 
     def __reduce__(self) -> tuple[Any, ...]:  # keep pickling working for multiprocessing users
-        return (_rebuild_api_error, (type(self), self.status_code, self.msg, self.method, self.path))
+        return (
+            _rebuild_api_error,
+            (type(self), self.status_code, self.msg, self.method, self.path),
+        )
 
 
 def _rebuild_api_error(
@@ -106,7 +109,7 @@ class NotFound(APIError):
 
 
 class ReservationExpired(APIError):
-    """403 "Reservation timed out": the reservation id is stale; the message was or will be redelivered."""
+    """403 "Reservation timed out": the reservation id is stale; the message will be redelivered."""
 
 
 class ServiceUnavailable(APIError):

@@ -107,14 +107,16 @@ class Subscriber:
 
     @classmethod
     def coerce(cls, value: str | Subscriber | Mapping[str, Any]) -> Subscriber:
-        """Accept a URL string (named with :func:`derive_subscriber_name`), a dict or a Subscriber."""
+        """Accept a URL (named by :func:`derive_subscriber_name`), a dict or a Subscriber."""
         if isinstance(value, Subscriber):
             return value
         if isinstance(value, str):
             return cls(name=derive_subscriber_name(value), url=value)
         if isinstance(value, Mapping) and value.get("url"):
             return cls.from_json(value)
-        raise TypeError(f"a subscriber is a URL string or a {{name, url, headers}} dict, not {value!r}")
+        raise TypeError(
+            f"a subscriber is a URL string or a {{name, url, headers}} dict, not {value!r}"
+        )
 
 
 @dataclass(frozen=True, slots=True)

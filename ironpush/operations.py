@@ -7,7 +7,7 @@ endpoint. Multi-step calls (``update`` that creates a missing queue, removing su
 URL) are ordinary Python control flow inside one generator::
 
     op = operations.reserve("jobs", n=10)
-    request = next(op)                 # Request(method="POST", path="/queues/jobs/reservations", ...)
+    request = next(op)   # Request(method="POST", path="/queues/jobs/reservations", ...)
     op.send(Reply(200, {"messages": []}))   # raises StopIteration(value=[])
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Generator, Iterable, Mapping
+from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
@@ -43,7 +44,7 @@ AlertInput = Alert | Mapping[str, Any]
 
 
 def queue_path(name: str, *rest: str) -> str:
-    """``/queues/{name}/...`` with every segment percent-escaped (spaces, ``/``, ``?``, ``#``...)."""
+    """``/queues/{name}/...`` with every segment percent-escaped (spaces, ``/``, ``?``, ``#``)."""
     if not isinstance(name, str) or not name:
         raise ValidationError("a queue name must be a non-empty string")
     segments = [quote(name, safe="")] + [quote(r, safe="") for r in rest]
@@ -241,7 +242,11 @@ def update_push_queue(
             raise ValidationError(
                 f"queue {name!r} does not exist; give subscribers to create it as a push queue"
             ) from None
-        return (yield from create_queue(name, type=push_type or "multicast", subscribers=subs, **options))
+        return (
+            yield from create_queue(
+                name, type=push_type or "multicast", subscribers=subs, **options
+            )
+        )
     if push_type is not None and current.type != push_type:
         raise ValidationError(
             f"queue {name!r} is a {current.type} queue and v3 cannot change a queue's type; "
@@ -264,7 +269,9 @@ def post(name: str, messages: Iterable[MessageInput]) -> Op[list[str]]:
     body = [message_json(m) for m in messages]
     if not body:
         raise ValidationError("post needs at least one message")
-    request = Request("POST", queue_path(name, "messages"), json={"messages": body}, idempotent=False)
+    request = Request(
+        "POST", queue_path(name, "messages"), json={"messages": body}, idempotent=False
+    )
     data = yield from call(request)
     return [str(i) for i in _list(data, "ids")]
 
@@ -309,12 +316,16 @@ def peek(name: str, *, n: int = 1) -> Op[list[Message]]:
     return [Message.from_json(m) for m in _list(data, "messages") if isinstance(m, Mapping)]
 
 
-def touch(name: str, message_id: str, reservation_id: str, *, timeout: float | None = None) -> Op[str]:
+def touch(
+    name: str, message_id: str, reservation_id: str, *, timeout: float | None = None
+) -> Op[str]:
     """Extend a reservation; returns the **new** reservation id (the old one stops working)."""
     body: dict[str, Any] = {"reservation_id": _required("reservation_id", reservation_id)}
     if timeout is not None:
         body["timeout"] = _seconds(_number("timeout", timeout, low=0, high=86400))
-    request = Request("POST", queue_path(name, "messages", message_id, "touch"), json=body, idempotent=False)
+    request = Request(
+        "POST", queue_path(name, "messages", message_id, "touch"), json=body, idempotent=False
+    )
     data = yield from call(request)
     return str(data.get("reservation_id", "")) if isinstance(data, Mapping) else ""
 
@@ -323,7 +334,9 @@ def release(name: str, message_id: str, reservation_id: str, *, delay: float = 0
     body: dict[str, Any] = {"reservation_id": _required("reservation_id", reservation_id)}
     if delay:
         body["delay"] = _seconds(_number("delay", delay, low=0, high=MAX_DELAY))
-    request = Request("POST", queue_path(name, "messages", message_id, "release"), json=body, idempotent=False)
+    request = Request(
+        "POST", queue_path(name, "messages", message_id, "release"), json=body, idempotent=False
+    )
     yield from call(request)
 
 
@@ -362,9 +375,13 @@ def delete_many(name: str, items: Iterable[str | Message | Mapping[str, Any]]) -
                 entry["reservation_id"] = str(item["reservation_id"])
             ids.append(entry)
         else:
-            raise ValidationError(f"cannot delete {item!r}: give ids, Messages or {{id, reservation_id}}")
+            raise ValidationError(
+                f"cannot delete {item!r}: give ids, Messages or {{id, reservation_id}}"
+            )
     if not ids:
-        raise ValidationError("delete_multiple needs at least one id (an empty list would clear the queue)")
+        raise ValidationError(
+            "delete_multiple needs at least one id (an empty list would clear the queue)"
+        )
     if len(ids) > 100:
         raise ValidationError("delete_multiple takes at most 100 ids per call")
     yield from call(Request("DELETE", queue_path(name, "messages"), json={"ids": ids}))
@@ -395,7 +412,9 @@ def replace_subscribers(name: str, subscribers: Iterable[SubscriberInput]) -> Op
 
 def remove_subscribers(name: str, names_or_urls: Iterable[str | Subscriber]) -> Op[None]:
     """Remove subscribers by name, or by URL (looked up on the queue: v3 removes by name)."""
-    wanted = [s.name if isinstance(s, Subscriber) else _required("subscriber", s) for s in names_or_urls]
+    wanted = [
+        s.name if isinstance(s, Subscriber) else _required("subscriber", s) for s in names_or_urls
+    ]
     if not wanted:
         raise ValidationError("give at least one subscriber name or URL")
     names = list(wanted)
@@ -428,7 +447,9 @@ def acknowledge(name: str, delivery: Delivery) -> Op[None]:
     """
     if delivery.flavour == "legacy":
         if not delivery.subscriber_message_url:
-            raise ValidationError("a legacy push without Iron-Subscriber-Message-Url cannot be acked")
+            raise ValidationError(
+                "a legacy push without Iron-Subscriber-Message-Url cannot be acked"
+            )
         yield from call(Request("DELETE", delivery.subscriber_message_url))
         return
     if not delivery.reservation_id or not delivery.subscriber_name:
@@ -466,3 +487,29 @@ def remove_alerts(name: str, alert_ids: Iterable[str | Alert]) -> Op[None]:
 
 def remove_alert(name: str, alert_id: str) -> Op[None]:
     yield from call(Request("DELETE", queue_path(name, "alerts", _required("alert id", alert_id))))
+
+
+# --------------------------------------------------------------------------- keystone
+
+
+def keystone_token(
+    server: str, *, tenant: str, username: str, password: str
+) -> Op[tuple[str, datetime | None]]:
+    """Exchange Keystone credentials for a token (iron_core's scheme): ``(token, expires_at)``."""
+    body = {
+        "auth": {
+            "tenantName": tenant,
+            "passwordCredentials": {"username": username, "password": password},
+        }
+    }
+    data = yield from call(Request("POST", server.rstrip("/") + "/tokens", json=body))
+    token = _mapping(_mapping(data, "access"), "token")
+    if not token.get("id"):
+        raise ValidationError("the Keystone server answered without access.token.id")
+    expires: datetime | None = None
+    if token.get("expires"):
+        try:
+            expires = datetime.fromisoformat(str(token["expires"]).replace("Z", "+00:00"))
+        except ValueError:
+            expires = None
+    return str(token["id"]), expires

@@ -22,6 +22,7 @@ from .errors import (
     Unauthorized,
     ValidationError,
 )
+from .redact import redact_url
 
 __all__ = [
     "DEFAULT_HOST",
@@ -195,6 +196,7 @@ class Reply:
     status_code: int
     data: Any = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    response: Any = field(default=None, repr=False, compare=False)  # the transport's own object
 
 
 def error_message(data: Any) -> str:
@@ -206,7 +208,7 @@ def error_message(data: Any) -> str:
     return "no message"
 
 
-def error_for(request: Request, reply: Reply, *, response: Any = None) -> APIError:
+def error_for(request: Request, reply: Reply) -> APIError:
     """Build the typed :class:`~ironpush.errors.APIError` for an error reply."""
     msg = error_message(reply.data)
     code = reply.status_code
@@ -223,7 +225,8 @@ def error_for(request: Request, reply: Reply, *, response: Any = None) -> APIErr
         cls = ServiceUnavailable
     else:
         cls = APIError
-    return cls(code, msg, method=request.method, path=request.path, response=response)
+    path = redact_url(request.path)  # absolute URLs (legacy acks) may carry credentials
+    return cls(code, msg, method=request.method, path=path, response=reply.response)
 
 
 @dataclass(frozen=True, slots=True)
