@@ -129,7 +129,6 @@ PRODUCT_SECTION = "iron_mq"
 HOME_FILE = ".iron.json"
 LOCAL_FILE = "iron.json"
 
-_ADDRESS_KEYS = ("protocol", "host", "port", "path_prefix")
 _KEYSTONE_KEYS = ("server", "tenant", "username", "password")
 _CREDENTIAL_KEYS = ("project_id", "token", "keystone")
 _DEFAULT_PORTS = {"https": 443, "http": 80}
@@ -423,8 +422,8 @@ def _convert_layer(
 
 
 def _convert(key: str, value: Any, where: str) -> Any:
-    if value is None:
-        return None
+    if value is None or (key != "path_prefix" and isinstance(value, str) and not value.strip()):
+        return None  # null / "" mean "not given"; path_prefix "" means "no prefix"
     if key in ("port", "api_version"):
         return _to_int(value, where)
     if key == "keystone":
@@ -432,8 +431,6 @@ def _convert(key: str, value: Any, where: str) -> Any:
     text = _to_str(value, where)
     if key == "path_prefix":
         return _normalise_prefix(text)
-    if not text:
-        return None
     if key == "cloud":
         return _parse_url(text, where)
     if key == "host":
@@ -452,7 +449,7 @@ def _to_str(value: Any, where: str) -> str:
 def _to_int(value: Any, where: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         return int(value.strip())
     shown = repr(value)[:30] if isinstance(value, str | int | float) else type(value).__name__
     raise ConfigError(f"{where} must be an integer, got {shown}")
