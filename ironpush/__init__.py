@@ -8,8 +8,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .client import AsyncIronMQ, AsyncQueue, IronMQ, Queue  # noqa: E402
-from .errors import IronPushError  # noqa: E402
+from .client import AsyncIronMQ, AsyncQueue, IronMQ, Queue
+from .errors import IronPushError
 
 __all__ = [
     "AsyncIronMQ",

@@ -22,178 +22,34 @@ never retried once it may have reached the server, so it cannot duplicate messag
 
 from __future__ import annotations
 
-import json
-import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
-import anyio
 import httpx
 
-from . import __version__
 from . import operations as ops
-from .config import Settings, load_settings
-from .errors import ConfigError, TransportError
+from .async_client import AsyncIronMQ, AsyncQueue
+from .config import Settings
+from .errors import TransportError
 from .models import Message, PushStatus, QueueInfo, Subscriber
 from .operations import AlertInput, MessageInput, Op, SubscriberInput
 from .protocol import Delivery, Reply, Request, RetryPolicy
-from .redact import redact_url
+from .session import (
+    DEFAULT_TIMEOUT,
+    ClientBase,
+    T,
+    config_kwargs,
+    load_ack_token,
+    push_summary,
+    unsent,
+)
 
 __all__ = ["DEFAULT_TIMEOUT", "AsyncIronMQ", "AsyncQueue", "IronMQ", "Queue"]
 
-T = TypeVar("T")
-logger = logging.getLogger("ironpush.client")
 
-DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
-USER_AGENT = f"ironpush/{__version__}"
-# Keystone tokens are refreshed when they have less than this many seconds left (as iron_core).
-KEYSTONE_REFRESH_MARGIN = 10.0
-
-
-class _Base:
-    """Settings, headers, URLs, retry decisions and reply parsing shared by both twins."""
-
-    def __init__(
-        self,
-        *,
-        settings: Settings | None,
-        timeout: float | httpx.Timeout | None,
-        retry: RetryPolicy | None,
-        config: dict[str, Any],
-    ) -> None:
-        self.settings = settings or load_settings(**config)
-        if not self.settings.project_id:
-            raise ConfigError("no IronMQ project id configured")
-        if timeout is None:
-            self.timeout = DEFAULT_TIMEOUT
-        elif isinstance(timeout, httpx.Timeout):
-            self.timeout = timeout
-        else:
-            self.timeout = httpx.Timeout(timeout)
-        self.retry = retry or RetryPolicy()
-        self._keystone_token: tuple[str, float] | None = None
-
-    def __repr__(self) -> str:
-        s = self.settings
-        return f"{type(self).__name__}(project_id={s.project_id!r}, url={s.base_url!r})"
-
-    # --- requests -------------------------------------------------------------------------
-
-    def _url(self, request: Request) -> str:
-        if request.path.startswith(("http://", "https://")):
-            return request.path
-        return self.settings.base_url + request.path
-
-    def _headers(self, request: Request, url: str) -> dict[str, str]:
-        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
-        # Only send the token to the configured IronMQ origin: a legacy ack URL comes from a
-        # push header, and the token must not follow it to another host.
-        if url.startswith(self.settings.origin + "/"):
-            token = self._token()
-            if token:
-                headers["Authorization"] = f"OAuth {token}"
-        return headers
-
-    def _token(self) -> str | None:
-        if self.settings.keystone is None:
-            return self.settings.token
-        return self._keystone_token[0] if self._keystone_token else None
-
-    def _keystone_op(self) -> Op[tuple[str, datetime | None]] | None:
-        """The Keystone login to run before a call, when the cached token is missing or stale."""
-        ks = self.settings.keystone
-        if ks is None:
-            return None
-        if self._keystone_token and self._keystone_token[1] - time.time() > KEYSTONE_REFRESH_MARGIN:
-            return None
-        return ops.keystone_token(
-            ks.server, tenant=ks.tenant, username=ks.username, password=ks.password
-        )
-
-    def _store_keystone(self, result: tuple[str, datetime | None]) -> None:
-        token, expires = result
-        deadline = expires.timestamp() if expires else time.time() + 3600
-        self._keystone_token = (token, deadline)
-
-    def _timeout_for(self, request: Request) -> httpx.Timeout:
-        if request.read_timeout is None:
-            return self.timeout
-        read = max(self.timeout.read or 0.0, request.read_timeout)
-        return httpx.Timeout(
-            connect=self.timeout.connect,
-            read=read,
-            write=self.timeout.write,
-            pool=self.timeout.pool,
-        )
-
-    def _build(self, http: httpx.Client | httpx.AsyncClient, request: Request) -> httpx.Request:
-        url = self._url(request)
-        return http.build_request(
-            request.method,
-            url,
-            params=dict(request.params) if request.params else None,
-            json=request.json,
-            headers=self._headers(request, url),
-            timeout=self._timeout_for(request),
-        )
-
-    # --- replies and retries ----------------------------------------------------------------
-
-    @staticmethod
-    def _reply(response: httpx.Response) -> Reply:
-        # Parse JSON whatever the Content-Type says (iron-core crashed on a 2xx without one).
-        content = response.content
-        data: Any = None
-        if content:
-            try:
-                data = json.loads(content)
-            except ValueError:
-                data = response.text
-        return Reply(response.status_code, data, response.headers, response)
-
-    def _retry_delay(
-        self, request: Request, attempt: int, status: int | None, *, unsent: bool = False
-    ) -> float | None:
-        """Seconds to wait before retrying, or ``None`` when this outcome is final."""
-        if not self.retry.should_retry(request, attempt, status, unsent=unsent):
-            return None
-        delay = self.retry.delay(attempt)
-        logger.info(
-            "retrying %s %s in %.2fs (attempt %d, %s)",
-            request.method,
-            redact_url(request.path),
-            delay,
-            attempt,
-            status or "connection error",
-        )
-        return delay
-
-    def _transport_error(self, request: Request, exc: httpx.TransportError) -> TransportError:
-        kind = type(exc).__name__
-        url = redact_url(self._url(request))
-        return TransportError(
-            f"{request.method} {url} failed: {kind}" + (f" ({exc})" if str(exc) else ""),
-            method=request.method,
-            url=url,
-        )
-
-
-def _config(**kwargs: Any) -> dict[str, Any]:
-    return {k: v for k, v in kwargs.items() if v is not None}
-
-
-def _unsent(exc: httpx.TransportError) -> bool:
-    # The request never left: safe to retry even a non-idempotent call.
-    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
-
-
-# =============================================================================== sync
-
-
-class IronMQ(_Base):
+class IronMQ(ClientBase):
     """Synchronous IronMQ v3 client (the twin of :class:`AsyncIronMQ`).
 
     Configuration is read like the official clients (``~/.iron.json``, ``IRON_*`` and
@@ -229,7 +85,7 @@ class IronMQ(_Base):
         transport: httpx.BaseTransport | None = None,
         max_connections: int = 20,
     ) -> None:
-        config = _config(
+        config = config_kwargs(
             project_id=project_id,
             token=token,
             host=host,
@@ -269,7 +125,7 @@ class IronMQ(_Base):
             try:
                 response = self._http.send(self._build(self._http, request))
             except httpx.TransportError as exc:
-                delay = self._retry_delay(request, attempt, None, unsent=_unsent(exc))
+                delay = self._retry_delay(request, attempt, None, unsent=unsent(exc))
                 if delay is None:
                     raise self._transport_error(request, exc) from exc
                 time.sleep(delay)
@@ -359,7 +215,7 @@ class IronMQ(_Base):
         Used by external workers that finish a job the receiver deferred with ``Defer()``.
         Needs the receiver's secret keys (``secret_keys=`` or ``IRONPUSH_SECRET_KEYS``).
         """
-        queue, delivery = _load_ack_token(self.settings, token, max_age)
+        queue, delivery = load_ack_token(self.settings, token, max_age)
         self.acknowledge(queue, delivery)
 
 
@@ -532,7 +388,7 @@ class Queue:
             if statuses and all(s.done for s in statuses):
                 return statuses
             if time.monotonic() >= deadline:
-                raise TimeoutError(f"push of {message_id} not finished: {_summary(statuses)}")
+                raise TimeoutError(f"push of {message_id} not finished: {push_summary(statuses)}")
             time.sleep(interval)
 
     # --- alerts ----------------------------------------------------------------------------
@@ -552,342 +408,3 @@ class Queue:
     def remove_alert(self, alert_id: str) -> None:
         """Remove one alert by id."""
         self._run(ops.remove_alert(self.name, alert_id))
-
-
-# =============================================================================== async
-
-
-class AsyncIronMQ(_Base):
-    """Asynchronous IronMQ v3 client over ``httpx.AsyncClient`` (the twin of :class:`IronMQ`).
-
-    Same arguments and methods as :class:`IronMQ`, as coroutines::
-
-        async with AsyncIronMQ() as mq:
-            await mq.queue("orders").post("hello")
-    """
-
-    def __init__(
-        self,
-        *,
-        project_id: str | None = None,
-        token: str | None = None,
-        host: str | None = None,
-        protocol: str | None = None,
-        port: int | None = None,
-        api_version: int | None = None,
-        path_prefix: str | None = None,
-        cloud: str | None = None,
-        keystone: Mapping[str, str] | None = None,
-        config_file: str | None = None,
-        secret_keys: Sequence[str] | None = None,
-        settings: Settings | None = None,
-        timeout: float | httpx.Timeout | None = None,
-        retry: RetryPolicy | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
-        max_connections: int = 20,
-    ) -> None:
-        config = _config(
-            project_id=project_id,
-            token=token,
-            host=host,
-            protocol=protocol,
-            port=port,
-            api_version=api_version,
-            path_prefix=path_prefix,
-            cloud=cloud,
-            keystone=keystone,
-            config_file=config_file,
-            secret_keys=secret_keys,
-        )
-        super().__init__(settings=settings, timeout=timeout, retry=retry, config=config)
-        limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        )
-        self._http = httpx.AsyncClient(transport=transport, limits=limits, follow_redirects=False)
-
-    async def run(self, op: Op[T]) -> T:
-        """Drive a sans-I/O operation from :mod:`ironpush.operations` to its result."""
-        try:
-            request = next(op)
-            while True:
-                request = op.send(await self._send(request))
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-
-    async def _send(self, request: Request) -> Reply:
-        login = self._keystone_op()
-        if login is not None:
-            self._store_keystone(await self._drive_plain(login))
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = await self._http.send(self._build(self._http, request))
-            except httpx.TransportError as exc:
-                delay = self._retry_delay(request, attempt, None, unsent=_unsent(exc))
-                if delay is None:
-                    raise self._transport_error(request, exc) from exc
-                await anyio.sleep(delay)
-                continue
-            reply = self._reply(response)
-            delay = self._retry_delay(request, attempt, reply.status_code)
-            if delay is None:
-                return reply
-            await anyio.sleep(delay)
-
-    async def _drive_plain(self, op: Op[T]) -> T:
-        try:
-            request = next(op)
-            while True:
-                response = await self._http.send(self._build(self._http, request))
-                request = op.send(self._reply(response))
-        except httpx.TransportError as exc:
-            raise TransportError(f"Keystone login failed: {type(exc).__name__}") from exc
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-
-    async def aclose(self) -> None:
-        """Close the pooled connections."""
-        await self._http.aclose()
-
-    async def __aenter__(self) -> AsyncIronMQ:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
-
-    async def queues(
-        self, *, prefix: str | None = None, per_page: int | None = None, previous: str | None = None
-    ) -> list[str]:
-        """One page of queue names, alphabetical; ``previous`` = last name of the prior page."""
-        return await self.run(ops.list_queues(prefix=prefix, per_page=per_page, previous=previous))
-
-    async def iter_queues(
-        self, *, prefix: str | None = None, per_page: int = 100
-    ) -> AsyncIterator[str]:
-        """Every queue name, following pages until the last one."""
-        previous: str | None = None
-        while True:
-            page = await self.queues(prefix=prefix, per_page=per_page, previous=previous)
-            for name in page:
-                yield name
-            if len(page) < per_page:
-                return
-            previous = page[-1]
-
-    def queue(self, name: str) -> AsyncQueue:
-        """A handle on the queue ``name`` (no call is made)."""
-        return AsyncQueue(self, name)
-
-    async def create_queue(self, name: str, **options: Any) -> QueueInfo:
-        """Create a queue (``PUT``); options as :meth:`IronMQ.create_queue`."""
-        return await self.run(ops.create_queue(name, **options))
-
-    async def update_queue(self, name: str, **options: Any) -> QueueInfo:
-        """Change a queue's settings (``PATCH``); the type of a v3 queue cannot change."""
-        return await self.run(ops.update_queue(name, **options))
-
-    async def delete_queue(self, name: str) -> None:
-        """Delete a queue and its messages."""
-        await self.run(ops.delete_queue(name))
-
-    async def acknowledge(self, queue: str, delivery: Delivery) -> None:
-        """Acknowledge a push that was answered with 202; see :meth:`IronMQ.acknowledge`."""
-        await self.run(ops.acknowledge(queue, delivery))
-
-    async def ack(self, token: str, *, max_age: float | None = None) -> None:
-        """Verify an ack token and acknowledge its push; see :meth:`IronMQ.ack`."""
-        queue, delivery = _load_ack_token(self.settings, token, max_age)
-        await self.acknowledge(queue, delivery)
-
-
-class AsyncQueue:
-    """A queue on an :class:`AsyncIronMQ` client; the async twin of :class:`Queue`."""
-
-    def __init__(self, client: AsyncIronMQ, name: str) -> None:
-        self.client = client
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"AsyncQueue({self.name!r})"
-
-    async def _run(self, op: Op[T]) -> T:
-        return await self.client.run(op)
-
-    async def info(self) -> QueueInfo:
-        """Everything the server says about the queue."""
-        return await self._run(ops.get_queue(self.name))
-
-    async def size(self) -> int:
-        """Messages currently on the queue."""
-        return (await self.info()).size or 0
-
-    async def total_messages(self) -> int:
-        """Messages ever posted to the queue."""
-        return (await self.info()).total_messages or 0
-
-    async def id(self) -> str | None:
-        """The queue id, or ``None`` (v3 queues have no id in the documented shape)."""
-        return (await self.info()).id
-
-    async def create(self, **options: Any) -> QueueInfo:
-        """Create this queue; see :meth:`IronMQ.create_queue` for the options."""
-        return await self._run(ops.create_queue(self.name, **options))
-
-    async def delete_queue(self) -> None:
-        """Delete the queue and all its messages."""
-        await self._run(ops.delete_queue(self.name))
-
-    async def clear(self) -> None:
-        """Remove every message, reserved ones included."""
-        await self._run(ops.clear(self.name))
-
-    async def post(self, *messages: MessageInput) -> list[str]:
-        """Post messages; see :meth:`Queue.post`."""
-        return await self._run(ops.post(self.name, messages))
-
-    async def reserve(
-        self,
-        max: int = 1,
-        timeout: float | None = None,
-        wait: float | None = None,
-        delete: bool = False,
-    ) -> list[Message]:
-        """Reserve up to ``max`` messages; see :meth:`Queue.reserve`."""
-        return await self._run(
-            ops.reserve(self.name, n=max, timeout=timeout, wait=wait, delete=delete)
-        )
-
-    get = reserve
-
-    async def get_message_by_id(self, message_id: str) -> Message:
-        """One message by id (informational)."""
-        return await self._run(ops.get_message(self.name, message_id))
-
-    async def peek(self, max: int = 1) -> list[Message]:
-        """Up to ``max`` messages without reserving them."""
-        return await self._run(ops.peek(self.name, n=max))
-
-    async def touch(
-        self, message_id: str, reservation_id: str, timeout: float | None = None
-    ) -> str:
-        """Extend a reservation; returns the **new** reservation id."""
-        return await self._run(ops.touch(self.name, message_id, reservation_id, timeout=timeout))
-
-    async def release(self, message_id: str, reservation_id: str, delay: float = 0) -> None:
-        """Put a reserved message back on the queue after ``delay`` seconds."""
-        await self._run(ops.release(self.name, message_id, reservation_id, delay=delay))
-
-    async def delete(
-        self,
-        message_id: str,
-        reservation_id: str | None = None,
-        subscriber_name: str | None = None,
-    ) -> None:
-        """Delete a message, or acknowledge a 202 push with ``subscriber_name``."""
-        await self._run(
-            ops.delete(
-                self.name,
-                message_id,
-                reservation_id=reservation_id,
-                subscriber_name=subscriber_name,
-            )
-        )
-
-    async def delete_multiple(self, *ids: str | Message | Mapping[str, Any]) -> None:
-        """Delete several messages; an empty call raises instead of clearing the queue."""
-        await self._run(ops.delete_many(self.name, ids))
-
-    async def update(
-        self,
-        *,
-        subscribers: Iterable[SubscriberInput] | None = None,
-        push_type: str | None = None,
-        **options: Any,
-    ) -> QueueInfo:
-        """Make or adjust a push queue, creating it when missing; see :meth:`Queue.update`."""
-        return await self._run(
-            ops.update_push_queue(
-                self.name, subscribers=subscribers, push_type=push_type, **options
-            )
-        )
-
-    async def subscribers(self) -> tuple[Subscriber, ...]:
-        """The queue's current subscribers."""
-        return (await self.info()).subscribers
-
-    async def add_subscribers(self, *subscribers: SubscriberInput) -> None:
-        """Add subscribers (a subscriber with an existing name is updated)."""
-        await self._run(ops.add_subscribers(self.name, subscribers))
-
-    async def replace_subscribers(self, *subscribers: SubscriberInput) -> None:
-        """Replace every subscriber with these."""
-        await self._run(ops.replace_subscribers(self.name, subscribers))
-
-    async def remove_subscribers(self, *names_or_urls: str | Subscriber) -> None:
-        """Remove subscribers, by name or by URL."""
-        await self._run(ops.remove_subscribers(self.name, names_or_urls))
-
-    async def get_message_push_statuses(self, message_id: str) -> list[PushStatus]:
-        """Each subscriber's delivery status for one pushed message."""
-        return await self._run(ops.push_statuses(self.name, message_id))
-
-    async def delete_message_push_status(
-        self, message_id: str, reservation_id: str, subscriber_name: str
-    ) -> None:
-        """Acknowledge a push answered with 202."""
-        await self.delete(message_id, reservation_id, subscriber_name)
-
-    async def wait_for_push(
-        self, message_id: str, *, timeout: float = 30.0, interval: float = 0.05
-    ) -> list[PushStatus]:
-        """Poll push statuses until every subscriber is done; see :meth:`Queue.wait_for_push`."""
-        deadline = time.monotonic() + timeout
-        while True:
-            statuses = await self.get_message_push_statuses(message_id)
-            if statuses and all(s.done for s in statuses):
-                return statuses
-            if time.monotonic() >= deadline:
-                raise TimeoutError(f"push of {message_id} not finished: {_summary(statuses)}")
-            await anyio.sleep(interval)
-
-    async def add_alerts(self, *alerts: AlertInput) -> None:
-        """Add alerts (pull queues; hosted v3 support is uncertain)."""
-        await self._run(ops.add_alerts(self.name, alerts))
-
-    async def update_alerts(self, *alerts: AlertInput) -> None:
-        """Replace every alert with these."""
-        await self._run(ops.replace_alerts(self.name, alerts))
-
-    async def remove_alerts(self, *alert_ids: str) -> None:
-        """Remove alerts by id."""
-        await self._run(ops.remove_alerts(self.name, alert_ids))
-
-    async def remove_alert(self, alert_id: str) -> None:
-        """Remove one alert by id."""
-        await self._run(ops.remove_alert(self.name, alert_id))
-
-
-# =============================================================================== helpers
-
-
-def _load_ack_token(settings: Settings, token: str, max_age: float | None) -> tuple[str, Delivery]:
-    if not settings.secret_keys:
-        raise ConfigError(
-            "acking with a token needs the receiver's secret keys: "
-            "pass secret_keys=[...] or set IRONPUSH_SECRET_KEYS"
-        )
-    from .signing import load_ack_token  # the receiver side of ironpush; imported on use
-
-    return load_ack_token(token, settings.secret_keys, max_age=max_age)
-
-
-def _summary(statuses: Sequence[PushStatus]) -> str:
-    if not statuses:
-        return "no push statuses yet"
-    return ", ".join(f"{s.subscriber_name}={s.status}" for s in statuses)
