@@ -61,6 +61,11 @@ class IdGenerator:
         self._last = max(self._last + 1, int(time.time() * 1000) << 20)
         return str(self._last)
 
+    def seen(self, mid: str) -> None:
+        """Keep future ids above a stored one (after a restart)."""
+        if mid.isdigit():
+            self._last = max(self._last, int(mid))
+
 
 @dataclass
 class SubscriberSpec:

@@ -1,0 +1,8 @@
+"""``python -m ironpush.devserver``: the same as ``ironpush dev``."""
+
+from __future__ import annotations
+
+from .command import dev_command
+
+if __name__ == "__main__":
+    dev_command(prog_name="python -m ironpush.devserver")

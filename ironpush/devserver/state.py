@@ -1,0 +1,432 @@
+"""The dev server's state: projects, queues, messages, reservations (memory, optionally SQLite).
+
+Everything runs on the server's event loop, so no locks are needed. Delays, reservation
+expiry and message expiration are ``loop.call_later`` timers computed from wall-clock
+deadlines (the loop's timer heap is the scheduler); nothing polls. With ``db=PATH`` every change
+is written through to SQLite (see :mod:`ironpush.devserver.persistence`) and the state is
+rebuilt from it at startup.
+
+Semantics where IronMQ's documentation is silent:
+
+- ``size`` counts every message still in the queue (ready, delayed, reserved, being pushed);
+  ``total_messages`` every message ever posted.
+- A reserved message deleted without its ``reservation_id`` gets 403; deleting with a stale one
+  gets 403 ``Reservation timed out``.
+- ``delete_multiple`` is all-or-nothing: the first bad id fails the call and nothing is deleted.
+- ``message_expiration`` applies to pull messages; push messages live until delivered or failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import APIError
+from .entities import IdGenerator, MessageState, QueueState, new_reservation_id
+from .options import DevConfig
+from .persistence import Persistence
+from .queues import QueueAdmin, not_found, timed_out
+from .validation import NewMessage
+
+if TYPE_CHECKING:
+    from .pusher import Pusher
+
+__all__ = ["Store"]
+
+
+class Store(QueueAdmin):
+    """Queues and messages of every project; see the module docstring."""
+
+    pusher: Pusher
+
+    def __init__(self, config: DevConfig, db: Persistence | None = None) -> None:
+        self.config = config
+        self.db = db
+        self.projects: dict[str, dict[str, QueueState]] = {}
+        self.live: dict[str, MessageState] = {}
+        self.finished: OrderedDict[str, MessageState] = OrderedDict()
+        self.ids = IdGenerator()
+        self._front = 0
+        self._back = 0
+        self.loop = asyncio.get_running_loop()
+        self._idle_waiters: list[tuple[str | None, str | None, asyncio.Future[None]]] = []
+
+    # ------------------------------------------------------------------ helpers
+
+    def at(self, when: float, callback: Callable[..., None], *args: Any) -> asyncio.TimerHandle:
+        """Run ``callback`` at wall-clock time ``when`` (now if it has passed)."""
+        return self.loop.call_later(max(0.0, when - time.time()), callback, *args)
+
+    def save(self, m: MessageState) -> None:
+        if self.db is not None:
+            self.db.put_message(m.id, m.project, m.queue, m.to_row())
+
+    async def durable(self) -> None:
+        """Wait until every change made so far is committed (no-op in memory)."""
+        if self.db is not None:
+            await self.db.barrier()
+
+    def alive(self, m: MessageState) -> QueueState | None:
+        """The queue of a message that is still live, or None if it was deleted meanwhile."""
+        if self.live.get(m.id) is not m:
+            return None
+        return self.projects.get(m.project, {}).get(m.queue)
+
+    # ------------------------------------------------------------------ queues
+
+    def delete_queue(self, project: str, name: str) -> None:
+        q = self.queue(project, name)
+        for m in q.messages.values():
+            m.cancel_timers()
+            self.live.pop(m.id, None)
+        q.messages.clear()
+        del self.projects[project][name]
+        for mid in [k for k, m in self.finished.items() if (m.project, m.queue) == (project, name)]:
+            del self.finished[mid]
+        self._wake(q)
+        self.check_idle()
+        if self.db is not None:
+            self.db.delete_queue(project, name)
+
+    # ------------------------------------------------------------------ posting
+
+    def post(self, project: str, name: str, items: list[NewMessage]) -> list[str]:
+        """Put messages on a queue (a missing queue is created as a pull queue, as v3 does)."""
+        q = self.projects.get(project, {}).get(name)
+        if q is None:
+            q = QueueState(project, name)
+            self.projects.setdefault(project, {})[name] = q
+        now = time.time()
+        ids = []
+        for item in items:
+            m = MessageState(
+                self.ids.next(), project, name, item.body, item.push_headers, posted_at=now
+            )
+            q.messages[m.id] = m
+            self.live[m.id] = m
+            q.total_messages += 1
+            ids.append(m.id)
+            if q.is_push and q.subscribers:
+                # Only subscribers present now get this message (as the hosted service).
+                self.pusher.start(m, q, now + item.delay)
+            else:
+                m.expires_at = now + q.message_expiration
+                m.expiry_timer = self.at(m.expires_at, self._expire, m)
+                if item.delay:
+                    self._delay(m, now + item.delay, front=False)
+                else:
+                    self._make_ready(m, q, front=False)
+            self.save(m)
+        self.save_queue(q)
+        return ids
+
+    def post_internal(self, project: str, name: str, body: str, headers: dict[str, str]) -> str:
+        """Post one message from inside the server (error queues, ironmq:/// subscribers)."""
+        return self.post(project, name, [NewMessage(body, 0.0, headers)])[0]
+
+    def _make_ready(self, m: MessageState, q: QueueState, *, front: bool) -> None:
+        m.state, m.available_at, m.front = "ready", None, False
+        m.reservation_id = m.reserved_until = None
+        if front:
+            self._front -= 1
+            m.seq = self._front
+            q.ready.appendleft(m.id)
+        else:
+            self._back += 1
+            m.seq = self._back
+            q.ready.append(m.id)
+        self._wake(q)
+
+    def _delay(self, m: MessageState, until: float, *, front: bool) -> None:
+        m.state, m.available_at, m.front = "delayed", until, front
+        m.reservation_id = m.reserved_until = None
+        m.timer = self.at(until, self._delay_over, m)
+
+    def _delay_over(self, m: MessageState) -> None:
+        q = self.alive(m)
+        if q is not None and m.state == "delayed":
+            m.timer = None
+            self._make_ready(m, q, front=m.front)
+            self.save(m)
+
+    @staticmethod
+    def _wake(q: QueueState) -> None:
+        for fut in q.waiters:
+            if not fut.done():
+                fut.set_result(None)
+        q.waiters.clear()
+
+    def waiter(self, q: QueueState) -> asyncio.Future[None]:
+        """A future set when a message becomes ready on ``q`` (long-poll reservations)."""
+        fut: asyncio.Future[None] = self.loop.create_future()
+        q.waiters.append(fut)
+        return fut
+
+    def _expire(self, m: MessageState) -> None:
+        q = self.alive(m)
+        if q is not None:
+            self.remove(m, q)
+
+    # ------------------------------------------------------------------ pull operations
+
+    def reserve(
+        self, q: QueueState, *, n: int, timeout: float | None, delete: bool
+    ) -> list[MessageState]:
+        out: list[MessageState] = []
+        now = time.time()
+        while q.ready and len(out) < n:
+            m = q.messages.get(q.ready.popleft())
+            if m is None or m.state != "ready":
+                continue  # deleted or expired while waiting: a stale entry
+            m.reserved_count += 1
+            out.append(m)
+            if delete:
+                self.remove(m, q)
+                continue
+            m.state = "reserved"
+            m.reservation_id = new_reservation_id()
+            m.reserved_until = now + (timeout if timeout is not None else q.message_timeout)
+            m.timer = self.at(m.reserved_until, self._reservation_over, m, m.reservation_id)
+            self.save(m)
+        return out
+
+    def _reservation_over(self, m: MessageState, reservation_id: str) -> None:
+        q = self.alive(m)
+        if q is None or m.state != "reserved" or m.reservation_id != reservation_id:
+            return
+        m.timer = None
+        if not self._dead_lettered(m, q):
+            self._make_ready(m, q, front=True)  # v3: timed-out messages go to the front
+            self.save(m)
+
+    def _dead_lettered(self, m: MessageState, q: QueueState) -> bool:
+        dead = q.dead_letter
+        if not dead or m.reserved_count < dead["max_reservations"]:
+            return False
+        self.remove(m, q)
+        self.post_internal(q.project, dead["queue_name"], m.body, m.push_headers)
+        return True
+
+    def peek(self, q: QueueState, n: int) -> list[MessageState]:
+        out = []
+        if q.is_push:
+            candidates: Iterable[MessageState] = q.messages.values()
+        else:
+            candidates = (q.messages[i] for i in q.ready if i in q.messages)
+        for m in candidates:
+            if m.state in ("ready", "pushing") and m not in out:
+                out.append(m)
+                if len(out) >= n:
+                    break
+        return out
+
+    def message(self, q: QueueState, mid: str, *, finished: bool = False) -> MessageState:
+        m = self.live.get(mid)
+        if m is None and finished:
+            m = self.finished.get(mid)
+        if m is None or (m.project, m.queue) != (q.project, q.name):
+            raise not_found()
+        return m
+
+    def _reserved(self, q: QueueState, mid: str, reservation_id: str) -> MessageState:
+        m = self.message(q, mid)
+        if m.state != "reserved" or m.reservation_id != reservation_id:
+            raise timed_out()
+        return m
+
+    def touch(self, q: QueueState, mid: str, reservation_id: str, timeout: float | None) -> str:
+        m = self._reserved(q, mid, reservation_id)
+        if m.timer is not None:
+            m.timer.cancel()
+        m.reservation_id = new_reservation_id()
+        m.reserved_until = time.time() + (timeout if timeout is not None else q.message_timeout)
+        m.timer = self.at(m.reserved_until, self._reservation_over, m, m.reservation_id)
+        self.save(m)
+        return m.reservation_id
+
+    def release(self, q: QueueState, mid: str, reservation_id: str, delay: float) -> None:
+        m = self._reserved(q, mid, reservation_id)
+        if m.timer is not None:
+            m.timer.cancel()
+            m.timer = None
+        if self._dead_lettered(m, q):
+            return
+        if delay:
+            self._delay(m, time.time() + delay, front=True)
+        else:
+            self._make_ready(m, q, front=True)
+        self.save(m)
+
+    def check_delete(self, q: QueueState, mid: str, reservation_id: str | None) -> MessageState:
+        m = self.message(q, mid)
+        if m.state == "reserved":
+            if reservation_id is None:
+                raise APIError(403, "Message is reserved: give its reservation_id to delete it")
+            if reservation_id != m.reservation_id:
+                raise timed_out()
+        elif reservation_id is not None and m.state != "pushing":
+            raise timed_out()  # the reservation ran out and the message went back
+        return m
+
+    def delete(self, q: QueueState, mid: str, reservation_id: str | None) -> None:
+        self.remove(self.check_delete(q, mid, reservation_id), q)
+
+    def delete_many(self, q: QueueState, items: list[tuple[str, str | None]]) -> None:
+        victims = [self.check_delete(q, mid, rid) for mid, rid in items]
+        for m in victims:
+            if self.live.get(m.id) is m:
+                self.remove(m, q)
+
+    def clear(self, q: QueueState) -> None:
+        for m in list(q.messages.values()):
+            self.remove(m, q)
+        q.ready.clear()
+
+    def remove(self, m: MessageState, q: QueueState) -> None:
+        m.cancel_timers()
+        q.messages.pop(m.id, None)
+        self.live.pop(m.id, None)
+        if self.db is not None:
+            self.db.delete_message(m.id)
+        if m.state == "pushing":
+            self.check_idle()
+
+    # ------------------------------------------------------------------ finished push messages
+
+    def finish(self, m: MessageState, q: QueueState) -> None:
+        """A push message every subscriber is done with leaves the queue; its statuses stay."""
+        m.cancel_timers()
+        m.state, m.finished_at = "finished", time.time()
+        q.messages.pop(m.id, None)
+        self.live.pop(m.id, None)
+        self.finished[m.id] = m
+        self.save(m)
+        self._evict(m.finished_at)
+        self.check_idle()
+
+    def _evict(self, now: float) -> None:
+        horizon = now - self.config.finished_retention
+        while self.finished:
+            mid, oldest = next(iter(self.finished.items()))
+            stale = oldest.finished_at is not None and oldest.finished_at < horizon
+            if len(self.finished) <= self.config.max_finished and not stale:
+                break
+            del self.finished[mid]
+            if self.db is not None:
+                self.db.delete_message(mid)
+
+    # ------------------------------------------------------------------ idleness (tests)
+
+    def busy(self, project: str | None, queue: str | None) -> int:
+        """Messages still being pushed (optionally of one project/queue)."""
+        return sum(
+            1
+            for m in self.live.values()
+            if m.state == "pushing"
+            and (project is None or m.project == project)
+            and (queue is None or m.queue == queue)
+        )
+
+    def idle_waiter(self, project: str | None, queue: str | None) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = self.loop.create_future()
+        self._idle_waiters.append((project, queue, fut))
+        self.check_idle()
+        return fut
+
+    def check_idle(self) -> None:
+        if not self._idle_waiters:
+            return
+        waiting = []
+        for project, queue, fut in self._idle_waiters:
+            if fut.done():
+                continue
+            if self.busy(project, queue) == 0:
+                fut.set_result(None)
+            else:
+                waiting.append((project, queue, fut))
+        self._idle_waiters = waiting
+
+    # ------------------------------------------------------------------ control plane
+
+    def summary(self) -> dict[str, Any]:
+        projects: dict[str, Any] = {}
+        for project, queues in sorted(self.projects.items()):
+            projects[project] = {
+                name: {
+                    "type": q.type,
+                    "size": len(q.messages),
+                    "total_messages": q.total_messages,
+                    "ready": sum(1 for m in q.messages.values() if m.state == "ready"),
+                    "delayed": sum(1 for m in q.messages.values() if m.state == "delayed"),
+                    "reserved": sum(1 for m in q.messages.values() if m.state == "reserved"),
+                    "pushing": sum(1 for m in q.messages.values() if m.state == "pushing"),
+                    "subscribers": len(q.subscribers),
+                }
+                for name, q in sorted(queues.items())
+            }
+        return {"projects": projects, "finished": len(self.finished), "live": len(self.live)}
+
+    def reset(self) -> None:
+        for m in self.live.values():
+            m.cancel_timers()
+        for queues in self.projects.values():
+            for q in queues.values():
+                self._wake(q)
+        self.projects.clear()
+        self.live.clear()
+        self.finished.clear()
+        if self.db is not None:
+            self.db.reset()
+        self.check_idle()
+
+    # ------------------------------------------------------------------ restart
+
+    def load(self) -> None:
+        """Rebuild the state from the database (at startup, before serving)."""
+        assert self.db is not None
+        for project, name, row in self.db.load_queues():
+            self.projects.setdefault(project, {})[name] = QueueState.from_row(project, name, row)
+        now = time.time()
+        messages = [MessageState.from_row(*r) for r in self.db.load_messages()]
+        messages.sort(key=lambda m: m.seq)
+        finished = []
+        for m in messages:
+            self.ids.seen(m.id)
+            self._front, self._back = min(self._front, m.seq), max(self._back, m.seq)
+            q = self.projects.get(m.project, {}).get(m.queue)
+            if m.state == "finished":
+                finished.append(m)
+            elif q is None or (m.expires_at is not None and m.expires_at <= now):
+                self.db.delete_message(m.id)
+            else:
+                self._restore(m, q, now)
+        for m in sorted(finished, key=lambda m: m.finished_at or 0):
+            self.finished[m.id] = m
+        self._evict(now)
+
+    def _restore(self, m: MessageState, q: QueueState, now: float) -> None:
+        q.messages[m.id] = m
+        self.live[m.id] = m
+        if m.expires_at is not None:
+            m.expiry_timer = self.at(m.expires_at, self._expire, m)
+        if m.state == "ready":
+            q.ready.append(m.id)
+        elif m.state == "delayed" and m.available_at is not None:
+            m.timer = self.at(m.available_at, self._delay_over, m)
+        elif m.state == "reserved" and m.reservation_id and m.reserved_until is not None:
+            m.timer = self.at(m.reserved_until, self._reservation_over, m, m.reservation_id)
+        elif m.state == "pushing":
+            self.pusher.restore(m, q)
+        else:
+            self._make_ready(m, q, front=True)
+
+
+def error_report(m: MessageState, failures: list[dict[str, Any]], headers: dict[str, str]) -> str:
+    """The v3 error-queue body for a message that failed for ``failures`` subscribers."""
+    return json.dumps(
+        {"source_msg_id": m.id, "body": m.body, "headers": headers, "subscribers": failures}
+    )
