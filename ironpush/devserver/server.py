@@ -154,13 +154,17 @@ class DevServer:
         """A sync :class:`~ironpush.client.IronMQ` configured for this server."""
         from ..client import IronMQ
 
-        return IronMQ(cloud=self.url, project_id=self.project_id, token=self.token, **options)
+        return IronMQ(**self._client_options(options))
 
     def async_client(self, **options: Any) -> AsyncIronMQ:
         """An :class:`~ironpush.client.AsyncIronMQ` configured for this server."""
         from ..client import AsyncIronMQ
 
-        return AsyncIronMQ(cloud=self.url, project_id=self.project_id, token=self.token, **options)
+        return AsyncIronMQ(**self._client_options(options))
+
+    def _client_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        # Caller's options win (e.g. another project id on a server that serves any).
+        return {"cloud": self.url, "project_id": self.project_id, "token": self.token, **options}
 
     def _dev(self, method: str, path: str, **params: Any) -> Any:
         headers = {"Authorization": f"OAuth {self.token}"}

@@ -1,0 +1,514 @@
+"""The ``ironpush`` CLI, every command through click's CliRunner against a running dev server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner, Result
+from pytest_httpserver import HTTPServer
+from werkzeug import Request as WRequest
+from werkzeug import Response as WResponse
+
+from ironpush.cli import main
+from ironpush.devserver import DevServer
+from ironpush.protocol import Delivery
+from ironpush.signing import dump_ack_token
+
+TOKEN = "cli-TOKEN-0123456789abcdef"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def dev() -> Iterator[DevServer]:
+    with DevServer(token=TOKEN) as server:
+        yield server
+
+
+@pytest.fixture
+def cli(dev: DevServer, tmp_path: Path) -> Any:
+    """Run ``ironpush ARGS`` against the dev server; stdout/stderr never contain the token."""
+
+    def run(
+        *args: str, env: dict[str, str] | None = None, input: str | None = None, code: int = 0
+    ) -> Result:
+        base_env = {
+            "HOME": str(tmp_path),  # no stray ~/.iron.json
+            "IRONMQ_EMULATOR_HOST": dev.url,
+            "IRON_PROJECT_ID": "p1",
+            "IRON_TOKEN": TOKEN,
+            "IRONPUSH_SECRET_KEYS": "",
+        }
+        result = CliRunner().invoke(
+            main, list(args), env={**base_env, **(env or {})}, input=input, catch_exceptions=False
+        )
+        assert result.exit_code == code, (result.stdout, result.stderr)
+        assert TOKEN not in result.stdout + result.stderr
+        assert "Traceback" not in result.stdout + result.stderr
+        return result
+
+    return run
+
+
+def lines(result: Result) -> list[str]:
+    return result.stdout.strip().splitlines()
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def test_queues_lists_every_page_and_filters_by_prefix(cli: Any, dev: DevServer) -> None:
+    mq = dev.client(project_id="p1")
+    for i in range(3):
+        mq.queue(f"lq-{i}").post("x")
+    mq.queue("other").post("x")
+    assert lines(cli("queues", "--prefix", "lq-")) == ["lq-0", "lq-1", "lq-2"]
+    assert json.loads(cli("queues", "--prefix", "lq-", "--json").stdout) == ["lq-0", "lq-1", "lq-2"]
+    assert "(no queues)" in cli("queues", "--prefix", "zzz").stdout
+
+
+def test_info_shows_settings_in_text_and_json(cli: Any) -> None:
+    cli("subscribe", "info-q", "http://127.0.0.1:9/hook", "--name", "hook", "--retries", "4")
+    text = cli("info", "info-q").stdout
+    assert "type: multicast" in text
+    assert "retries: 4" in text
+    assert "hook  http://127.0.0.1:9/hook" in text
+    doc = json.loads(cli("info", "info-q", "--json").stdout)
+    assert doc["name"] == "info-q"
+    assert doc["type"] == "multicast"
+    assert set(doc) >= {"size", "total_messages", "message_timeout", "message_expiration", "push"}
+    assert doc["push"]["retries"] == 4
+    assert doc["push"]["subscribers"] == [
+        {"name": "hook", "url": "http://127.0.0.1:9/hook", "headers": {}}
+    ]
+
+
+# --------------------------------------------------------------------------- post
+
+
+def test_post_prints_ids_and_honours_delay_and_push_headers(cli: Any, dev: DevServer) -> None:
+    out = cli("post", "post-q", "one", "two").stdout.split()
+    assert len(out) == 2
+    doc = json.loads(
+        cli(
+            "post", "post-q", "three", "--delay", "60", "--push-header", "X-Trace: abc", "--json"
+        ).stdout
+    )
+    assert doc["queue"] == "post-q"
+    assert len(doc["ids"]) == 1
+    q = dev.client(project_id="p1").queue("post-q")
+    assert [m.body for m in q.peek(max=10)] == ["one", "two"]  # "three" is delayed
+    assert q.size() == 3
+
+
+def test_post_reads_a_body_from_stdin(cli: Any, dev: DevServer) -> None:
+    cli("post", "stdin-q", "-", input='{"from": "stdin"}')
+    assert dev.client(project_id="p1").queue("stdin-q").peek()[0].body == '{"from": "stdin"}'
+
+
+@pytest.mark.parametrize("pair", ["nocolon", ":value", "name:", " : "])
+def test_malformed_key_value_is_a_usage_error(cli: Any, pair: str) -> None:
+    result = cli("post", "q", "x", "--push-header", pair, code=2)
+    assert "expected NAME:VALUE" in result.stderr
+
+
+def test_forbidden_push_header_is_one_clear_line(cli: Any) -> None:
+    result = cli("post", "q", "x", "--push-header", "Content-Type:text/html", code=1)
+    assert result.stderr.startswith("error: ")
+    assert "set by the pusher" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- subscribers
+
+
+def test_subscribe_creates_then_adds_and_masks_secret_headers(cli: Any) -> None:
+    created = json.loads(
+        cli(
+            "subscribe",
+            "sub-q",
+            "http://127.0.0.1:9/a",
+            "--name",
+            "a",
+            "--header",
+            "X-Api-Secret:supersecretvalue123",
+            "--type",
+            "unicast",
+            "--retries-delay",
+            "2",
+            "--error-queue",
+            "sub-errors",
+            "--json",
+        ).stdout
+    )
+    assert created["action"] == "created"
+    assert created["queue_info"]["type"] == "unicast"
+    assert created["queue_info"]["push"]["error_queue"] == "sub-errors"
+    assert created["subscriber"]["headers"] == {"X-Api-Secret": "supe***"}
+    added = cli("subscribe", "sub-q", "http://127.0.0.1:9/b").stdout
+    assert added.startswith("subscribed: ")
+    listing = cli("subscribers", "sub-q").stdout
+    assert "supersecretvalue123" not in listing
+    assert "X-Api-Secret: supe***" in listing
+    docs = json.loads(cli("subscribers", "sub-q", "--json").stdout)
+    assert [d["name"] for d in docs] == ["a", docs[1]["name"]]
+    assert docs[1]["url"].endswith("/b")
+
+
+def test_subscribe_refuses_to_change_the_queue_type(cli: Any) -> None:
+    cli("subscribe", "typed-q", "http://127.0.0.1:9/a")
+    result = cli("subscribe", "typed-q", "http://127.0.0.1:9/b", "--type", "unicast", code=1)
+    assert "cannot change a queue's type" in result.stderr
+
+
+def test_subscribe_on_a_pull_queue_is_refused(cli: Any) -> None:
+    cli("post", "pull-q", "x")
+    assert "pull queue" in cli("subscribe", "pull-q", "http://127.0.0.1:9/a", code=1).stderr
+
+
+def test_unsubscribe_by_name_and_by_url(cli: Any) -> None:
+    cli("subscribe", "uns-q", "http://127.0.0.1:9/a", "--name", "a")
+    cli("subscribe", "uns-q", "http://127.0.0.1:9/b", "--name", "b")
+    cli("subscribe", "uns-q", "http://127.0.0.1:9/c", "--name", "c")
+    doc = json.loads(cli("unsubscribe", "uns-q", "a", "http://127.0.0.1:9/b", "--json").stdout)
+    assert doc == {"queue": "uns-q", "removed": ["a", "http://127.0.0.1:9/b"]}
+    assert [d["name"] for d in json.loads(cli("subscribers", "uns-q", "--json").stdout)] == ["c"]
+
+
+# --------------------------------------------------------------------------- statuses and acks
+
+
+def wait_for(predicate: Any, timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def accepting(httpserver: HTTPServer) -> list[dict[str, str]]:
+    """A subscriber that answers 202 and records the Iron-* headers of each push."""
+    seen: list[dict[str, str]] = []
+
+    def handler(request: WRequest) -> WResponse:
+        seen.append(dict(request.headers))
+        return WResponse("accepted", status=202)
+
+    httpserver.expect_request("/hook", method="POST").respond_with_handler(handler)
+    return seen
+
+
+def test_statuses_then_ack_with_reservation(
+    cli: Any, dev: DevServer, httpserver: HTTPServer, accepting: list[dict[str, str]]
+) -> None:
+    cli(
+        "subscribe",
+        "ack-q",
+        httpserver.url_for("/hook"),
+        "--name",
+        "worker",
+        "--retries-delay",
+        "30",
+    )
+    [message_id] = cli("post", "ack-q", "job").stdout.split()
+    headers = wait_for(lambda: accepting[-1] if accepting else None)
+    rows = wait_for(
+        lambda: [
+            r
+            for r in json.loads(cli("statuses", "ack-q", message_id, "--json").stdout)
+            if r["status"] == "reserved"
+        ]
+    )
+    assert rows[0]["subscriber_name"] == "worker"
+    assert rows[0]["status_code"] == 202
+    assert "reserved" in cli("statuses", "ack-q", message_id).stdout
+    cli(
+        "ack",
+        "ack-q",
+        message_id,
+        "--reservation",
+        headers["Iron-Reservation-Id"],
+        "--subscriber",
+        "worker",
+    )
+    final = json.loads(cli("statuses", "ack-q", message_id, "--json").stdout)
+    assert [r["status"] for r in final] == ["deleted"]
+
+
+def test_ack_with_a_token(
+    cli: Any, dev: DevServer, httpserver: HTTPServer, accepting: list[dict[str, str]]
+) -> None:
+    cli(
+        "subscribe",
+        "tok-q",
+        httpserver.url_for("/hook"),
+        "--name",
+        "worker",
+        "--retries-delay",
+        "30",
+    )
+    [message_id] = cli("post", "tok-q", "job").stdout.split()
+    headers = wait_for(lambda: accepting[-1] if accepting else None)
+    keys = ["ack-key-0123456789abcdef"]
+    token = dump_ack_token(
+        "tok-q",
+        Delivery(
+            message_id=message_id,
+            reservation_id=headers["Iron-Reservation-Id"],
+            subscriber_name="worker",
+        ),
+        keys,
+    )
+    env = {"IRONPUSH_SECRET_KEYS": keys[0]}
+    bad = cli("ack", "--token", token[:-3] + "abc", env=env, code=1)
+    assert "invalid ack token" in bad.stderr
+    assert token not in bad.stderr
+    result = cli("ack", "--token", token, "--json", env=env)
+    assert json.loads(result.stdout) == {"acked": True}
+    assert token not in result.stdout
+    statuses = dev.client(project_id="p1").queue("tok-q").get_message_push_statuses(message_id)
+    assert [s.status for s in statuses] == ["deleted"]
+
+
+def test_ack_usage_errors(cli: Any) -> None:
+    assert "give --token" in cli("ack", "q", code=2).stderr
+    assert "carries everything" in cli("ack", "q", "--token", "t", code=2).stderr
+
+
+# --------------------------------------------------------------------------- subscribe --app
+
+
+def test_subscribe_app_is_idempotent_and_follows_key_rotation(cli: Any, dev: DevServer) -> None:
+    base = "https://svc.example.com/ironmq"
+    dry = cli("subscribe", "--app", "cliapp:router_v1", "--base-url", base, "--dry-run").stdout
+    assert "would change 3 of 3" in dry
+    with pytest.raises(Exception, match="not found"):
+        dev.client(project_id="p1").queue("cli-orders").info()
+
+    first = json.loads(
+        cli("subscribe", "--app", "cliapp:router_v1", "--base-url", base, "--json").stdout
+    )
+    assert first["changed"] == 3
+    assert [(c["queue"], c["subscriber"]["name"], c["action"]) for c in first["changes"]] == [
+        ("cli-orders", "billing", "created"),
+        ("cli-orders", "audit", "added"),
+        ("cli-mail", "mailer", "created"),
+    ]
+    secret_shown = first["changes"][0]["subscriber"]["headers"]["X-Ironpush-Secret"]
+    assert secret_shown.endswith("***")
+
+    mq = dev.client(project_id="p1")
+    orders = mq.queue("cli-orders").info()
+    assert orders.push.retries == 2
+    assert orders.push.retries_delay == 0.5
+    billing = {s.name: s for s in orders.subscribers}["billing"]
+    assert billing.url == base + "/orders"
+    real_secret = billing.headers["X-Ironpush-Secret"]
+    assert real_secret != secret_shown
+    assert len(real_secret) > 20
+    assert mq.queue("cli-mail").info().type == "unicast"
+
+    again = cli("subscribe", "--app", "cliapp:router_v1", "--base-url", base)
+    assert "changed 0 of 3" in again.stdout
+    assert again.stdout.count("unchanged") == 3
+
+    rotated = json.loads(
+        cli("subscribe", "--app", "cliapp:router_v2", "--base-url", base, "--json").stdout
+    )
+    assert [c["action"] for c in rotated["changes"]] == ["updated"] * 3
+    assert all(c["detail"] == "secret header rotated" for c in rotated["changes"])
+    new = {s.name: s for s in mq.queue("cli-orders").info().subscribers}["billing"]
+    assert new.headers["X-Ironpush-Secret"] != real_secret
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--app", "cliapp:router_v1"], 2, "--app needs --base-url"),
+        (["--app", "nosuchmodule:router", "--base-url", "http://x"], 1, "cannot import"),
+        (["--app", "cliapp:missing", "--base-url", "http://x"], 1, "no attribute"),
+        (["--app", "cliapp:not_a_router", "--base-url", "http://x"], 1, "not a PushRouter"),
+        (["--app", "cliapp:empty_router", "--base-url", "http://x"], 1, "declares no routes"),
+        (["--app", "cliapp", "--base-url", "http://x"], 1, "expected MODULE:ROUTER"),
+        (["q"], 2, "give QUEUE and URL"),
+        (["q", "http://x", "--app", "cliapp:router_v1"], 2, "not both"),
+    ],
+)
+def test_subscribe_bad_input(cli: Any, args: list[str], code: int, message: str) -> None:
+    assert message in cli("subscribe", *args, code=code).stderr
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_unknown_queue_is_one_line_with_a_hint(cli: Any) -> None:
+    result = cli("info", "no-such-queue", code=1)
+    assert result.stderr.strip() == (
+        "error: 404 Queue not found (GET /queues/no-such-queue) — check the queue name and "
+        "the project id"
+    )
+
+
+def test_bad_token_says_what_to_check(cli: Any) -> None:
+    result = cli("queues", env={"IRON_TOKEN": "wrong-token-zzzzzzzzzz"}, code=1)
+    assert "401" in result.stderr
+    assert "check the token" in result.stderr
+    assert "wrong-token-zzzzzzzzzz" not in result.stderr
+
+
+def test_unreachable_host_says_is_the_server_running(cli: Any) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = cli("queues", env={"IRONMQ_EMULATOR_HOST": f"127.0.0.1:{port}"}, code=1)
+    assert "ConnectError" in result.stderr
+    assert "is the server running?" in result.stderr
+
+
+def test_missing_configuration_names_where_it_looked(cli: Any) -> None:
+    env = {"IRONMQ_EMULATOR_HOST": "", "IRON_PROJECT_ID": "", "IRON_TOKEN": ""}
+    result = cli("queues", env=env, code=1)
+    assert "IRON_PROJECT_ID" in result.stderr
+    assert "IRONMQ_EMULATOR_HOST" in result.stderr
+
+
+def test_debug_shows_the_traceback() -> None:
+    result = CliRunner().invoke(
+        main,
+        ["--debug", "--cloud", "http://127.0.0.1:1", "--project-id", "p", "--token", "t", "queues"],
+    )
+    assert result.exit_code == 1
+    assert result.exception is not None  # raised, not turned into one line
+
+
+COMMANDS = [
+    "queues",
+    "info",
+    "post",
+    "subscribe",
+    "unsubscribe",
+    "subscribers",
+    "statuses",
+    "ack",
+    "serve",
+    "dev",
+    "demo",
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_an_example(command: str) -> None:
+    result = CliRunner().invoke(main, [command, "--help"])
+    assert result.exit_code == 0
+    assert "Example" in result.stdout or "ironpush " in result.stdout
+
+
+# --------------------------------------------------------------------------- serve and demo
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_serve_runs_an_app_with_uvicorn(tmp_path: Path) -> None:
+    (tmp_path / "svc.py").write_text(
+        "from starlette.applications import Starlette\n"
+        "from starlette.routing import Mount\n"
+        "from ironpush import PushRouter\n"
+        "router = PushRouter(secret_keys=['k-0123456789abcdef'])\n"
+        "@router.route('/jobs', queue='jobs', subscriber='svc')\n"
+        "def jobs(msg):\n    return None\n"
+        "app = Starlette(routes=[Mount('/ironmq', app=router)], lifespan=router.lifespan)\n"
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ironpush",
+            "serve",
+            "svc:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/ironmq/_health").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_for(healthy, timeout=30)
+        assert httpx.post(f"http://127.0.0.1:{port}/ironmq/jobs").status_code == 401
+    finally:
+        proc.terminate()
+        # uvicorn shuts down gracefully, then re-raises SIGTERM (exit -15).
+        assert proc.wait(timeout=30) in (0, -signal.SIGTERM)
+
+
+def test_demo_runs_to_the_end_and_prints_the_summary() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "ironpush", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "HOME": "/nonexistent"},
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    for kind, runs, code in (
+        ("quick", 1, 200),
+        ("long", 1, 202),
+        ("flaky", 2, 200),
+        ("poison", 1, 200),
+    ):
+        row = next(line for line in out.splitlines() if line.startswith(kind + " "))
+        assert row.split()[2:] == [str(runs), "deleted", str(code), str(runs)], row
+    assert "job finished → ack goes through the outbox" in out
+    assert "received → 503" in out
+    assert "dropped" in out
+
+
+def test_demo_batch_reports_throughput() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "ironpush", "demo", "--messages", "200"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "200/200 done" in proc.stdout
+    assert "messages/s end to end" in proc.stdout
+
+
+def test_demo_json_is_machine_readable() -> None:
+    result = CliRunner().invoke(main, ["demo", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["ok"] is True
+    assert doc["counters"]["dropped"] == 1
+    assert all(rows[0]["status"] == "deleted" for rows in doc["messages"].values())
