@@ -1,0 +1,1 @@
+"""Runnable example services; each module's docstring says how to run it."""
