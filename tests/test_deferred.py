@@ -1,0 +1,173 @@
+"""The ack outbox (retries, late acks, give-ups, crash recovery) and the job runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from ironpush.deferred import AckOutbox, JobRunner, OutboxSettings, delivery_json
+from ironpush.errors import APIError, NotFound, ReservationExpired, TransportError
+from ironpush.metrics import Counters
+from ironpush.protocol import Delivery
+from ironpush.receiver import PushRouter
+from ironpush.stores import MemoryStore, OutboxItem, SQLiteStore
+from ironpush.testing import PushSimulator
+
+pytestmark = pytest.mark.anyio
+FAST = OutboxSettings(backoff=0.01, max_backoff=0.02, poll_interval=0.05)
+
+
+def delivery(n: int) -> str:
+    return delivery_json(Delivery(f"m{n}", reservation_id=f"r{n}", subscriber_name="s"))
+
+
+class FakeClient:
+    """Answers acks from a script of outcomes per message id (an exception or None = ok)."""
+
+    def __init__(self, script: dict[str, list[Exception | None]] | None = None) -> None:
+        self.script = script or {}
+        self.calls: list[tuple[str, str]] = []
+        self.posts: list[tuple[str, str]] = []
+
+    async def acknowledge(self, queue: str, d: Delivery) -> None:
+        self.calls.append((queue, d.message_id))
+        steps = self.script.get(d.message_id, [])
+        outcome = steps.pop(0) if steps else None
+        if outcome is not None:
+            raise outcome
+
+    def queue(self, name: str) -> Any:
+        client = self
+
+        class _Q:
+            async def post(self, body: str) -> list[str]:
+                client.posts.append((name, body))
+                return ["id"]
+
+        return _Q()
+
+
+def outbox(store: Any, client: FakeClient, counters: Counters | None = None) -> AckOutbox:
+    async def get_client() -> Any:
+        return client
+
+    return AckOutbox(store, get_client, counters or Counters(), FAST)
+
+
+async def test_outbox_sends_everything_and_empties() -> None:
+    store, client, counters = MemoryStore(), FakeClient(), Counters()
+    box = outbox(store, client, counters)
+    futures = [await box.put_ack("q", delivery(i)) for i in range(10)]
+    await box.put_post("dlq", "report")
+    await box.drain_due()
+    assert sorted(m for _, m in client.calls) == sorted(f"m{i}" for i in range(10))
+    assert client.posts == [("dlq", "report")]
+    assert [f.result() for f in futures] == ["acked"] * 10
+    assert store.depth() == 0
+    assert counters.totals["acked"] == 10
+
+
+async def test_outbox_retries_transient_failures_until_confirmed() -> None:
+    store, counters = MemoryStore(), Counters()
+    flaky = [TransportError("reset"), APIError(503, "busy"), APIError(401, "token")]
+    client = FakeClient({"m1": flaky})
+    box = outbox(store, client, counters)
+    box.start()
+    future = await box.put_ack("q", delivery(1))
+    with anyio.fail_after(5):
+        assert await future == "acked"
+    assert client.calls == [("q", "m1")] * 4
+    await box.close(1)
+
+
+@pytest.mark.parametrize(
+    "error", [ReservationExpired(403, "Reservation timed out"), NotFound(404, "gone")]
+)
+async def test_outbox_stops_on_late_acks(error: APIError) -> None:
+    store, counters = MemoryStore(), Counters()
+    box = outbox(store, FakeClient({"m1": [error]}), counters)
+    future = await box.put_ack("q", delivery(1))
+    await box.drain_due()
+    assert future.result() == "late"
+    assert counters.totals["late_acks"] == 1
+    assert store.depth() == 0
+
+
+async def test_outbox_gives_up_on_permanent_errors_and_old_items() -> None:
+    store, counters = MemoryStore(), Counters()
+    box = outbox(store, FakeClient({"m1": [APIError(400, "bad")]}), counters)
+    future = await box.put_ack("q", delivery(1))
+    await box.drain_due()
+    assert future.result() == "failed"
+    assert counters.totals["ack_failures"] == 1
+    old = OutboxItem("ack", "q", delivery(2), created_at=0.0)
+    store.add(old)
+    box.get_client = _failing_client
+    await box.drain_due()
+    assert store.depth() == 0
+    assert counters.totals["ack_failures"] == 2
+
+
+async def _failing_client() -> Any:
+    raise TransportError("down")
+
+
+async def test_two_outboxes_on_one_sqlite_file_never_send_an_item_twice(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    client = FakeClient()
+    first, second = SQLiteStore(path), SQLiteStore(path)
+    for i in range(200):
+        first.add(OutboxItem("ack", "q", delivery(i)))
+    a, b = outbox(first, client), outbox(second, client)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(a.drain_due)
+        tg.start_soon(b.drain_due)
+    assert len(client.calls) == 200
+    assert len(set(client.calls)) == 200
+    assert first.depth() == 0
+    first.close()
+    second.close()
+
+
+async def test_router_startup_flushes_an_outbox_left_by_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "crashed.db"
+    left = SQLiteStore(path)
+    left.add(OutboxItem("ack", "orders", delivery(1)))
+    left.close()
+    router = PushRouter(secret_keys=["k"], store=path)
+    async with PushSimulator(router) as sim:
+        [ack] = await sim.wait_for_acks(1)
+        assert (ack.queue, ack.message_id, ack.reservation_id) == ("orders", "m1", "r1")
+    assert SQLiteStore(path).depth() == 0
+
+
+async def test_job_runner_bounds_concurrency_and_drains() -> None:
+    runner = JobRunner(2)
+    release = anyio.Event()
+    finished: list[int] = []
+
+    async def job(n: int) -> None:
+        await release.wait()
+        finished.append(n)
+
+    for n in range(2):
+        assert runner.try_reserve()
+        runner.start(job(n))
+    assert not runner.try_reserve()
+    assert runner.in_flight == 2
+    release.set()
+    assert await runner.drain(5) == 0
+    assert sorted(finished) == [0, 1]
+    assert runner.in_flight == 0
+    assert not runner.try_reserve()  # drained: refuses new work
+
+
+async def test_job_runner_cancels_jobs_past_the_grace() -> None:
+    runner = JobRunner(1)
+    assert runner.try_reserve()
+    runner.start(anyio.sleep(60))
+    assert await runner.drain(0.01) == 1
+    assert runner.in_flight == 0
