@@ -116,7 +116,7 @@ DEFAULTS: Mapping[str, object] = {
     "path_prefix": "",
 }
 EMULATOR_ENV = "IRONMQ_EMULATOR_HOST"
-SECRET_KEYS_ENV = "IRONPUSH_SECRET_KEYS"  # noqa: S105 - a variable name, not a secret
+SECRET_KEYS_ENV = "IRONPUSH_SECRET_KEYS"
 ENV_PREFIXES: tuple[str, ...] = ("IRON_", "IRON_MQ_")
 ENV_VARS: tuple[str, ...] = (
     *(prefix + key.upper() for prefix in ENV_PREFIXES for key in KEYS),
