@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -92,8 +92,12 @@ def sequential(url: str, n: int) -> float:
         return n / (time.perf_counter() - started)
 
 
-async def outbox_rate(url: str, n: int, store: Any, concurrency: int) -> float:
-    mq = AsyncIronMQ(project_id="p", token="t", cloud=url, max_connections=concurrency)
+async def outbox_rate(
+    url: str, n: int, store: Any, concurrency: int, backend: Literal["httpx", "lean"]
+) -> float:
+    mq = AsyncIronMQ(
+        project_id="p", token="t", cloud=url, max_connections=concurrency, backend=backend
+    )
 
     async def get_client() -> AsyncIronMQ:
         return mq
@@ -126,15 +130,19 @@ def main() -> None:
         base = max(sequential(url, args.n) for _ in range(2))
         print(f"sequential httpx.Client : {base:8.0f} acks/s")
         with tempfile.TemporaryDirectory() as tmp:
-            for concurrency in args.concurrency:
-                memory = asyncio.run(outbox_rate(url, args.n, MemoryStore(), concurrency))
-                db = SQLiteStore(os.path.join(tmp, f"outbox{concurrency}.db"))
-                sqlite = asyncio.run(outbox_rate(url, args.n, db, concurrency))
-                db.close()
-                print(
-                    f"outbox x{concurrency:<2} memory   : {memory:8.0f} acks/s  "
-                    f"({memory / base:.2f}x)   sqlite: {sqlite:8.0f} acks/s ({sqlite / base:.2f}x)"
-                )
+            for backend in ("httpx", "lean"):
+                for concurrency in args.concurrency:
+                    memory = asyncio.run(
+                        outbox_rate(url, args.n, MemoryStore(), concurrency, backend)
+                    )
+                    db = SQLiteStore(os.path.join(tmp, f"outbox{backend}{concurrency}.db"))
+                    sqlite = asyncio.run(outbox_rate(url, args.n, db, concurrency, backend))
+                    db.close()
+                    print(
+                        f"outbox {backend:<5} x{concurrency:<2} memory: {memory:7.0f} acks/s "
+                        f"({memory / base:.2f}x)  sqlite: {sqlite:7.0f} acks/s "
+                        f"({sqlite / base:.2f}x)"
+                    )
         print(f"target: outbox >= {TARGET:.1f}x sequential")
     finally:
         server.terminate()

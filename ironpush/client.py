@@ -123,28 +123,32 @@ class IronMQ(ClientBase):
         while True:
             attempt += 1
             try:
-                response = self._http.send(self._build(self._http, request))
-            except httpx.TransportError as exc:
-                delay = self._retry_delay(request, attempt, None, unsent=unsent(exc))
+                reply = self._exchange(request)
+            except TransportError as exc:
+                delay = self._retry_delay(request, attempt, None, unsent=exc.unsent)
                 if delay is None:
-                    raise self._transport_error(request, exc) from exc
+                    raise
                 time.sleep(delay)
                 continue
-            reply = self._reply(response)
             delay = self._retry_delay(request, attempt, reply.status_code)
             if delay is None:
                 return reply
             time.sleep(delay)
+
+    def _exchange(self, request: Request) -> Reply:
+        """One attempt, no retries: the transport boundary where httpx errors are translated."""
+        try:
+            response = self._http.send(self._build(self._http, request))
+        except httpx.TransportError as exc:
+            raise self._transport_error(request, exc, unsent=unsent(exc)) from exc
+        return self._reply(response)
 
     def _drive_plain(self, op: Op[T]) -> T:
         # Keystone login: no token yet, so no recursion through _keystone_op().
         try:
             request = next(op)
             while True:
-                response = self._http.send(self._build(self._http, request))
-                request = op.send(self._reply(response))
-        except httpx.TransportError as exc:
-            raise TransportError(f"Keystone login failed: {type(exc).__name__}") from exc
+                request = op.send(self._exchange(request))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 

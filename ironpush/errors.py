@@ -50,12 +50,19 @@ class SignatureError(IronPushError):
 
 
 class TransportError(IronPushError):
-    """The server could not be reached or did not answer in time (connect/read timeout, reset)."""
+    """The server could not be reached or did not answer in time (connect/read timeout, reset).
 
-    def __init__(self, message: str, *, method: str = "", url: str = "") -> None:
+    ``unsent`` is true when the request certainly never reached the server (the connection
+    could not be made).
+    """
+
+    def __init__(
+        self, message: str, *, method: str = "", url: str = "", unsent: bool = False
+    ) -> None:
         super().__init__(message)
         self.method = method
         self.url = url
+        self.unsent = unsent
 
 
 class APIError(IronPushError):

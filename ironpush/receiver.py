@@ -422,9 +422,14 @@ class PushRouter(PushPipeline, InternalEndpoints):
 
     async def _get_client(self) -> AsyncIronMQ:
         if self._client is None:
+            from urllib.request import getproxies
+
             from .client import AsyncIronMQ
 
-            self._client = AsyncIronMQ()
+            # The lean backend costs a fraction of httpx's CPU per ack (benchmarks/README.md);
+            # it does not speak to proxies, so a configured proxy keeps httpx.
+            backend: Literal["httpx", "lean"] = "httpx" if getproxies() else "lean"
+            self._client = AsyncIronMQ(backend=backend)
             self._owns_client = True
         return self._client
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -123,15 +123,7 @@ class ClientBase:
 
     @staticmethod
     def _reply(response: httpx.Response) -> Reply:
-        # Parse JSON whatever the Content-Type says (iron-core crashed on a 2xx without one).
-        content = response.content
-        data: Any = None
-        if content:
-            try:
-                data = json.loads(content)
-            except ValueError:
-                data = response.text
-        return Reply(response.status_code, data, response.headers, response)
+        return parse_reply(response.status_code, response.content, response.headers, response)
 
     def _retry_delay(
         self, request: Request, attempt: int, status: int | None, *, unsent: bool = False
@@ -150,14 +142,27 @@ class ClientBase:
         )
         return delay
 
-    def _transport_error(self, request: Request, exc: httpx.TransportError) -> TransportError:
+    def _transport_error(self, request: Request, exc: Exception, *, unsent: bool) -> TransportError:
         kind = type(exc).__name__
         url = redact_url(self._url(request))
         return TransportError(
             f"{request.method} {url} failed: {kind}" + (f" ({exc})" if str(exc) else ""),
             method=request.method,
             url=url,
+            unsent=unsent,
         )
+
+
+def parse_reply(status: int, content: bytes, headers: Mapping[str, str], response: Any) -> Reply:
+    """A :class:`Reply` from raw parts; JSON is parsed whatever the Content-Type says (iron-core
+    crashed on a 2xx without one)."""
+    data: Any = None
+    if content:
+        try:
+            data = json.loads(content)
+        except ValueError:
+            data = content.decode("utf-8", "replace")
+    return Reply(status, data, headers, response)
 
 
 def config_kwargs(**kwargs: Any) -> dict[str, Any]:

@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from ..http11 import HTTPFailure, LeanHTTPClient
 from ..protocol import (
     HEADER_MESSAGE_ID,
     HEADER_RESERVATION_ID,
@@ -50,7 +51,6 @@ from ..protocol import (
 )
 from ..redact import redact_url
 from .entities import PENDING, MessageState, PushState, QueueState, iso, new_reservation_id
-from .httpclient import PushClient, PushFailure
 from .options import DevConfig
 from .queues import not_found, timed_out
 from .state import Store, error_report
@@ -58,6 +58,9 @@ from .state import Store, error_report
 __all__ = ["Pusher"]
 
 log = logging.getLogger("ironpush.devserver")
+
+# Only the start of a subscriber's answer is kept (it becomes the push status' message).
+PUSH_ERROR_BODY = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +77,12 @@ def _remaining(retries: int, tries: int) -> int:
 class Pusher:
     """Delivers push messages of a :class:`Store`; see the module docstring."""
 
-    def __init__(self, store: Store, config: DevConfig, client: PushClient | None = None) -> None:
+    def __init__(
+        self, store: Store, config: DevConfig, client: LeanHTTPClient | None = None
+    ) -> None:
         self.store = store
         self.config = config
-        self.client = client or PushClient()
+        self.client = client or LeanHTTPClient()
         self.semaphore = asyncio.Semaphore(config.max_concurrent_pushes)
         self.deliveries: deque[dict[str, Any]] = deque(maxlen=config.deliveries_log_size)
         self.attempts = 0
@@ -314,10 +319,16 @@ class Pusher:
         headers[HEADER_SUBSCRIBER_NAME] = ps.name
         headers[HEADER_SUBSCRIBER_MESSAGE_URL] = self.ack_url(m, ps.name, ps.reservation_id)
         try:
-            response = await self.client.post(
-                ps.url, list(headers.items()), m.body.encode(), timeout=self.config.push_timeout
+            response = await self.client.request(
+                "POST",
+                ps.url,
+                headers=list(headers.items()),
+                body=m.body.encode(),
+                timeout=self.config.push_timeout,
+                max_body=PUSH_ERROR_BODY,
+                truncate=True,
             )
-        except PushFailure as exc:
+        except HTTPFailure as exc:
             return Outcome(None, str(exc))
         if response.status in (200, 202):
             return Outcome(response.status, None)

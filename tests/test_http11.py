@@ -1,4 +1,4 @@
-"""The pusher's keep-alive HTTP/1.1 client against raw TCP servers that misbehave on purpose."""
+"""The lean keep-alive HTTP/1.1 client against raw TCP servers that misbehave on purpose."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from ironpush.devserver.httpclient import PushClient, PushFailure
+from ironpush.http11 import HTTPFailure, LeanHTTPClient
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -62,11 +62,13 @@ async def test_request_format_and_connection_reuse() -> None:
         writer.write(OK)
         return True
 
-    client = PushClient()
+    client = LeanHTTPClient()
     async with raw_server(reply) as srv:
         headers = [("X-A", "1"), ("Host", "evil"), ("Content-Length", "999")]
         for body in (b"one", b"two"):
-            response = await client.post(srv.url + "/p/a b?q=1", headers, body, timeout=2)
+            response = await client.request(
+                "POST", srv.url + "/p/a b?q=1", headers=headers, body=body, timeout=2
+            )
             assert (response.status, response.body) == (200, b"ok")
         assert srv.connections == 1
         head, _, body = srv.requests[0].partition(b"\r\n\r\n")
@@ -85,10 +87,12 @@ async def test_a_connection_the_peer_closed_while_idle_is_replaced() -> None:
         await writer.drain()
         return False
 
-    client = PushClient()
+    client = LeanHTTPClient()
     async with raw_server(reply) as srv:
         for _ in range(3):
-            assert (await client.post(srv.url, [], b"x", timeout=2)).status == 200
+            assert (
+                await client.request("POST", srv.url, headers=[], body=b"x", timeout=2)
+            ).status == 200
         assert srv.connections == 3
         assert len(srv.requests) == 3
     client.close()
@@ -100,9 +104,9 @@ async def test_response_delimited_by_connection_close() -> None:
         writer.write(b"HTTP/1.1 500 Boom\r\nConnection: close\r\n\r\nbody until close")
         return False
 
-    client = PushClient()
+    client = LeanHTTPClient()
     async with raw_server(reply) as srv:
-        response = await client.post(srv.url, [], b"x", timeout=2)
+        response = await client.request("POST", srv.url, headers=[], body=b"x", timeout=2)
         assert (response.status, response.body) == (500, b"body until close")
     client.close()
 
@@ -117,17 +121,80 @@ async def test_garbage_and_silence_and_refusal_are_push_failures() -> None:
         await asyncio.sleep(5)  # the peer under test never answers in time
         return False
 
-    client = PushClient()
+    client = LeanHTTPClient()
     async with raw_server(garbage) as srv:
-        with pytest.raises(PushFailure, match="invalid HTTP response"):
-            await client.post(srv.url, [], b"x", timeout=2)
+        with pytest.raises(HTTPFailure, match="invalid HTTP response"):
+            await client.request("POST", srv.url, headers=[], body=b"x", timeout=2)
     async with raw_server(silent) as srv:
         started = time.monotonic()
-        with pytest.raises(PushFailure, match=r"no answer within 0.2 s"):
-            await client.post(srv.url, [], b"x", timeout=0.2)
+        with pytest.raises(HTTPFailure, match=r"no answer within 0.2 s"):
+            await client.request("POST", srv.url, headers=[], body=b"x", timeout=0.2)
         assert time.monotonic() - started < 1.5
-    with pytest.raises(PushFailure, match="connection failed"):
-        await client.post(srv.url, [], b"x", timeout=2)  # that server is closed now
-    with pytest.raises(PushFailure, match="cannot push"):
-        await client.post("ftp://example.com/", [], b"x", timeout=2)
+    with pytest.raises(HTTPFailure, match="connection failed"):
+        await client.request(
+            "POST", srv.url, headers=[], body=b"x", timeout=2
+        )  # that server is closed now
+    with pytest.raises(HTTPFailure, match="cannot send"):
+        await client.request("POST", "ftp://example.com/", headers=[], body=b"x", timeout=2)
     client.close()
+
+
+@pytest.mark.anyio
+async def test_any_method_and_the_whole_response_with_headers() -> None:
+    big = b"x" * 100_000
+
+    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
+        writer.write(
+            b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(big) + big
+        )
+        return True
+
+    client = LeanHTTPClient()
+    async with raw_server(reply) as srv:
+        response = await client.request("DELETE", srv.url + "/q/m", headers=[], timeout=2)
+        assert response.status == 404
+        assert response.body == big
+        assert (b"Content-Type", b"application/json") in response.headers
+        assert srv.requests[0].startswith(b"DELETE /q/m HTTP/1.1\r\n")
+        assert b"Content-Length: 0\r\n" in srv.requests[0]
+        with pytest.raises(HTTPFailure, match="over 1000 bytes"):
+            await client.request("GET", srv.url, headers=[], timeout=2, max_body=1000)
+        cut = await client.request(
+            "GET", srv.url, headers=[], timeout=2, max_body=10, truncate=True
+        )
+        assert cut.body == b"x" * 10
+    client.close()
+
+
+@pytest.mark.anyio
+async def test_stale_connections_are_not_resent_when_the_caller_forbids_it() -> None:
+    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
+        writer.write(OK)
+        await writer.drain()
+        return False  # hang up after each answer, without saying so
+
+    client = LeanHTTPClient()
+    async with raw_server(reply) as srv:
+        assert (await client.request("POST", srv.url, headers=[], timeout=2)).status == 200
+        # The idle connection is dead; without resend_stale the failure is reported, and the
+        # request is not marked unsent (it may have been written before the peer closed).
+        try:
+            await client.request("POST", srv.url, headers=[], timeout=2, resend_stale=False)
+        except HTTPFailure as exc:
+            assert not exc.unsent
+        else:  # the close was already seen while idle: a fresh connection was used
+            assert srv.connections == 2
+    client.close()
+
+
+@pytest.mark.anyio
+async def test_a_refused_connection_is_unsent() -> None:
+    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
+        return False
+
+    async with raw_server(reply) as srv:
+        url = srv.url
+    with pytest.raises(HTTPFailure) as info:
+        await LeanHTTPClient().request("POST", url, headers=[], timeout=2)
+    assert info.value.unsent

@@ -1,0 +1,293 @@
+"""A lean keep-alive HTTP/1.1 client on asyncio and httptools.
+
+ironpush makes two kinds of calls at high rates: the dev server's pusher POSTs every message to
+its subscribers, and a receiver's outbox sends one ack per deferred push. Both are small
+requests to a few origins, and with ``httpx.AsyncClient`` the client's own CPU per request
+(request/response models, cookie and header handling, connection-pool bookkeeping) was the
+bottleneck: this client is several times cheaper per request (see ``benchmarks/README.md``).
+It is a transport, not a general client. What it guarantees:
+
+- one total deadline per request (connect + send + response), after which the connection is
+  closed;
+- redirects are never followed (a 3xx is just a status);
+- connection errors, timeouts and malformed responses raise :class:`HTTPFailure` with a short
+  reason, and say whether the request certainly never left (``unsent``);
+- idle connections are reused per origin; one that the peer closed while idle is detected, and
+  a request that failed on a reused connection before any response byte is sent again once
+  when the caller allows it (``resend_stale``: safe for idempotent calls and pushes);
+- https verifies certificates against the system store (``ssl.create_default_context``);
+- environment proxy settings are not used (callers that need a proxy use httpx).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass, field
+from typing import cast
+from urllib.parse import quote, urlsplit
+
+import httptools
+
+__all__ = ["HTTPFailure", "HTTPResponse", "LeanHTTPClient"]
+
+DEFAULT_MAX_BODY = 16 * 1024 * 1024
+_SKIP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+
+
+class HTTPFailure(Exception):
+    """No usable HTTP answer: connection refused/reset, timeout, garbage or oversized response.
+
+    ``unsent`` is true when the request certainly never reached the server (the connection
+    could not be made), so even a non-idempotent call may be retried.
+    """
+
+    def __init__(self, reason: str, *, unsent: bool = False) -> None:
+        super().__init__(reason)
+        self.unsent = unsent
+
+
+@dataclass(frozen=True, slots=True)
+class HTTPResponse:
+    status: int
+    body: bytes  # at most ``max_body`` bytes (the rest is dropped when ``truncate`` is set)
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    origin: tuple[str, str, int]
+    host: str
+    port: int
+    tls: bool
+    target: bytes  # b"/path?query HTTP/1.1\r\nHost: host:port\r\n"
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.waiter: asyncio.Future[HTTPResponse] | None = None
+        self.closed = False
+        self.got_bytes = False
+        self.headers_done = False
+        self.keep_alive = True
+        self.body = bytearray()
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.max_body = DEFAULT_MAX_BODY
+        self.truncate = False
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses but have the same API
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(HTTPFailure(f"invalid HTTP response: {exc}"))
+            self.close()
+
+    def eof_received(self) -> bool:
+        self._end_of_stream()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._end_of_stream()
+
+    def _end_of_stream(self) -> None:
+        self.keep_alive = False
+        if self.headers_done:  # a response delimited by the end of the connection
+            self.on_message_complete()
+        else:
+            self._fail(HTTPFailure("connection closed before a response"))
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
+
+    def on_body(self, body: bytes) -> None:
+        room = self.max_body - len(self.body)
+        if len(body) > room and not self.truncate:
+            self._fail(HTTPFailure(f"response body over {self.max_body} bytes"))
+            self.close()
+            return
+        if room > 0:
+            self.body += body[:room]
+
+    def on_message_complete(self) -> None:
+        fut, self.waiter = self.waiter, None
+        if fut is None or fut.done():
+            return
+        self.keep_alive = self.keep_alive and self.parser.should_keep_alive()
+        fut.set_result(HTTPResponse(self.parser.get_status_code(), bytes(self.body), self.headers))
+
+    # client side
+    def request(self, data: bytes, max_body: int, truncate: bool) -> asyncio.Future[HTTPResponse]:
+        assert self.transport is not None
+        self.body = bytearray()
+        self.headers = []
+        self.max_body, self.truncate = max_body, truncate
+        self.headers_done = self.got_bytes = False
+        self.waiter = self.loop.create_future()
+        self.transport.write(data)
+        return self.waiter
+
+    def _fail(self, exc: HTTPFailure) -> None:
+        fut, self.waiter = self.waiter, None
+        if fut is not None and not fut.done():
+            fut.set_exception(exc)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class LeanHTTPClient:
+    """Send requests over pooled keep-alive connections (one event loop per client).
+
+    ::
+
+        client = LeanHTTPClient()
+        response = await client.request("POST", "http://127.0.0.1:8000/hook",
+                                        headers=[("Content-Type", "text/plain")], body=b"hi",
+                                        timeout=10)
+        client.close()
+    """
+
+    def __init__(self, *, max_idle_per_origin: int = 128) -> None:
+        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._targets: dict[str, _Target] = {}
+        self._max_idle = max_idle_per_origin
+        self._ssl: ssl.SSLContext | None = None
+
+    async def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: list[tuple[str, str]],
+        body: bytes = b"",
+        timeout: float,
+        max_body: int = DEFAULT_MAX_BODY,
+        truncate: bool = False,
+        resend_stale: bool = True,
+    ) -> HTTPResponse:
+        """One request; raises :class:`HTTPFailure` without an answer within ``timeout`` s.
+
+        A response body over ``max_body`` bytes is an error, unless ``truncate`` keeps its
+        first ``max_body`` bytes (the pusher only reads the start of an error body).
+        """
+        target = self._target(url)
+        lines = [method.encode("ascii"), b" ", target.target]
+        if body or method not in ("GET", "HEAD"):
+            lines += [b"Content-Length: ", str(len(body)).encode(), b"\r\n"]
+        for name, value in headers:
+            if name.lower() not in _SKIP_HEADERS:
+                lines.append(f"{name}: {value}\r\n".encode())
+        lines += [b"\r\n", body]
+        data = b"".join(lines)
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._exchange(target, data, max_body, truncate, resend_stale)
+        except TimeoutError:
+            raise HTTPFailure(f"no answer within {timeout:g} s") from None
+
+    async def _exchange(
+        self, target: _Target, data: bytes, max_body: int, truncate: bool, resend_stale: bool
+    ) -> HTTPResponse:
+        conn = self._take_idle(target.origin)
+        if conn is not None:
+            try:
+                return await self._send(conn, target, data, max_body, truncate)
+            except HTTPFailure:
+                if conn.got_bytes or not resend_stale:
+                    raise
+                # The peer closed the idle connection as we reused it: nothing was answered.
+        conn = await self._connect(target)
+        return await self._send(conn, target, data, max_body, truncate)
+
+    async def _send(
+        self, conn: _Connection, target: _Target, data: bytes, max_body: int, truncate: bool
+    ) -> HTTPResponse:
+        try:
+            response = await conn.request(data, max_body, truncate)
+        except BaseException:  # failure, timeout or cancellation: the connection is unusable
+            conn.close()
+            raise
+        if conn.keep_alive and not conn.closed:
+            idle = self._idle.setdefault(target.origin, [])
+            if len(idle) < self._max_idle:
+                idle.append(conn)
+                return response
+        conn.close()
+        return response
+
+    def _take_idle(self, origin: tuple[str, str, int]) -> _Connection | None:
+        idle = self._idle.get(origin)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+        return None
+
+    async def _connect(self, target: _Target) -> _Connection:
+        loop = asyncio.get_running_loop()
+        ctx = None
+        if target.tls:
+            ctx = self._ssl = self._ssl or ssl.create_default_context()
+        try:
+            _, protocol = await loop.create_connection(
+                lambda: _Connection(loop),
+                target.host,
+                target.port,
+                ssl=ctx,
+                server_hostname=target.host if ctx else None,
+            )
+        except OSError as exc:
+            raise HTTPFailure(f"connection failed: {exc.strerror or exc}", unsent=True) from None
+        return protocol
+
+    def _target(self, url: str) -> _Target:
+        target = self._targets.get(url)
+        if target is None:
+            if len(self._targets) > 4096:
+                self._targets.clear()
+            target = self._targets[url] = _parse_target(url)
+        return target
+
+    def close(self) -> None:
+        """Close the idle connections."""
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+        self._idle.clear()
+
+
+def _parse_target(url: str) -> _Target:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise HTTPFailure(f"cannot send to {parts.scheme or 'a relative'} URL", unsent=True)
+    tls = parts.scheme == "https"
+    try:
+        port = parts.port or (443 if tls else 80)
+    except ValueError:
+        raise HTTPFailure("invalid port in URL", unsent=True) from None
+    host = parts.hostname
+    host_header = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        host_header += f":{port}"
+    path = quote(parts.path or "/", safe=_PATH_SAFE)
+    if parts.query:
+        path += "?" + quote(parts.query, safe=_PATH_SAFE + "?")
+    target = f"{path} HTTP/1.1\r\nHost: {host_header}\r\n".encode()
+    return _Target((parts.scheme, host, port), host, port, tls, target)
