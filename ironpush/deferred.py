@@ -20,6 +20,7 @@ import json
 import logging
 import random
 import time
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -68,10 +69,28 @@ def parse_delivery_json(text: str) -> Delivery:
     return delivery_from_dict(json.loads(text))
 
 
+# Store calls get their own thread tokens: sharing anyio's default limiter with sync handlers
+# made the "message handled" write queue behind up to 40 busy handlers, which widened the window
+# in which a crash after a handler's side effect makes the redelivery run it again.
+STORE_THREADS = 4
+_store_limiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, anyio.CapacityLimiter] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _store_limiter() -> anyio.CapacityLimiter:
+    loop = asyncio.get_running_loop()
+    limiter = _store_limiters.get(loop)
+    if limiter is None:
+        limiter = _store_limiters[loop] = anyio.CapacityLimiter(STORE_THREADS)
+    return limiter
+
+
 async def call_store(blocking: bool, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a store method; a blocking (SQLite) store runs in a worker thread."""
+    """Run a store method; a blocking (SQLite) store runs in a worker thread of its own pool."""
     if blocking:
-        return await anyio.to_thread.run_sync(partial(fn, *args, **kwargs))
+        call = partial(fn, *args, **kwargs)
+        return await anyio.to_thread.run_sync(call, limiter=_store_limiter())
     return fn(*args, **kwargs)
 
 

@@ -143,6 +143,21 @@ class PushMessage:
         return self.delivery.subscriber_name
 
     @property
+    def idempotency_key(self) -> str:
+        """A key naming this message for this subscriber, the same on every redelivery.
+
+        The router already answers redeliveries of handled messages without calling the
+        handler; but a crash between your side effect and the router recording the message
+        as handled makes the redelivery run the handler again. Keying the side effect on this
+        (a unique column, an upsert, a payment provider's idempotency key) makes that re-run a
+        no-op::
+
+            db.execute("INSERT OR IGNORE INTO charges (key, amount) VALUES (?, ?)",
+                       (msg.idempotency_key, order["total"]))
+        """
+        return f"{self.queue}/{self.subscriber_name or '-'}/{self.id}"
+
+    @property
     def flavour(self) -> Literal["v3", "legacy"]:
         """``"v3"``, or ``"legacy"`` for a v1/v2 push (acknowledged on its message URL)."""
         return self.delivery.flavour

@@ -52,6 +52,28 @@ __all__ = ["PushPipeline", "is_async"]
 
 logger = logging.getLogger("ironpush.receiver")
 
+#: Called in a worker thread with a sync handler's (or job's) result: records the message as
+#: handled and returns the newest delivery, or None when the result does not finish it.
+Recorder = Callable[[Any], "str | None"]
+
+
+def call_then_record(call: Callable[[], Any], record: Recorder | None) -> tuple[Any, str | None]:
+    """Run a sync handler or job, then record it as handled in the same worker thread.
+
+    Going back to the event loop first and then queueing for a store thread left, under load,
+    hundreds of milliseconds between a handler's side effect and the record that it happened;
+    a kill -9 in that window makes the redelivery run the handler again (the fault run measured
+    it). Recording here shrinks the window to one SQLite write.
+    """
+    result = call()
+    if record is None or inspect.isawaitable(result):
+        return result, None
+    try:
+        return result, record(result)
+    except Exception:  # the store failed: the event loop side records it again, and reports
+        logger.exception("recording a handled message failed; retrying from the event loop")
+        return result, None
+
 
 def is_async(fn: Any) -> bool:
     while isinstance(fn, functools.partial):
@@ -130,7 +152,7 @@ class PushPipeline:
         if route.json:
             try:
                 parsed = json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: e.g. b"[" * 100_000
                 return await self._reject(
                     send, route, delivery, 400, "body is not valid JSON", started
                 )
@@ -147,7 +169,9 @@ class PushPipeline:
             return None
         for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
             if name == self.secret_param:
-                return value.encode("latin-1")
+                # UTF-8, not latin-1: a percent-escape such as %E2%82%AC decodes to a character
+                # latin-1 cannot encode, and a garbage secret must be a 403, not a crash.
+                return value.encode()
         return None
 
     async def _reject(
@@ -244,14 +268,17 @@ class PushPipeline:
             self._token_factory(route.queue, delivery),
         )
         keep_active = False
+        record = self._recorder(key, text) if claim_id is not None else None
         try:
-            outcome = await self._call(route, msg)
+            outcome, recorded = await self._call(route, msg, record)
             if isinstance(outcome, Defer):
                 keep_active = await self._defer(
                     route, msg, outcome, key, claim_id, text, runtime, send, started
                 )
             else:
-                await self._finish(route, msg, outcome, key, claim_id, text, runtime, send, started)
+                await self._finish(
+                    route, msg, outcome, key, claim_id, text, runtime, send, started, recorded
+                )
         finally:
             if claim_id is not None and not keep_active:
                 runtime.active.discard(claim_id)
@@ -261,25 +288,44 @@ class PushPipeline:
             return None
         return functools.partial(dump_ack_token, queue, delivery, self.keys)
 
-    async def _call(self, route: Route, msg: PushMessage) -> Any:
+    def _recorder(self, key: tuple[str, str], text: str, *, job: bool = False) -> Recorder | None:
+        """What a worker thread calls right after a sync handler or job returns (see below)."""
+        if not (self.dedupe and self.store.blocking):
+            return None
+        store, ttl = self.store, self.dedupe_ttl
+
+        def record(result: Any) -> str | None:
+            if not job and result is not None and not isinstance(result, Ack | Drop):
+                return None  # Defer, Retry, errors: not handled yet
+            outcome = "dropped" if isinstance(result, Drop) else "acked"
+            return store.complete(key, outcome=outcome, ttl=ttl, delivery=text)
+
+        return record
+
+    async def _call(
+        self, route: Route, msg: PushMessage, record: Recorder | None = None
+    ) -> tuple[Any, str | None]:
+        """The handler's outcome, and the newest delivery when it was already recorded."""
+        recorded: str | None = None
         try:
             if route.is_async:
                 result = await route.handler(msg)  # type: ignore[misc]
             else:
-                result = await anyio.to_thread.run_sync(route.handler, msg)
+                call = functools.partial(route.handler, msg)
+                result, recorded = await anyio.to_thread.run_sync(call_then_record, call, record)
                 if inspect.isawaitable(result):
                     result = await result
         except Exception as exc:
             logger.exception("handler %s failed for message %s", route.path, msg.id)
-            return exc
+            return exc, None
         if result is None or isinstance(result, Ack | Defer | Retry | Drop):
-            return result
+            return result, recorded
         logger.error(
             "handler %s returned %s; return None, Ack(), Defer(...), Retry() or Drop(...)",
             route.path,
             type(result).__name__,
         )
-        return TypeError("bad handler result")
+        return TypeError("bad handler result"), None
 
     async def _finish(
         self,
@@ -292,6 +338,7 @@ class PushPipeline:
         runtime: Runtime,
         send: Send,
         started: float,
+        recorded: str | None = None,
     ) -> None:
         counters = self.counters.totals
         if isinstance(outcome, Retry | Exception):
@@ -309,7 +356,9 @@ class PushPipeline:
         dropped = isinstance(outcome, Drop)
         if self.dedupe:
             store, done = self.store, "dropped" if dropped else "acked"
-            if store.blocking:
+            if recorded is not None:
+                newest = recorded  # recorded in the handler's own thread
+            elif store.blocking:
                 newest = await self._store(
                     store.complete, key, outcome=done, ttl=self.dedupe_ttl, delivery=text
                 )
@@ -408,14 +457,20 @@ class PushPipeline:
     ) -> None:
         job = defer.job
         assert job is not None
+        recorded: str | None = None
         try:
             try:
                 if is_async(job):
                     await job(*defer.args, **defer.kwargs)
                 else:
                     call = functools.partial(job, *defer.args, **defer.kwargs)
-                    result = await anyio.to_thread.run_sync(
-                        call, limiter=runtime.runner.limiter, abandon_on_cancel=True
+                    record = self._recorder(key, text, job=True) if claim_id is not None else None
+                    result, recorded = await anyio.to_thread.run_sync(
+                        call_then_record,
+                        call,
+                        record,
+                        limiter=runtime.runner.limiter,
+                        abandon_on_cancel=True,
                     )
                     if inspect.isawaitable(result):
                         await result
@@ -435,8 +490,8 @@ class PushPipeline:
                 if claim_id is not None:
                     await self._store(self.store.release, key, claim_id)
                 return
-            newest = text
-            if self.dedupe:
+            newest = recorded or text
+            if self.dedupe and recorded is None:
                 newest = await self._store(
                     self.store.complete, key, outcome="acked", ttl=self.dedupe_ttl, delivery=text
                 )
