@@ -29,7 +29,7 @@ from .errors import (
 from .models import Subscriber
 from .output import emit, push_status_row, queue_info_doc, subscriber_doc, table
 from .protocol import PUSH_TYPES, Delivery, RetryPolicy
-from .redact import redact_url
+from .redact import redact_text, redact_url
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -70,17 +70,28 @@ class IronPushGroup(click.Group):
         except IronPushError as exc:
             if _debug(ctx):
                 raise
-            raise CliError(_explain(exc)) from exc
+            raise CliError(_scrub(ctx, _explain(exc))) from exc
         except TimeoutError as exc:
             if _debug(ctx):
                 raise
-            raise CliError(str(exc) or "timed out") from exc
+            raise CliError(_scrub(ctx, str(exc)) or "timed out") from exc
         except Exception as exc:
             if _debug(ctx):
                 raise
             raise CliError(
-                f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback)"
+                _scrub(ctx, f"unexpected {type(exc).__name__}: {exc}")
+                + " (run with --debug for the traceback)"
             ) from exc
+
+
+def _scrub(ctx: click.Context, message: str) -> str:
+    """Mask the token wherever an error quotes it: httpx quotes a header value it refuses
+    (e.g. a token with a line break or NUL inside), as text or as an escaped bytes repr."""
+    state = ctx.find_root().obj
+    secrets = state.secrets() if isinstance(state, Context) else []
+    escaped = [repr(s)[1:-1] for s in secrets]
+    escaped += [repr(s.encode("utf-8", "replace"))[2:-1] for s in secrets]
+    return redact_text(message, [*secrets, *escaped])
 
 
 def _debug(ctx: click.Context) -> bool:
@@ -104,6 +115,13 @@ class Context:
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
+
+    def secrets(self) -> list[str]:
+        """The token and signing keys in use (to mask them in error lines)."""
+        found = [self.options.get("token")]
+        if self._client is not None:
+            found += [self._client.settings.token, *self._client.settings.secret_keys]
+        return [s for s in found if isinstance(s, str) and s]
 
 
 pass_context = click.make_pass_decorator(Context)

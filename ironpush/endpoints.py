@@ -120,7 +120,7 @@ class InternalEndpoints:
             await respond(send, 413, json_body(error="body too large"))
             return None
         if raw.startswith(b"{"):
-            with contextlib.suppress(ValueError, AttributeError):
+            with contextlib.suppress(ValueError, AttributeError, RecursionError):
                 raw = str(json.loads(raw).get("token", "")).encode()
         try:
             if not self.keys:

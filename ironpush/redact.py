@@ -8,7 +8,6 @@ without being recoverable.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -73,5 +72,7 @@ def redact_text(text: str, secrets: Iterable[str | None]) -> str:
     """Replace each known secret occurring in ``text`` by its mask (for free-form messages)."""
     for secret in secrets:
         if secret and len(secret) >= 4:
-            text = re.sub(re.escape(secret), mask(secret), text)
+            # str.replace, not re.sub: the mask keeps a prefix, and a backslash in it would be
+            # read as a regex template escape ("bad escape \x").
+            text = text.replace(secret, mask(secret))
     return text

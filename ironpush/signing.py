@@ -212,7 +212,8 @@ def load_ack_token(
         data = _ack_serializer(keys).loads(token, max_age=int(-(-age // 1)))
     except SignatureExpired:
         raise SignatureError("ack token expired") from None
-    except BadData:
+    except (BadData, UnicodeError):
+        # UnicodeError: a str token with lone surrogates (e.g. undecodable CLI argument bytes).
         # from None: the itsdangerous exception carries the payload, which must not be logged.
         raise SignatureError(
             "invalid ack token (tampered, wrong key or not an ack token)"

@@ -22,12 +22,14 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote, unquote
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -85,15 +87,19 @@ def _authorized(config: DevConfig, request: Request) -> bool:
 
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    # isascii: str.isdigit() is true for "²", which int() refuses.
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise APIError(413, f"request body is larger than {limit} bytes")
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise APIError(413, f"request body is larger than {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise APIError(413, f"request body is larger than {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:  # a client going away is not a server error (no 500, no traceback)
+        raise APIError(400, "the client disconnected before sending the whole body") from None
     return b"".join(chunks)
 
 
@@ -187,7 +193,7 @@ async def dev_deliveries(request: Request, engine: Engine) -> Response:
     params = request.query_params
     wanted = {k: params[k] for k in ("project", "queue", "message_id") if params.get(k)}
     limit_raw = params.get("limit", "1000")
-    if not limit_raw.isdigit():
+    if not (limit_raw.isascii() and limit_raw.isdigit()):  # "²".isdigit() is true
         raise APIError(400, "limit must be an integer")
     entries = [e for e in engine.pusher.deliveries if all(e[k] == v for k, v in wanted.items())]
     return JSONResponse({"deliveries": entries[-int(limit_raw) :] if int(limit_raw) else []})
@@ -209,6 +215,12 @@ async def dev_idle(request: Request, engine: Engine) -> Response:
 # --------------------------------------------------------------------------- app
 
 
+async def _http_error(request: Request, exc: Exception) -> Response:
+    # Starlette's own answers (405 for an unknown method such as TRACE) as JSON {"msg"} too.
+    status, msg = getattr(exc, "status_code", 500), getattr(exc, "detail", "error")
+    return JSONResponse({"msg": msg}, status_code=status, headers=getattr(exc, "headers", None))
+
+
 def create_app(config: DevConfig | None = None) -> Starlette:
     """The dev server as an ASGI app (serve it with uvicorn; see :class:`DevServer`).
 
@@ -228,14 +240,20 @@ def create_app(config: DevConfig | None = None) -> Starlette:
             await engine.close()
 
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
+    api_route = Route("/{path:path}", api_endpoint, methods=methods)
+    # DOTALL: "." must match a "\n" too, or a queue named "a\nb" (sent as a%0Ab) is created
+    # by a PUT (a trailing "\n" matches "$") and then unreachable (404) for everything else.
+    api_route.path_regex = re.compile(api_route.path_regex.pattern, re.DOTALL)
     routes = [
         Route("/_dev/health", _dev(dev_health), methods=["GET"]),
         Route("/_dev/state", _dev(dev_state), methods=["GET"]),
         Route("/_dev/reset", _dev(dev_reset), methods=["POST"]),
         Route("/_dev/deliveries", _dev(dev_deliveries), methods=["GET"]),
         Route("/_dev/idle", _dev(dev_idle), methods=["GET"]),
-        Route("/{path:path}", api_endpoint, methods=methods),
+        api_route,
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error}
+    )
     app.state.config = config
     return app

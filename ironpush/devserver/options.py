@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["DevConfig"]
 
@@ -22,7 +22,7 @@ class DevConfig:
     points from the bound address when not given).
     """
 
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)  # a secret: never in reprs
     project_id: str | None = None
     db: str | None = None
     push_timeout: float = 10.0

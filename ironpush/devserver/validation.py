@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -55,14 +56,25 @@ def bad(msg: str) -> APIError:
     return APIError(400, msg)
 
 
+# A "\ud800" escape (or surrogate bytes, which json.loads lets through in UTF-8 and UTF-16)
+# gives a str that cannot be encoded again: stored, it would break every later answer naming it.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def parse_json(raw: bytes, *, empty: Any = None) -> Any:
     """The request's JSON; an empty body is ``empty``; anything unparsable is a 400."""
     if not raw.strip():
         return empty
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        data = json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: e.g. b"[" * 100_000
         raise bad("Invalid JSON in request body") from None
+    if not raw.isascii() or _SURROGATE_ESCAPE.search(raw):
+        try:
+            json.dumps(data, ensure_ascii=False).encode()
+        except (ValueError, RecursionError):
+            raise bad("Invalid JSON in request body: lone surrogates are not text") from None
+    return data
 
 
 def obj(data: Any, what: str = "request body") -> Mapping[str, Any]:
@@ -80,7 +92,10 @@ def number(
     value = data.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    # isfinite only on floats: math.isfinite(10**400) raises OverflowError.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise bad(f"{key} must be a number")
+    if isinstance(value, float) and not math.isfinite(value):
         raise bad(f"{key} must be a number")
     if value < low or value > high or (strict_low and value == low):
         lower = f"> {low}" if strict_low else f">= {low}"
