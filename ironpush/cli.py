@@ -88,10 +88,7 @@ def _scrub(ctx: click.Context, message: str) -> str:
     """Mask the token wherever an error quotes it: httpx quotes a header value it refuses
     (e.g. a token with a line break or NUL inside), as text or as an escaped bytes repr."""
     state = ctx.find_root().obj
-    secrets = state.secrets() if isinstance(state, Context) else []
-    escaped = [repr(s)[1:-1] for s in secrets]
-    escaped += [repr(s.encode("utf-8", "replace"))[2:-1] for s in secrets]
-    return redact_text(message, [*secrets, *escaped])
+    return redact_text(message, state.secrets() if isinstance(state, Context) else [])
 
 
 def _debug(ctx: click.Context) -> bool:

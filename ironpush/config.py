@@ -360,6 +360,13 @@ class _Resolver:
             missing.append("token (or keystone credentials)")
         if missing and require_credentials:
             raise ConfigError(self._missing_message(missing))
+        if token is not None and not _header_safe(token):
+            # Checked here, not when the first request fails: the HTTP libraries' own errors
+            # quote the offending header value, i.e. the token.
+            raise ConfigError(
+                f"the token (from {self.origin.get('token', 'settings')}) has characters that "
+                "cannot be sent in an HTTP header (control characters or non-ASCII)"
+            )
         return Settings(
             project_id=project_id or "",
             token=token,
@@ -477,6 +484,10 @@ def _to_keystone(value: Any, where: str) -> Keystone:
             f"(keystone needs {', '.join(_KEYSTONE_KEYS)})"
         )
     return Keystone(**{k: value[k] for k in _KEYSTONE_KEYS})
+
+
+def _header_safe(value: str) -> bool:
+    return value.isascii() and all(31 < ord(c) < 127 for c in value)
 
 
 def _normalise_prefix(text: str) -> str:

@@ -34,6 +34,7 @@ __all__ = ["HTTPFailure", "HTTPResponse", "LeanHTTPClient"]
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 _SKIP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+_FORBIDDEN_IN_HEADERS = frozenset("\r\n\x00")  # characters a header must not contain
 
 
 class HTTPFailure(Exception):
@@ -193,6 +194,9 @@ class LeanHTTPClient:
             lines += [b"Content-Length: ", str(len(body)).encode(), b"\r\n"]
         for name, value in headers:
             if name.lower() not in _SKIP_HEADERS:
+                if not _FORBIDDEN_IN_HEADERS.isdisjoint(name + value):
+                    # CR/LF would let a value inject headers or a second request.
+                    raise HTTPFailure(f"header {name[:40]!r} has a line break or NUL", unsent=True)
                 lines.append(f"{name}: {value}\r\n".encode())
         lines += [b"\r\n", body]
         data = b"".join(lines)

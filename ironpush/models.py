@@ -275,6 +275,16 @@ class PushStatus:
     msg: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
+    def __repr__(self) -> str:
+        # A subscriber URL may carry the push secret in its query string.
+        url = redact_url(self.url) if self.url else None
+        return (
+            f"PushStatus(subscriber_name={self.subscriber_name!r}, url={url!r}, "
+            f"status={self.status!r}, status_code={self.status_code!r}, tries={self.tries!r}, "
+            f"retries_remaining={self.retries_remaining!r}, last_try_at={self.last_try_at!r}, "
+            f"msg={self.msg!r})"
+        )
+
     @property
     def done(self) -> bool:
         """The push ended for this subscriber: delivered (``deleted``) or given up (``error``)."""
@@ -305,6 +315,13 @@ class FailedSubscriber:
     url: str | None
     code: int | None
     msg: str | None
+
+    def __repr__(self) -> str:
+        url = redact_url(self.url) if self.url else None
+        return (
+            f"FailedSubscriber(name={self.name!r}, url={url!r}, code={self.code!r}, "
+            f"msg={self.msg!r})"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ from .protocol import (
     Delivery,
     Reply,
     Request,
+    encodable,
     error_for,
     validate_push_headers,
 )
@@ -86,6 +87,8 @@ def _seconds(value: float) -> int | float:
 
 def _text_body(body: Any) -> str:
     if isinstance(body, str):
+        if not encodable(body):
+            raise ValidationError("a message body must be valid Unicode text (no lone surrogates)")
         return body
     if isinstance(body, bytes | bytearray):
         try:

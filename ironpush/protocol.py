@@ -90,6 +90,15 @@ def _is_token(name: str) -> bool:
     return bool(name) and all(c.isascii() and (c.isalnum() or c in "!#$%&'*+-.^_`|~") for c in name)
 
 
+def encodable(text: str) -> bool:
+    # Lone surrogates (e.g. from os.fsdecode) cannot be encoded as UTF-8 for the wire.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def validate_push_headers(headers: Any) -> dict[str, str]:
     """Check per-message ``push_headers`` against IronMQ v3's rules and return them as a dict.
 
@@ -106,6 +115,8 @@ def validate_push_headers(headers: Any) -> dict[str, str]:
     for name, value in headers.items():
         if not isinstance(name, str) or not isinstance(value, str):
             raise ValidationError("push_headers names and values must be strings")
+        if not encodable(name) or not encodable(value):
+            raise ValidationError(f"push header {name!r} is not valid Unicode text")
         if not name or len(name.encode()) > MAX_PUSH_HEADER_NAME:
             raise ValidationError(f"push header name must be 1..{MAX_PUSH_HEADER_NAME} bytes")
         if not _is_token(name):

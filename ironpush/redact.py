@@ -69,10 +69,17 @@ def redact_url(url: str) -> str:
 
 
 def redact_text(text: str, secrets: Iterable[str | None]) -> str:
-    """Replace each known secret occurring in ``text`` by its mask (for free-form messages)."""
+    """Replace each known secret occurring in ``text`` by its mask (for free-form messages).
+
+    Also catches a secret quoted in escaped form, as an HTTP library quotes a header value it
+    refuses (``b'OAuth tok\\x00en'``).
+    """
     for secret in secrets:
-        if secret and len(secret) >= 4:
+        if not secret or len(secret) < 4:
+            continue
+        escaped = (repr(secret)[1:-1], repr(secret.encode("utf-8", "replace"))[2:-1])
+        for form in dict.fromkeys((secret, *escaped)):
             # str.replace, not re.sub: the mask keeps a prefix, and a backslash in it would be
             # read as a regex template escape ("bad escape \x").
-            text = text.replace(secret, mask(secret))
+            text = text.replace(form, mask(secret))
     return text

@@ -21,7 +21,7 @@ from .errors import ConfigError, TransportError
 from .models import PushStatus
 from .operations import Op
 from .protocol import Delivery, Reply, Request, RetryPolicy
-from .redact import redact_url
+from .redact import redact_text, redact_url
 
 T = TypeVar("T")
 logger = logging.getLogger("ironpush.client")
@@ -145,8 +145,10 @@ class ClientBase:
     def _transport_error(self, request: Request, exc: Exception, *, unsent: bool) -> TransportError:
         kind = type(exc).__name__
         url = redact_url(self._url(request))
+        # An HTTP library may quote a header value (i.e. the token) in its message.
+        detail = redact_text(str(exc), [self._token(), self.settings.token])
         return TransportError(
-            f"{request.method} {url} failed: {kind}" + (f" ({exc})" if str(exc) else ""),
+            f"{request.method} {url} failed: {kind}" + (f" ({detail})" if detail else ""),
             method=request.method,
             url=url,
             unsent=unsent,

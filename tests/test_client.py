@@ -6,6 +6,7 @@ headers) and for how it parses the documented v3 response shapes.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import socket
@@ -33,7 +34,7 @@ from ironpush.errors import (
     Unauthorized,
     ValidationError,
 )
-from ironpush.models import Alert, Message, PushStatus, QueueInfo, Subscriber
+from ironpush.models import Alert, ErrorReport, Message, PushStatus, QueueInfo, Subscriber
 from ironpush.protocol import Delivery, RetryPolicy
 
 pytestmark = pytest.mark.anyio
@@ -870,3 +871,47 @@ async def test_wait_for_push_times_out_with_the_last_statuses(
         rec.reply(200, {"subscribers": [{"name": "a", "status": "retrying"}]})
     with pytest.raises(TimeoutError, match="a=retrying"):
         await call(mq.queue("q"), "wait_for_push", "m", timeout=0.1, interval=0.01)
+
+
+# --------------------------------------------------------------------------- regressions
+
+
+def test_a_token_that_cannot_travel_in_a_header_is_refused_without_echoing_it() -> None:
+    with pytest.raises(ConfigError, match="cannot be sent in an HTTP header") as info:
+        IronMQ(project_id="p", token="tok-SECRET\nvalue", cloud="http://127.0.0.1:9")
+    assert "tok-SECRET" not in str(info.value)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_transport_errors_never_quote_the_token(kind: str, rec: Recorder) -> None:
+    # Bypass the configuration check to reach the HTTP library with an illegal header value.
+    good = IronMQ(project_id="p1", token=TOKEN, cloud=rec.url).settings
+    bad = dataclasses.replace(good, token=TOKEN + "\x00")
+    client = build(kind, settings=bad, retry=RetryPolicy(attempts=1))
+    with pytest.raises(TransportError) as info:
+        await call(client, "queues")
+    assert TOKEN not in str(info.value)
+    await close(client)
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["bad \ud800 body", {"body": "ok", "push_headers": {"X-A": "bad \udcff"}}],
+)
+async def test_text_that_cannot_be_encoded_is_a_validation_error(
+    mq: IronMQ | AsyncIronMQ, rec: Recorder, message: Any
+) -> None:
+    with pytest.raises(ValidationError, match="valid Unicode"):
+        await call(mq.queue("q"), "post", message)
+    assert rec.calls == []
+
+
+def test_push_status_and_error_report_reprs_mask_secret_urls() -> None:
+    url = "https://svc.example.com/ironmq/orders?ironpush_secret=s3cr3t-value-0123456789"
+    status = PushStatus.from_json({"name": "a", "url": url, "status": "deleted"})
+    report = ErrorReport.from_json(
+        {"source_msg_id": "1", "subscribers": [{"name": "a", "url": url, "code": 500}]}
+    )
+    for text in (repr(status), repr(report)):
+        assert "s3cr3t-value" not in text
+        assert "svc.example.com" in text

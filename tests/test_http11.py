@@ -198,3 +198,21 @@ async def test_a_refused_connection_is_unsent() -> None:
     with pytest.raises(HTTPFailure) as info:
         await LeanHTTPClient().request("POST", url, headers=[], timeout=2)
     assert info.value.unsent
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("header", [("X-A", "v\r\nInjected: 1"), ("X-B\n", "v"), ("X-C", "v\x00")])
+async def test_header_injection_is_refused_before_anything_is_sent(
+    header: tuple[str, str],
+) -> None:
+    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
+        writer.write(OK)
+        return True
+
+    client = LeanHTTPClient()
+    async with raw_server(reply) as srv:
+        with pytest.raises(HTTPFailure, match="line break or NUL") as info:
+            await client.request("POST", srv.url, headers=[header], timeout=2)
+        assert info.value.unsent
+        assert srv.requests == []
+    client.close()
