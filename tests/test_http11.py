@@ -168,23 +168,32 @@ async def test_any_method_and_the_whole_response_with_headers() -> None:
 
 
 @pytest.mark.anyio
-async def test_stale_connections_are_not_resent_when_the_caller_forbids_it() -> None:
+@pytest.mark.parametrize("resend", [True, False])
+async def test_a_request_lost_on_a_reused_connection_is_resent_only_when_allowed(
+    resend: bool,
+) -> None:
+    per_connection: dict[int, int] = {}
+
     async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
+        served = per_connection.get(id(writer), 0)
+        per_connection[id(writer)] = served + 1
+        if served:  # the second request on a connection: hang up without an answer
+            return False
         writer.write(OK)
-        await writer.drain()
-        return False  # hang up after each answer, without saying so
+        return True
 
     client = LeanHTTPClient()
     async with raw_server(reply) as srv:
         assert (await client.request("POST", srv.url, headers=[], timeout=2)).status == 200
-        # The idle connection is dead; without resend_stale the failure is reported, and the
-        # request is not marked unsent (it may have been written before the peer closed).
-        try:
-            await client.request("POST", srv.url, headers=[], timeout=2, resend_stale=False)
-        except HTTPFailure as exc:
-            assert not exc.unsent
-        else:  # the close was already seen while idle: a fresh connection was used
+        call = client.request("POST", srv.url, headers=[], timeout=2, resend_stale=resend)
+        if resend:
+            assert (await call).status == 200  # sent again on a new connection
             assert srv.connections == 2
+        else:
+            with pytest.raises(HTTPFailure, match="closed before a response") as info:
+                await call
+            assert not info.value.unsent  # it was written: it may have been processed
+            assert srv.connections == 1
     client.close()
 
 
