@@ -157,7 +157,8 @@ class PushRouter(PushPipeline, InternalEndpoints):
       :class:`~ironpush.stores.SQLiteStore`, or a path (an SQLite file); ``dedupe=False``
       turns deduplication off.
     - ``body_limit`` (bytes, default 256 KB; larger pushes get 413), ``max_deferred``
-      (concurrent deferred jobs, default 32; beyond it 503), ``dead_letter_queue`` (where
+      (concurrent deferred jobs, default 32; beyond it — or with that many acks not yet
+      confirmed by IronMQ — new deferred work gets 503), ``dead_letter_queue`` (where
       ``Drop`` posts the message), ``secret_header`` / ``secret_param`` (where the push secret
       travels).
     - Timing: ``claim_lease`` (s, 30: a crashed process's claims expire after this),
