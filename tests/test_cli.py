@@ -8,7 +8,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 from pytest_httpserver import HTTPServer
+from support import free_port, wait_until
 from werkzeug import Request as WRequest
 from werkzeug import Response as WResponse
 
@@ -188,16 +188,6 @@ def test_unsubscribe_by_name_and_by_url(cli: Any) -> None:
 # --------------------------------------------------------------------------- statuses and acks
 
 
-def wait_for(predicate: Any, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
-
-
 @pytest.fixture
 def accepting(httpserver: HTTPServer) -> list[dict[str, str]]:
     """A subscriber that answers 202 and records the Iron-* headers of each push."""
@@ -224,8 +214,8 @@ def test_statuses_then_ack_with_reservation(
         "30",
     )
     [message_id] = cli("post", "ack-q", "job").stdout.split()
-    headers = wait_for(lambda: accepting[-1] if accepting else None)
-    rows = wait_for(
+    headers = wait_until(lambda: accepting[-1] if accepting else None)
+    rows = wait_until(
         lambda: [
             r
             for r in json.loads(cli("statuses", "ack-q", message_id, "--json").stdout)
@@ -261,7 +251,7 @@ def test_ack_with_a_token(
         "30",
     )
     [message_id] = cli("post", "tok-q", "job").stdout.split()
-    headers = wait_for(lambda: accepting[-1] if accepting else None)
+    headers = wait_until(lambda: accepting[-1] if accepting else None)
     keys = ["ack-key-0123456789abcdef"]
     token = dump_ack_token(
         "tok-q",
@@ -419,13 +409,6 @@ def test_every_command_has_help_with_an_example(command: str) -> None:
 # --------------------------------------------------------------------------- serve and demo
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def test_serve_runs_an_app_with_uvicorn(tmp_path: Path) -> None:
     (tmp_path / "svc.py").write_text(
         "from starlette.applications import Starlette\n"
@@ -460,7 +443,7 @@ def test_serve_runs_an_app_with_uvicorn(tmp_path: Path) -> None:
             except httpx.TransportError:
                 return False
 
-        wait_for(healthy, timeout=30)
+        wait_until(healthy, timeout=30)
         assert httpx.post(f"http://127.0.0.1:{port}/ironmq/jobs").status_code == 401
     finally:
         proc.terminate()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, TypeVar
 from urllib.parse import quote
 
 import anyio
 import httpx
 import pytest
+from support import wait_until
 
 from ironpush.client import IronMQ
 from ironpush.devserver import DevServer
@@ -19,17 +20,6 @@ from ironpush.models import Alert
 
 T = TypeVar("T")
 HOOK = "http://127.0.0.1:9/never-called"  # subscribers that are never pushed to in these tests
-
-
-def wait_until(predicate: Callable[[], T], timeout: float = 5.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.005)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from support import wait_until
 
 from ironpush._serving import ServerThread
 from ironpush.client import IronMQ
@@ -28,17 +29,6 @@ from ironpush.protocol import parse_delivery
 
 T = TypeVar("T")
 RETRY = 0.15  # retries_delay used by the timing tests (the hosted minimum is 3 s)
-
-
-def wait_until(predicate: Callable[[], T], timeout: float = 5.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.005)
 
 
 @dataclass

@@ -7,13 +7,12 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
+from support import wait_until
 
 from ironpush import IronMQ
 from ironpush.devserver import DevServer
@@ -21,16 +20,6 @@ from ironpush.errors import NotFound
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "example-key-0123456789abcdef"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +87,7 @@ def serve(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[str], str]]
             except httpx.TransportError:
                 return False
 
-        wait_for(healthy)
+        wait_until(healthy)
         ironpush(
             "subscribe",
             "--app",
@@ -156,8 +145,9 @@ def test_long_jobs_in_process_and_external_worker(
     assert pushed(dev, "thumbnails", thumb) == ["deleted"]
     [video] = mq.queue("videos").post("intro.mp4")
     # The handler answered 202 and handed the job to the work queue.
-    wait_for(lambda: size(mq, "video-work") == 1)
-    assert [s.status for s in mq.queue("videos").get_message_push_statuses(video)] == ["reserved"]
+    wait_until(lambda: size(mq, "video-work") == 1)
+    statuses = mq.queue("videos").get_message_push_statuses
+    wait_until(lambda: [s.status for s in statuses(video)] == ["reserved"], what="the 202")
     worker = subprocess.run(
         [sys.executable, "-m", "examples.worker", "--service", base + "/ironmq", "--once"],
         env=env,

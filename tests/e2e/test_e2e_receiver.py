@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
+from support import free_port, wait_until
 
 from ironpush._serving import ServerThread
 from ironpush.client import IronMQ
@@ -36,14 +35,6 @@ from ironpush.signing import push_secret
 
 KEYS = ["e2e-old-key", "e2e-new-key"]
 HERE = Path(__file__).parent
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what or predicate}")
-        time.sleep(0.01)
 
 
 @pytest.fixture(scope="module")
@@ -293,12 +284,6 @@ def test_fastapi_mount(mq: IronMQ, queue_name: str) -> None:
 
 
 # --- kill -9 -----------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextmanager
