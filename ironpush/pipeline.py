@@ -109,10 +109,20 @@ class PushPipeline:
         started = time.perf_counter()
         counters = self.counters
         counters.totals["received"] += 1
-        raw: list[tuple[bytes, bytes]] = scope["headers"]
-        hmap = {k.lower(): v for k, v in raw}
+        hmap: dict[bytes, bytes] = {}
+        iron: dict[str, str] = {}
+        kept: list[tuple[bytes, bytes]] = []  # what the handler sees: never the push secret
+        secret_header = self._header_b
+        for name, value in scope["headers"]:  # one pass over the headers, on every push
+            lower = name.lower()
+            hmap[lower] = value
+            if lower == secret_header:
+                continue
+            kept.append((name, value))
+            if lower[:5] == b"iron-":
+                iron[lower.decode("latin-1")] = value.decode("latin-1")
         if self.verify:
-            presented = hmap.get(self._header_b) or self._query_secret(scope)
+            presented = hmap.get(secret_header) or self._query_secret(scope)
             if not presented or not verify_push_secret(presented, route.secrets):
                 status = 403 if presented else 401
                 counters.totals["verification_failures"] += 1
@@ -131,13 +141,7 @@ class PushPipeline:
         if declared is not None and declared.isdigit() and int(declared) > self.body_limit:
             return await self._reject(send, route, None, 413, "body too large", started)
         try:
-            delivery = parse_delivery(
-                {
-                    k.decode("latin-1"): v.decode("latin-1")
-                    for k, v in hmap.items()
-                    if k.startswith(b"iron-")
-                }
-            )
+            delivery = parse_delivery(iron)
         except ValidationError as exc:
             return await self._reject(send, route, None, 400, str(exc), started)
         if delivery.subscriber_name is None:  # legacy pushes do not name the subscriber
@@ -156,11 +160,9 @@ class PushPipeline:
                 return await self._reject(
                     send, route, delivery, 400, "body is not valid JSON", started
                 )
-        if self._header_b in hmap:  # handlers (and their logs) never see the push secret
-            raw = [(k, v) for k, v in raw if k.lower() != self._header_b]
         runtime = self._runtime_now()
         return await self._handle(
-            route, delivery, body, parsed, Headers(raw=raw), runtime, send, started
+            route, delivery, body, parsed, Headers(raw=kept), runtime, send, started
         )
 
     def _query_secret(self, scope: Scope) -> bytes | None:

@@ -153,6 +153,14 @@ class Delivery:
     flavour: Literal["v3", "legacy"] = "v3"
 
 
+# Lower-cased once: parse_delivery runs on every push.
+_MESSAGE_ID = HEADER_MESSAGE_ID.lower()
+_SUBSCRIBER_MESSAGE_ID = HEADER_SUBSCRIBER_MESSAGE_ID.lower()
+_RESERVATION_ID = HEADER_RESERVATION_ID.lower()
+_SUBSCRIBER_NAME = HEADER_SUBSCRIBER_NAME.lower()
+_SUBSCRIBER_MESSAGE_URL = HEADER_SUBSCRIBER_MESSAGE_URL.lower()
+
+
 def parse_delivery(headers: Mapping[str, str]) -> Delivery:
     """Read a push's ``Iron-*`` headers (case-insensitively) into a :class:`Delivery`.
 
@@ -160,11 +168,11 @@ def parse_delivery(headers: Mapping[str, str]) -> Delivery:
     (a legacy push's ``Iron-Subscriber-Message-Id`` is accepted in its place).
     """
     lowered = {k.lower(): v.strip() for k, v in headers.items()}
-    message_id = lowered.get(HEADER_MESSAGE_ID.lower(), "")
-    sub_msg_id = lowered.get(HEADER_SUBSCRIBER_MESSAGE_ID.lower()) or None
-    reservation = lowered.get(HEADER_RESERVATION_ID.lower()) or None
-    name = lowered.get(HEADER_SUBSCRIBER_NAME.lower()) or None
-    url = lowered.get(HEADER_SUBSCRIBER_MESSAGE_URL.lower()) or None
+    message_id = lowered.get(_MESSAGE_ID, "")
+    sub_msg_id = lowered.get(_SUBSCRIBER_MESSAGE_ID) or None
+    reservation = lowered.get(_RESERVATION_ID) or None
+    name = lowered.get(_SUBSCRIBER_NAME) or None
+    url = lowered.get(_SUBSCRIBER_MESSAGE_URL) or None
     if not message_id:
         message_id = sub_msg_id or ""
     if not message_id:
