@@ -29,7 +29,9 @@ from .errors import (
 from .models import Subscriber
 from .output import emit, push_status_row, queue_info_doc, subscriber_doc, table
 from .protocol import PUSH_TYPES, Delivery, RetryPolicy
+from .receiver import Subscription
 from .redact import redact_text, redact_url
+from .subscribe import subscribe_app, sync_subscriptions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -350,14 +352,11 @@ def subscribe(
       ironpush subscribe orders https://api.example.com/hooks/orders --retries 5
       ironpush subscribe --app myservice.app:router --base-url https://api.example.com/ironmq
     """
-    push = {"retries": retries, "retries_delay": retries_delay, "error_queue": error_queue}
     if app_ref is not None:
         if queue or url:
             raise click.UsageError("give either QUEUE URL or --app, not both")
         if not base_url:
             raise click.UsageError("--app needs --base-url (where IronMQ can reach the router)")
-        from .subscribe import subscribe_app
-
         report = subscribe_app(state.client, app_ref, base_url, dry_run=dry_run)
         emit(as_json, report.as_json(), report.text())
         return
@@ -365,39 +364,22 @@ def subscribe(
         raise click.UsageError("give QUEUE and URL (or --app MODULE:ROUTER --base-url URL)")
     if dry_run or base_url:
         raise click.UsageError("--dry-run and --base-url go with --app")
-    subscriber = Subscriber.coerce(
-        {"name": name, "url": url, "headers": parse_pairs(headers, "--header")}
-        if name
-        else {"url": url, "headers": parse_pairs(headers, "--header")}
-    )
-    q = state.client.queue(queue)
-    try:
-        current = q.info()
-    except NotFound:
-        info = q.create(type=push_type or "multicast", subscribers=[subscriber], **_given(push))
-        action = "created"
-    else:
-        if push_type and current.type != push_type:
-            raise CliError(
-                f"queue {queue!r} is {current.type}; v3 cannot change a queue's type "
-                "(delete and re-create it)"
-            )
-        if not current.is_push:
-            raise CliError(f"queue {queue!r} is a pull queue; v3 cannot add subscribers to it")
-        q.add_subscribers(subscriber)
-        info = state.client.update_queue(queue, **_given(push)) if _given(push) else q.info()
-        action = "subscribed"
+    fields = {"url": url, "headers": parse_pairs(headers, "--header")}
+    subscriber = Subscriber.coerce({**fields, "name": name} if name else fields)
+    wanted = Subscription(queue, subscriber, push_type, retries, retries_delay, error_queue)
+    [change] = sync_subscriptions(state.client, [wanted]).changes
     doc = {
-        "action": action,
+        "action": change.action,
+        "detail": change.detail,
         "queue": queue,
         "subscriber": subscriber_doc(subscriber),
-        "queue_info": queue_info_doc(info),
+        "queue_info": queue_info_doc(state.client.queue(queue).info()),
     }
-    emit(as_json, doc, f"{action}: {subscriber.name} -> {redact_url(subscriber.url)} on {queue}")
-
-
-def _given(options: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in options.items() if v is not None}
+    emit(
+        as_json,
+        doc,
+        f"{change.action}: {subscriber.name} -> {redact_url(subscriber.url)} on {queue}",
+    )
 
 
 @main.command()

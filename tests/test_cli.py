@@ -156,7 +156,7 @@ def test_subscribe_creates_then_adds_and_masks_secret_headers(cli: Any) -> None:
     assert created["queue_info"]["push"]["error_queue"] == "sub-errors"
     assert created["subscriber"]["headers"] == {"X-Api-Secret": "supe***"}
     added = cli("subscribe", "sub-q", "http://127.0.0.1:9/b").stdout
-    assert added.startswith("subscribed: ")
+    assert added.startswith("added: ")
     listing = cli("subscribers", "sub-q").stdout
     assert "supersecretvalue123" not in listing
     assert "X-Api-Secret: supe***" in listing
@@ -495,3 +495,16 @@ def test_demo_json_is_machine_readable() -> None:
     assert doc["ok"] is True
     assert doc["counters"]["dropped"] == 1
     assert all(rows[0]["status"] == "deleted" for rows in doc["messages"].values())
+
+
+def test_subscribe_url_is_idempotent_and_reports_changes(cli: Any) -> None:
+    args = ("subscribe", "idem-q", "http://127.0.0.1:9/a", "--name", "a", "--retries", "2")
+    assert json.loads(cli(*args, "--json").stdout)["action"] == "created"
+    assert json.loads(cli(*args, "--json").stdout)["action"] == "unchanged"
+    changed = json.loads(cli(*args, "--header", "X-Tenant:blue", "--json").stdout)
+    assert changed["action"] == "updated"
+    settings = json.loads(
+        cli(*args, "--header", "X-Tenant:blue", "--retries", "5", "--json").stdout
+    )
+    assert settings["action"] == "settings"
+    assert settings["queue_info"]["push"]["retries"] == 5
