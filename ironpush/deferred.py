@@ -32,7 +32,7 @@ import anyio
 
 from .errors import APIError, ValidationError
 from .metrics import Counters
-from .signing import delivery_from_dict
+from .signing import delivery_from_dict, delivery_to_dict
 from .stores import DedupeStore, OutboxItem, OutboxStore
 
 if TYPE_CHECKING:
@@ -47,22 +47,13 @@ AckResult = Literal["acked", "late", "failed"]
 
 
 def delivery_json(delivery: Delivery) -> str:
-    """The JSON text stores and the outbox keep for a delivery (same as ``delivery_to_dict``).
+    """The JSON text stores and the outbox keep for a delivery (``delivery_to_dict`` as JSON).
 
-    Built by hand with the C string escaper: this runs on every push, and ``json.dumps`` of a
-    dict costs several times more.
+    Written with the C string escaper: this runs on every push, and ``json.dumps`` costs
+    several times more.
     """
-    out = ['{"m":', _quote(delivery.message_id), ',"f":"', delivery.flavour, '"']
-    for short, value in (
-        ("r", delivery.reservation_id),
-        ("s", delivery.subscriber_name),
-        ("u", delivery.subscriber_message_url),
-        ("i", delivery.subscriber_message_id),
-    ):
-        if value is not None:
-            out += [',"', short, '":', _quote(value)]
-    out.append("}")
-    return "".join(out)
+    fields = delivery_to_dict(delivery).items()
+    return "{" + ",".join(f'"{key}":{_quote(value)}' for key, value in fields) + "}"
 
 
 def parse_delivery_json(text: str) -> Delivery:
