@@ -28,3 +28,21 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def exchange_raw(port: int, data: bytes, *, half_close: bool = False) -> int | None:
+    """Send raw bytes; the status code of the answer, or None if the server just closed."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while b"\r\n" not in received:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            received += chunk
+    if not received:
+        return None
+    assert received.startswith(b"HTTP/1.1 "), received[:80]
+    return int(received.split(b" ", 2)[1])

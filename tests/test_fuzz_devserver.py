@@ -33,7 +33,6 @@ import functools
 import json
 import logging
 import os
-import socket
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +44,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from starlette.applications import Starlette
+from support import exchange_raw
 
 from ironpush.devserver import DevConfig, DevServer, create_app
 from ironpush.devserver.api import ROUTES
@@ -863,20 +863,6 @@ def test_bodies_over_the_request_limit_are_413_declared_or_streamed(dev: Dev) ->
 # --------------------------------------------------------------------------- real socket
 
 
-def send_raw(port: int, data: bytes, *, half_close: bool = False) -> int | None:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(data)
-        if half_close:
-            sock.shutdown(socket.SHUT_WR)
-        received = b""
-        while b"\r\n" not in received:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            received += chunk
-    return int(received.split(b" ", 2)[1]) if received.startswith(b"HTTP/1.1 ") else None
-
-
 def test_real_dev_server_answers_garbage_with_4xx_and_keeps_serving() -> None:
     head = b"POST /3/projects/dev/queues/q/messages HTTP/1.1\r\nHost: t\r\n"
     garbage = [
@@ -894,7 +880,7 @@ def test_real_dev_server_answers_garbage_with_4xx_and_keeps_serving() -> None:
     with DevServer() as server, server.client() as mq:
         mq.queue("q").post("before")
         for data, half_close in garbage:
-            status = send_raw(server.port, data, half_close=half_close)
+            status = exchange_raw(server.port, data, half_close=half_close)
             assert status is None or 400 <= status < 500, (data[:60], status)
             assert mq.queue("q").size() == 1  # still serving; nothing posted, nothing reset
         assert server.state()["projects"]["dev"]["q"]["size"] == 1

@@ -30,7 +30,6 @@ import functools
 import itertools
 import json
 import os
-import socket
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support import exchange_raw
 
 from ironpush._serving import ServerThread
 from ironpush.outcomes import Defer, PushMessage
@@ -786,24 +786,6 @@ def test_repeated_secret_headers_the_last_one_decides(rx: Receiver) -> None:
 
 
 # --------------------------------------------------------------------------- real sockets
-
-
-def exchange_raw(port: int, data: bytes, *, half_close: bool = False) -> int | None:
-    """Send raw bytes; the status code of the answer, or None if the server just closed."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(data)
-        if half_close:
-            sock.shutdown(socket.SHUT_WR)
-        received = b""
-        while b"\r\n" not in received:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            received += chunk
-    if not received:
-        return None
-    assert received.startswith(b"HTTP/1.1 "), received[:80]
-    return int(received.split(b" ", 2)[1])
 
 
 def test_real_server_answers_garbage_with_4xx_and_keeps_serving() -> None:
