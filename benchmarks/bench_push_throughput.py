@@ -124,9 +124,8 @@ def percentile(values: list[float], p: float) -> float:
 
 async def post_all(api: str, queue: str, total: int, *, batch: int, posters: int) -> float:
     """Post ``total`` messages in batches; each body carries its send time. Returns duration."""
-    headers = {"Authorization": "OAuth dev"}
     limits = httpx.Limits(max_connections=posters)
-    async with httpx.AsyncClient(base_url=api, headers=headers, limits=limits) as http:
+    async with httpx.AsyncClient(base_url=api, headers=HEADERS, limits=limits) as http:
         remaining = total
         lock = asyncio.Lock()
 
@@ -164,21 +163,28 @@ def wait_count(sub: str, total: int, timeout: float) -> float:
         time.sleep(0.02)
 
 
-def run_throughput(api: str, dev: str, sub: str, total: int) -> dict[str, float]:
-    queue = f"bench-{os.getpid()}"
-    headers = {"Authorization": "OAuth dev"}
+HEADERS = {"Authorization": "OAuth dev"}
+
+
+def push_queue(api: str, sub: str, queue: str) -> str:
+    """Create a multicast queue pushing to the subscriber, and reset the subscriber's records."""
     body = {
         "queue": {
             "type": "multicast",
             "push": {"subscribers": [{"name": "s", "url": sub + "/push"}]},
         }
     }
-    httpx.put(f"{api}/queues/{queue}", json=body, headers=headers).raise_for_status()
+    httpx.put(f"{api}/queues/{queue}", json=body, headers=HEADERS).raise_for_status()
     httpx.post(sub + "/reset")
+    return queue
+
+
+def run_throughput(api: str, dev: str, sub: str, total: int) -> dict[str, float]:
+    queue = push_queue(api, sub, f"bench-{os.getpid()}")
     start = time.perf_counter()
     post_seconds = asyncio.run(post_all(api, queue, total, batch=100, posters=4))
     end = wait_count(sub, total, timeout=300)
-    idle = httpx.get(dev + "/_dev/idle", params={"timeout": 30}, headers=headers, timeout=40)
+    idle = httpx.get(dev + "/_dev/idle", params={"timeout": 30}, headers=HEADERS, timeout=40)
     done = time.perf_counter()
     lat = subscriber_stats(sub)["latencies"]
     return {
@@ -194,17 +200,8 @@ def run_throughput(api: str, dev: str, sub: str, total: int) -> dict[str, float]
 
 def run_paced(api: str, sub: str, total: int, rate: float) -> dict[str, float]:
     """Single-message posts at a fixed rate: latency without queueing."""
-    queue = f"paced-{os.getpid()}"
-    headers = {"Authorization": "OAuth dev"}
-    body = {
-        "queue": {
-            "type": "multicast",
-            "push": {"subscribers": [{"name": "s", "url": sub + "/push"}]},
-        }
-    }
-    httpx.put(f"{api}/queues/{queue}", json=body, headers=headers).raise_for_status()
-    httpx.post(sub + "/reset")
-    with httpx.Client(base_url=api, headers=headers) as http:
+    queue = push_queue(api, sub, f"paced-{os.getpid()}")
+    with httpx.Client(base_url=api, headers=HEADERS) as http:
         start = time.perf_counter()
         for i in range(total):
             due = start + i / rate

@@ -51,6 +51,8 @@ RETRIES_DELAY = 1.0
 LONG_JOB_SECONDS = 0.5
 
 Echo = Callable[[str], None]
+#: What a run saw: push statuses and kind by message id (all, or a sample), seconds taken.
+Observed = tuple[dict[str, list["PushStatus"]], dict[str, str], float]
 
 
 @dataclass
@@ -140,10 +142,15 @@ def run_demo(
                 f"retries=3, retries_delay={RETRIES_DELAY}s (hosted minimum: 3 s)\n"
             )
             kinds = _kinds(messages)
-            result = (_tour if messages is None else _batch)(client, tracker, kinds, say, timeout)
-            result.counters = router.counters.snapshot()
-            result.error_queue_size = _size(client, ERROR_QUEUE)
-            return result
+            run = _tour if messages is None else _batch
+            statuses, seen_kinds, elapsed = run(client, tracker, kinds, say, timeout)
+            return DemoResult(
+                statuses,
+                seen_kinds,
+                router.counters.snapshot(),
+                elapsed,
+                _size(client, ERROR_QUEUE),
+            )
 
 
 def _size(client: IronMQ, queue: str) -> int:
@@ -171,7 +178,7 @@ def _post(client: IronMQ, kinds: list[str]) -> dict[str, str]:
 
 def _tour(
     client: IronMQ, tracker: Tracker, kinds: list[str], say: Echo, timeout: float
-) -> DemoResult:
+) -> Observed:
     started = time.monotonic()
     ids = _post(client, kinds)
     for message_id, kind in ids.items():
@@ -209,12 +216,12 @@ def _tour(
         for m, s in statuses.items()
     ]
     say("\n" + table(rows, ["kind", "message", "handler_runs", "status", "code", "tries"]))
-    return DemoResult(statuses, ids, {}, elapsed, 0)
+    return statuses, ids, elapsed
 
 
 def _batch(
     client: IronMQ, tracker: Tracker, kinds: list[str], say: Echo, timeout: float
-) -> DemoResult:
+) -> Observed:
     queue = client.queue(QUEUE)
     started = time.monotonic()
     ids = _post(client, kinds)
@@ -245,7 +252,7 @@ def _batch(
         f"\n{total} messages: posted in {posted:.2f}s, all pushes finished in {elapsed:.2f}s "
         f"→ {total / elapsed:.0f} messages/s end to end"
     )
-    return DemoResult(statuses, sampled, {}, elapsed, 0)
+    return statuses, sampled, elapsed
 
 
 def summary_rows(counters: dict[str, int]) -> list[dict[str, Any]]:

@@ -172,9 +172,8 @@ def test_failing_job_is_redelivered_and_then_succeeds(mq: IronMQ, queue_name: st
     assert router.counters.totals["jobs_failed"] == 1
 
 
-def test_external_worker_acks_with_the_token_through_the_router(
-    mq: IronMQ, dev: DevServer, queue_name: str
-) -> None:
+def external_worker_router(queue_name: str) -> tuple[PushRouter, list[str]]:
+    """A router whose handler hands every push to an "external worker" (the returned list)."""
     router = PushRouter(secret_keys=KEYS)
     tokens: list[str] = []
 
@@ -183,6 +182,13 @@ def test_external_worker_acks_with_the_token_through_the_router(
         tokens.append(msg.ack_token)
         return Defer()
 
+    return router, tokens
+
+
+def test_external_worker_acks_with_the_token_through_the_router(
+    mq: IronMQ, dev: DevServer, queue_name: str
+) -> None:
+    router, tokens = external_worker_router(queue_name)
     with serve(router) as base:
         subscribe(mq, router, base, delay=0.5)
         [mid] = mq.queue(queue_name).post("x")
@@ -199,14 +205,7 @@ def test_external_worker_acks_with_the_token_through_the_router(
 def test_external_worker_acks_with_the_token_through_the_client(
     mq: IronMQ, dev: DevServer, queue_name: str
 ) -> None:
-    router = PushRouter(secret_keys=KEYS)
-    tokens: list[str] = []
-
-    @router.route("/ext", queue=queue_name, subscriber="worker")
-    async def handle(msg: PushMessage) -> Defer:
-        tokens.append(msg.ack_token)
-        return Defer()
-
+    router, tokens = external_worker_router(queue_name)
     with serve(router) as base:
         subscribe(mq, router, base, delay=5.0)  # the reservation outlives the worker
         [mid] = mq.queue(queue_name).post("x")
