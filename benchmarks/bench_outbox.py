@@ -3,8 +3,8 @@
 The server is a minimal ack endpoint (raw ASGI, answers ``{"msg": "Deleted"}``) served by
 uvicorn in a subprocess, so the numbers measure the client side. Baseline: 2,000 sequential
 ``DELETE`` requests over one keep-alive ``httpx.Client``. Contender: the router's
-:class:`~ironpush.deferred.AckOutbox` (memory store, then SQLite store) flushing 2,000 queued
-acks through :class:`~ironpush.client.AsyncIronMQ`, for several sender counts.
+:class:`AckOutbox` (memory store, then SQLite store) flushing 2,000 queued
+acks through :class:`~ironpush.AsyncIronMQ`, for several sender counts.
 
 ``--latency-ms`` makes the server wait that long before answering, like a real network round
 trip to IronMQ (the localhost run is CPU-bound on the client, where concurrency cannot help).
@@ -29,10 +29,10 @@ from typing import Any, Literal
 import httpx
 
 from ironpush.client import AsyncIronMQ
-from ironpush.deferred import AckOutbox, OutboxSettings, delivery_json
-from ironpush.metrics import Counters
 from ironpush.protocol import Delivery
-from ironpush.stores import MemoryStore, OutboxItem, SQLiteStore
+from ironpush.receiver.deferred import AckOutbox, OutboxSettings, delivery_json
+from ironpush.receiver.metrics import Counters
+from ironpush.receiver.stores import MemoryStore, OutboxItem, SQLiteStore
 
 TARGET = 2.0
 LATENCY = float(os.environ.get("BENCH_ACK_LATENCY_MS", "0")) / 1000
@@ -67,9 +67,19 @@ def free_port() -> int:
 
 def start_server(port: int, latency_ms: float) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "bench_outbox:ack_app", "--app-dir",
-         str(Path(__file__).parent), "--port", str(port), "--log-level", "warning",
-         "--no-access-log"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bench_outbox:ack_app",
+            "--app-dir",
+            str(Path(__file__).parent),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
         env={**os.environ, "BENCH_ACK_LATENCY_MS": str(latency_ms)},
     )
     deadline = time.monotonic() + 20

@@ -31,8 +31,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from ironpush.outcomes import PushMessage
-from ironpush.receiver import PushRouter
+from ironpush.receiver.outcomes import PushMessage
+from ironpush.receiver.router import PushRouter
 from ironpush.signing import push_secret
 
 KEYS = ["bench-old-key", "bench-new-key"]

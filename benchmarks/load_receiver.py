@@ -114,28 +114,49 @@ def report_sustained(title: str, r: SustainedResult, targets: list[tuple[str, bo
         f"the last two thirds {rss['slope_mb_per_min_last_two_thirds']} MB/min"
     )
     print(f"RSS parts MB (anon/file/shmem): idle {r.rss_parts_start}, end {r.rss_parts_end}")
-    print(f"receiver: tasks {r.stats_start.get('tasks')} -> {r.stats_end.get('tasks')}, "
-          f"dedupe entries {r.stats_end.get('store_entries')}, exit {r.exit_code}")
+    print(
+        f"receiver: tasks {r.stats_start.get('tasks')} -> {r.stats_end.get('tasks')}, "
+        f"dedupe entries {r.stats_end.get('store_entries')}, exit {r.exit_code}"
+    )
     timeline = r.samples[:: max(1, len(r.samples) // 12)]
-    print("timeline (s, RSS MB, in flight, unsent acks): " + ", ".join(
-        f"({x.t:.0f}, {mb(x.rss_kb)}, {x.inflight}, {x.outbox})" for x in timeline
-    ))
+    print(
+        "timeline (s, RSS MB, in flight, unsent acks): "
+        + ", ".join(f"({x.t:.0f}, {mb(x.rss_kb)}, {x.inflight}, {x.outbox})" for x in timeline)
+    )
     problems = r.problems(flat_mb=FLAT_MB, growth_mb=PEAK_MB)
     for problem in problems:
         print(f"  PROBLEM: {problem}")
     other = {k: n for k, n in s.items() if k not in (200, 202, 503)}
-    check(targets, f"{title}: every answer 202/503/200, none unanswered",
-          not other and r.connection_errors == 0)
-    check(targets, f"{title}: 503 back-pressure once the cap is reached",
-          s.get(503, 0) > 0 and 0 < r.max_inflight <= cap)
-    check(targets, f"{title}: no lost acks, none twice, each with the newest reservation",
-          not a.problems() and a.received == a.expected > 0)
-    check(targets, f"{title}: router counters agree, drained, graceful stop",
-          not [p for p in problems if "RSS" not in p])
-    check(targets, f"{title}: unsent acks bounded (<= {r.outbox_bound})",
-          r.max_outbox <= r.outbox_bound)
-    check(targets, f"{title}: RSS flat (last third - middle third <= {FLAT_MB} MB)",
-          rss.get("last_minus_middle_third", 0.0) <= FLAT_MB)
+    check(
+        targets,
+        f"{title}: every answer 202/503/200, none unanswered",
+        not other and r.connection_errors == 0,
+    )
+    check(
+        targets,
+        f"{title}: 503 back-pressure once the cap is reached",
+        s.get(503, 0) > 0 and 0 < r.max_inflight <= cap,
+    )
+    check(
+        targets,
+        f"{title}: no lost acks, none twice, each with the newest reservation",
+        not a.problems() and a.received == a.expected > 0,
+    )
+    check(
+        targets,
+        f"{title}: router counters agree, drained, graceful stop",
+        not [p for p in problems if "RSS" not in p],
+    )
+    check(
+        targets,
+        f"{title}: unsent acks bounded (<= {r.outbox_bound})",
+        r.max_outbox <= r.outbox_bound,
+    )
+    check(
+        targets,
+        f"{title}: RSS flat (last third - middle third <= {FLAT_MB} MB)",
+        rss.get("last_minus_middle_third", 0.0) <= FLAT_MB,
+    )
     check(targets, f"{title}: peak RSS <= {PEAK_MB} MB", rss["peak_hwm"] <= PEAK_MB)
 
 
@@ -147,8 +168,10 @@ def report_inflight(r: InflightResult, targets: list[tuple[str, bool]]) -> None:
         f"{r.config['hold_seconds']} s each, {r.config['overflow']} pushes past the cap, jobs "
         f"{r.config['job_kind']}, max_entries={r.config['max_entries']}"
     )
-    print(f"RSS MB: started {mb(r.rss_start_kb)}, warm with 0 in flight {mb(r.rss_zero_kb)}, "
-          f"peak {mb(r.hwm_kb)}; per job in flight {r.per_job_kb:.1f} KB")
+    print(
+        f"RSS MB: started {mb(r.rss_start_kb)}, warm with 0 in flight {mb(r.rss_zero_kb)}, "
+        f"peak {mb(r.hwm_kb)}; per job in flight {r.per_job_kb:.1f} KB"
+    )
     for n, c in enumerate(r.cycles, 1):
         held = c.rss_full_kb
         print(
@@ -162,24 +185,45 @@ def report_inflight(r: InflightResult, targets: list[tuple[str, bool]]) -> None:
     problems = r.problems(held_flat_mb=HELD_FLAT_MB, cycle_growth_mb=CYCLE_GROWTH_MB)
     for problem in problems:
         print(f"  PROBLEM: {problem}")
-    check(targets, f"held: {jobs} pushes under the cap all 202, /_health shows {jobs} in flight",
-          all(c.by_status == {202: jobs} and c.inflight_seen == jobs for c in r.cycles))
-    check(targets, "held: every push past the cap gets 503",
-          all(c.overflow_by_status == {503: int(r.config["overflow"])} for c in r.cycles))
-    check(targets, "held: every job acked once after release",
-          all(not c.acks.problems() and c.acks.received == jobs for c in r.cycles))
+    check(
+        targets,
+        f"held: {jobs} pushes under the cap all 202, /_health shows {jobs} in flight",
+        all(c.by_status == {202: jobs} and c.inflight_seen == jobs for c in r.cycles),
+    )
+    check(
+        targets,
+        "held: every push past the cap gets 503",
+        all(c.overflow_by_status == {503: int(r.config["overflow"])} for c in r.cycles),
+    )
+    check(
+        targets,
+        "held: every job acked once after release",
+        all(not c.acks.problems() and c.acks.received == jobs for c in r.cycles),
+    )
     spread = max((max(c.rss_full_kb) - min(c.rss_full_kb)) / 1024 for c in r.cycles)
-    check(targets, f"held: RSS flat while held (spread {spread:.1f} <= {HELD_FLAT_MB} MB)",
-          spread <= HELD_FLAT_MB)
+    check(
+        targets,
+        f"held: RSS flat while held (spread {spread:.1f} <= {HELD_FLAT_MB} MB)",
+        spread <= HELD_FLAT_MB,
+    )
     per_job = PER_JOB_KB[str(r.config["job_kind"])]
-    check(targets, f"held: RSS per job in flight {r.per_job_kb:.1f} <= {per_job} KB",
-          r.per_job_kb <= per_job)
+    check(
+        targets,
+        f"held: RSS per job in flight {r.per_job_kb:.1f} <= {per_job} KB",
+        r.per_job_kb <= per_job,
+    )
     full = [statistics.fmean(c.rss_full_kb) for c in r.cycles]
     growth = (full[-1] - full[1]) / 1024 if len(full) > 2 else 0.0
-    check(targets, f"held: no growth across cycles (last - second {growth:.1f} <= "
-          f"{CYCLE_GROWTH_MB} MB)", growth <= CYCLE_GROWTH_MB)
-    check(targets, "held: graceful stop, nothing logged as an error",
-          not [p for p in problems if "exit" in p or "logged" in p])
+    check(
+        targets,
+        f"held: no growth across cycles (last - second {growth:.1f} <= {CYCLE_GROWTH_MB} MB)",
+        growth <= CYCLE_GROWTH_MB,
+    )
+    check(
+        targets,
+        "held: graceful stop, nothing logged as an error",
+        not [p for p in problems if "exit" in p or "logged" in p],
+    )
 
 
 async def run(args: argparse.Namespace) -> tuple[list[tuple[str, bool]], dict[str, Any]]:
@@ -240,7 +284,9 @@ def main() -> None:
     parser.add_argument("--cycles", type=int, default=3)
     parser.add_argument("--overflow", type=int, default=200)
     parser.add_argument(
-        "--scenarios", nargs="+", default=["backpressure", "full", "held"],
+        "--scenarios",
+        nargs="+",
+        default=["backpressure", "full", "held"],
         choices=["backpressure", "full", "held"],
     )
     parser.add_argument("--json", type=Path, help="write every figure to this file")

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from .async_client import AsyncIronMQ, AsyncQueue
-from .client import IronMQ, Queue
+from .client.async_client import AsyncIronMQ, AsyncQueue
+from .client.sync_client import IronMQ, Queue
 from .errors import IronPushError
-from .outcomes import Ack, Defer, Drop, PushMessage, Retry
-from .receiver import PushRouter
+from .receiver.outcomes import Ack, Defer, Drop, PushMessage, Retry
+from .receiver.router import PushRouter
 
 __all__ = [
     "Ack",

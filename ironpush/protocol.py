@@ -8,7 +8,6 @@ See ``shared/reference/ironmq-protocol.md`` for the sources.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -37,7 +36,6 @@ __all__ = [
     "Delivery",
     "Reply",
     "Request",
-    "RetryPolicy",
     "error_for",
     "parse_delivery",
     "validate_push_headers",
@@ -246,43 +244,3 @@ def error_for(request: Request, reply: Reply) -> APIError:
         cls = APIError
     path = redact_url(request.path)  # absolute URLs (legacy acks) may carry credentials
     return cls(code, msg, method=request.method, path=path, response=reply.response)
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """How the client retries idempotent calls on 503/504 and connection errors.
-
-    Delays grow exponentially from ``backoff`` up to ``max_backoff`` with full jitter, so many
-    clients backing off at once do not retry in lockstep::
-
-        IronMQ(retry=RetryPolicy(attempts=3, backoff=0.2))
-    """
-
-    attempts: int = 5
-    backoff: float = 0.5
-    max_backoff: float = 8.0
-    statuses: frozenset[int] = frozenset({503, 504})
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to sleep before retry number ``attempt`` (1-based)."""
-        ceiling = min(self.max_backoff, self.backoff * (2 ** (attempt - 1)))
-        return random.uniform(ceiling / 2, ceiling)
-
-    def should_retry(
-        self, request: Request, attempt: int, status_code: int | None, *, unsent: bool = False
-    ) -> bool:
-        """Whether the ``attempt``-th try of ``request`` (1-based) may be repeated.
-
-        ``status_code`` is ``None`` for a transport error; ``unsent`` says the request never left
-        (the connection could not be made), which makes even a non-idempotent call safe to retry.
-        """
-        if attempt >= self.attempts:
-            return False
-        if unsent:
-            return True
-        if not request.idempotent:
-            return False
-        return status_code is None or status_code in self.statuses
-
-
-NO_RETRY = RetryPolicy(attempts=1)

@@ -59,11 +59,11 @@ from .protocol import (
     PUSH_CONTENT_TYPE,
     PUSHER_USER_AGENT,
 )
-from .receiver import PushRouter, Route
+from .receiver.router import PushRouter, Route
 from .signing import push_secret
 
 if TYPE_CHECKING:
-    from .client import AsyncIronMQ
+    from .client.sync_client import AsyncIronMQ
     from .devserver import DevServer
 
 __all__ = [
@@ -281,7 +281,7 @@ class PushSimulator:
         return self.fake.posts
 
     async def __aenter__(self) -> PushSimulator:
-        from .client import AsyncIronMQ
+        from .client.sync_client import AsyncIronMQ
 
         self.client = AsyncIronMQ(
             project_id="test",

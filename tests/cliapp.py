@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ironpush.outcomes import PushMessage
-from ironpush.receiver import PushRouter
+from ironpush.receiver.outcomes import PushMessage
+from ironpush.receiver.router import PushRouter
 
 
 def _handler(msg: PushMessage) -> None:

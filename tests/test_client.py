@@ -23,6 +23,8 @@ from werkzeug import Request as WRequest
 from werkzeug import Response as WResponse
 
 from ironpush.client import AsyncIronMQ, IronMQ
+from ironpush.client.models import Alert, ErrorReport, Message, PushStatus, QueueInfo, Subscriber
+from ironpush.client.retry import RetryPolicy
 from ironpush.errors import (
     APIError,
     BadRequest,
@@ -34,8 +36,7 @@ from ironpush.errors import (
     Unauthorized,
     ValidationError,
 )
-from ironpush.models import Alert, ErrorReport, Message, PushStatus, QueueInfo, Subscriber
-from ironpush.protocol import Delivery, RetryPolicy
+from ironpush.protocol import Delivery
 
 pytestmark = pytest.mark.anyio
 

@@ -8,12 +8,12 @@ from typing import Any
 import anyio
 import pytest
 
-from ironpush.deferred import AckOutbox, JobRunner, OutboxSettings, delivery_json
 from ironpush.errors import APIError, NotFound, ReservationExpired, TransportError
-from ironpush.metrics import Counters
 from ironpush.protocol import Delivery
-from ironpush.receiver import PushRouter
-from ironpush.stores import MemoryStore, OutboxItem, SQLiteStore
+from ironpush.receiver.deferred import AckOutbox, JobRunner, OutboxSettings, delivery_json
+from ironpush.receiver.metrics import Counters
+from ironpush.receiver.router import PushRouter
+from ironpush.receiver.stores import MemoryStore, OutboxItem, SQLiteStore
 from ironpush.testing import PushSimulator
 
 pytestmark = pytest.mark.anyio

@@ -14,9 +14,9 @@ import pytest
 from support import wait_until
 
 from ironpush.client import IronMQ
+from ironpush.client.models import Alert
 from ironpush.devserver import DevServer
 from ironpush.errors import BadRequest, NotFound, ReservationExpired, Unauthorized
-from ironpush.models import Alert
 
 T = TypeVar("T")
 HOOK = "http://127.0.0.1:9/never-called"  # subscribers that are never pushed to in these tests

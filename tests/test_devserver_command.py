@@ -16,9 +16,9 @@ import time
 import pytest
 from click.testing import CliRunner
 
+from ironpush.cli.dev import client_config_text, dev_command
 from ironpush.client import IronMQ
 from ironpush.devserver import DevServer
-from ironpush.devserver.command import client_config_text, dev_command
 
 
 def test_help_lists_options_and_the_hosted_minimum_retries_delay() -> None:

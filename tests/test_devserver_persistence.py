@@ -22,11 +22,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 from support import wait_until
 
-from ironpush._serving import ServerThread
 from ironpush.client import IronMQ
+from ironpush.client.models import Alert
 from ironpush.devserver import DevServer
-from ironpush.models import Alert
 from ironpush.protocol import parse_delivery
+from ironpush.server_thread import ServerThread
 
 T = TypeVar("T")
 

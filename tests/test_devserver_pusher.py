@@ -20,12 +20,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 from support import wait_until
 
-from ironpush._serving import ServerThread
 from ironpush.client import IronMQ
+from ironpush.client.models import ErrorReport
 from ironpush.devserver import DevServer
 from ironpush.errors import ReservationExpired
-from ironpush.models import ErrorReport
 from ironpush.protocol import parse_delivery
+from ironpush.server_thread import ServerThread
 
 T = TypeVar("T")
 RETRY = 0.15  # retries_delay used by the timing tests (the hosted minimum is 3 s)

@@ -349,8 +349,10 @@ leaves = st.one_of(
 )
 shaped = st.recursive(
     leaves,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=6), children, max_size=6),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=6), children, max_size=6)
+    ),
     max_leaves=25,
 )
 
@@ -485,6 +487,7 @@ def replaced(value: Any, path: tuple[Any, ...], new: Any) -> Any:
 
 def dumped(body: Any) -> bytes:
     return json.dumps(body).replace(f'"{DEEP}"', "[" * 50_000).encode()
+
 
 QUERY_KEYS = ("per_page", "previous", "prefix", "n", "reservation_id", "oauth", "limit", "delete")
 QUERY_VALUES = ("²", "\u0661", "-1", "1e3", " 1", "NaN", "inf", "", "9" * 30, "\x00", "%", "0")

@@ -43,10 +43,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import exchange_raw
 
-from ironpush._serving import ServerThread
-from ironpush.outcomes import Defer, PushMessage
 from ironpush.protocol import Delivery
-from ironpush.receiver import PushRouter
+from ironpush.receiver.outcomes import Defer, PushMessage
+from ironpush.receiver.router import PushRouter
+from ironpush.server_thread import ServerThread
 from ironpush.signing import dump_ack_token, push_secret
 from ironpush.testing import PushSimulator, build_push
 
@@ -311,8 +311,9 @@ big_body = st.builds(
 )
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=8), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
     max_leaves=12,
 )
 json_chunks = json_values.map(lambda v: [json.dumps(v).encode()])
@@ -340,6 +341,8 @@ def rechunk(body: bytes, cuts: list[int]) -> list[bytes]:
     """``body`` split at ``cuts`` (positions, any order): how a streamed body arrives."""
     points = sorted({0, len(body), *(c % (len(body) + 1) for c in cuts)})
     return [body[a:b] for a, b in itertools.pairwise(points)]
+
+
 route_specs = st.sampled_from(ROUTES)
 
 

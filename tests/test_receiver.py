@@ -11,10 +11,10 @@ import anyio
 import pytest
 
 from ironpush.errors import ConfigError
-from ironpush.outcomes import Ack, Defer, Drop, PushMessage, Retry
-from ironpush.receiver import PushRouter
+from ironpush.receiver.outcomes import Ack, Defer, Drop, PushMessage, Retry
+from ironpush.receiver.router import PushRouter
+from ironpush.receiver.stores import MemoryStore
 from ironpush.signing import load_ack_token, push_secret
-from ironpush.stores import MemoryStore
 from ironpush.testing import PushSimulator
 
 pytestmark = pytest.mark.anyio

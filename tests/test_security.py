@@ -47,19 +47,20 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import ironpush.signing as signing
-from ironpush._serving import ServerThread
-from ironpush.async_client import AsyncIronMQ
-from ironpush.cli import main, serve
+from ironpush.cli import main
+from ironpush.cli.commands import serve
+from ironpush.cli.dev import dev_command
 from ironpush.client import IronMQ
+from ironpush.client.async_client import AsyncIronMQ
+from ironpush.client.models import Subscriber
 from ironpush.config import Keystone, load_settings
 from ironpush.devserver import DevConfig, DevServer
-from ironpush.devserver.command import dev_command
 from ironpush.errors import SignatureError, Unauthorized
-from ironpush.models import Subscriber
-from ironpush.outcomes import Defer, PushMessage
 from ironpush.protocol import Delivery
-from ironpush.receiver import PushRouter
+from ironpush.receiver.outcomes import Defer, PushMessage
+from ironpush.receiver.router import PushRouter
 from ironpush.redact import redact_text
+from ironpush.server_thread import ServerThread
 from ironpush.signing import (
     dump_ack_token,
     load_ack_token,
@@ -622,7 +623,7 @@ def test_dev_command_banner_hides_the_token_unless_asked(
         served.append(httpx.get(f"{server.url}/_dev/health").status_code)
         server.stop()
 
-    monkeypatch.setattr("ironpush.devserver.command._serve_until_signal", stop_at_once)
+    monkeypatch.setattr("ironpush.cli.dev._serve_until_signal", stop_at_once)
     env = {"IRONPUSH_DEV_TOKEN": TOKEN}
     hidden = CliRunner().invoke(main, ["dev", "--port", "0", "--log-level", "debug"], env=env)
     shown = CliRunner().invoke(main, ["dev", "--port", "0", "--show-token"], env=env)
@@ -647,7 +648,7 @@ def test_servers_bind_loopback_by_default(
     assert defaults["dev"]["host"] == defaults["serve"]["host"] == "127.0.0.1"
     assert inspect.signature(DevServer).parameters["host"].default == "127.0.0.1"
 
-    monkeypatch.setattr("ironpush.devserver.command._serve_until_signal", ServerThread.stop)
+    monkeypatch.setattr("ironpush.cli.dev._serve_until_signal", ServerThread.stop)
     caplog.set_level(logging.WARNING, logger="ironpush.devserver")
     public = CliRunner().invoke(main, ["dev", "--host", "0.0.0.0", "--port", "0"])
     assert public.exit_code == 0, public.output
@@ -656,4 +657,3 @@ def test_servers_bind_loopback_by_default(
     local = CliRunner().invoke(main, ["dev", "--port", "0"])
     assert local.exit_code == 0
     assert "reachable" not in caplog.text
-

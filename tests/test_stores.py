@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ironpush.stores import MemoryStore, OutboxItem, SQLiteStore, Store
+from ironpush.receiver.stores import MemoryStore, OutboxItem, SQLiteStore, Store
 
 KEY = ("m1", "billing")
 

@@ -11,9 +11,9 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from ironpush.outcomes import Defer, PushMessage
 from ironpush.protocol import parse_delivery
-from ironpush.receiver import PushRouter
+from ironpush.receiver.outcomes import Defer, PushMessage
+from ironpush.receiver.router import PushRouter
 from ironpush.signing import push_secret
 from ironpush.testing import PushSimulator, build_push
 

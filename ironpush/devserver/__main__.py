@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .command import dev_command
+from ..cli.dev import dev_command
 
 if __name__ == "__main__":
     dev_command(prog_name="python -m ironpush.devserver")

@@ -1,6 +1,6 @@
 """The v3 endpoints (paths relative to ``/3/projects/{project_id}``), one small function each.
 
-Request and response shapes follow protocol §2b and :mod:`ironpush.operations` (what the client
+Request and response shapes follow protocol §2b and the client's operations (what it
 sends). Every handler takes a :class:`Call` and returns ``(status, json)``; an
 :class:`~ironpush.errors.APIError` raised anywhere becomes ``{"msg": ...}`` with its status.
 """

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from ..http11 import HTTPFailure, LeanHTTPClient
+from ..client.lean import HTTPFailure, LeanHTTPClient
 from ..protocol import (
     HEADER_MESSAGE_ID,
     HEADER_RESERVATION_ID,

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from .._serving import ServerThread
+from ..server_thread import ServerThread
 from .app import Engine, create_app
 from .options import DevConfig
 
@@ -151,13 +151,13 @@ class DevServer:
     # ------------------------------------------------------------------ clients and helpers
 
     def client(self, **options: Any) -> IronMQ:
-        """A sync :class:`~ironpush.client.IronMQ` configured for this server."""
-        from ..client import IronMQ
+        """A sync :class:`~ironpush.IronMQ` configured for this server."""
+        from ..client.sync_client import IronMQ
 
         return IronMQ(**self._client_options(options))
 
     def async_client(self, **options: Any) -> AsyncIronMQ:
-        """An :class:`~ironpush.client.AsyncIronMQ` configured for this server."""
+        """An :class:`~ironpush.AsyncIronMQ` configured for this server."""
         from ..client import AsyncIronMQ
 
         return AsyncIronMQ(**self._client_options(options))

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..client.models import derive_subscriber_name
 from ..errors import APIError, ValidationError
-from ..models import derive_subscriber_name
 from ..protocol import (
     FORBIDDEN_PUSH_HEADERS,
     MAX_DELAY,

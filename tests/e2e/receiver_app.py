@@ -15,9 +15,9 @@ import time
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from ironpush.outcomes import Defer, PushMessage
-from ironpush.receiver import PushRouter
-from ironpush.stores import SQLiteStore
+from ironpush.receiver.outcomes import Defer, PushMessage
+from ironpush.receiver.router import PushRouter
+from ironpush.receiver.stores import SQLiteStore
 
 LEDGER = os.environ["E2E_LEDGER"]
 FLAG = os.environ["E2E_FLAG"]

@@ -25,12 +25,12 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from support import free_port, wait_until
 
-from ironpush._serving import ServerThread
 from ironpush.client import IronMQ
+from ironpush.client.models import Subscriber
 from ironpush.devserver import DevServer
-from ironpush.models import Subscriber
-from ironpush.outcomes import Defer, PushMessage
-from ironpush.receiver import PushRouter
+from ironpush.receiver.outcomes import Defer, PushMessage
+from ironpush.receiver.router import PushRouter
+from ironpush.server_thread import ServerThread
 from ironpush.signing import push_secret
 
 KEYS = ["e2e-old-key", "e2e-new-key"]

@@ -21,9 +21,9 @@ import time
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from ironpush.deferred import OutboxSettings
-from ironpush.outcomes import Defer, PushMessage
-from ironpush.receiver import PushRouter
+from ironpush.receiver.deferred import OutboxSettings
+from ironpush.receiver.outcomes import Defer, PushMessage
+from ironpush.receiver.router import PushRouter
 
 from .scenario import ERROR_QUEUE, QUEUE_LATER, QUEUE_NOW, RETRIES, RETRIES_DELAY, SUBSCRIBER
 

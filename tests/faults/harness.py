@@ -37,8 +37,8 @@ from typing import Any
 import httpx
 
 from ironpush.client import IronMQ
-from ironpush.models import ErrorReport, PushStatus, Subscriber
-from ironpush.protocol import RetryPolicy
+from ironpush.client.models import ErrorReport, PushStatus, Subscriber
+from ironpush.client.retry import RetryPolicy
 from ironpush.signing import push_secret
 
 from . import scenario as app

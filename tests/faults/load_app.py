@@ -54,9 +54,9 @@ from typing import Any
 
 import httpx
 
-from ironpush.deferred import OutboxSettings
-from ironpush.outcomes import Defer, PushMessage
-from ironpush.receiver import PushRouter
+from ironpush.receiver.deferred import OutboxSettings
+from ironpush.receiver.outcomes import Defer, PushMessage
+from ironpush.receiver.router import PushRouter
 
 QUEUE = "load"
 SUBSCRIBER = "worker"
@@ -94,7 +94,7 @@ def build_app() -> Any:
     from starlette.responses import JSONResponse
     from starlette.routing import Mount, Route
 
-    from ironpush.stores import MemoryStore
+    from ironpush.receiver.stores import MemoryStore
 
     env = os.environ
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

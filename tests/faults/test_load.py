@@ -20,9 +20,9 @@ import httpx
 import pytest
 
 from ironpush.client import AsyncIronMQ
-from ironpush.outcomes import Defer, PushMessage
-from ironpush.receiver import PushRouter
-from ironpush.stores import SQLiteStore
+from ironpush.receiver.outcomes import Defer, PushMessage
+from ironpush.receiver.router import PushRouter
+from ironpush.receiver.stores import SQLiteStore
 from ironpush.testing import build_push
 
 from .load_app import PATH, make_router, run_inflight, run_sustained, wait_until

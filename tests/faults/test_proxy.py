@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from ironpush._serving import ServerThread
+from ironpush.server_thread import ServerThread
 
 from .proxy import BurstPlan, Fault, FaultProxy
 

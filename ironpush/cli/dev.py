@@ -8,13 +8,12 @@ import signal
 import sys
 import threading
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import click
 
-from .._serving import ServerThread
-from .app import create_app
-from .options import DevConfig
-from .server import WILDCARD_HOSTS, local_url, warn_if_public
+if TYPE_CHECKING:
+    from ..server_thread import ServerThread
 
 __all__ = ["client_config_text", "dev_command"]
 
@@ -114,6 +113,13 @@ def dev_command(
       ironpush dev                           # 127.0.0.1:8080, memory, any token
       ironpush dev --db dev.sqlite --token s3cret --port 9000
     """
+    # The dev server and uvicorn load only when this command runs (``import ironpush.cli`` stays
+    # light for every other command).
+    from ..devserver.app import create_app
+    from ..devserver.options import DevConfig
+    from ..devserver.server import WILDCARD_HOSTS, local_url, warn_if_public
+    from ..server_thread import ServerThread
+
     logging.basicConfig(
         level=getattr(logging, log_level.upper()),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
-from .models import PushStatus, QueueInfo, Subscriber
-from .redact import redact_headers, redact_url
+from ..client.models import PushStatus, QueueInfo, Subscriber
+from ..redact import redact_headers, redact_url
 
 __all__ = ["emit", "push_status_row", "queue_info_doc", "subscriber_doc", "table"]
 

@@ -3,7 +3,7 @@
 Every command is a thin layer over the public API (the client, ``PushRouter.subscriptions``, the
 dev server). Errors are one line on stderr and a non-zero exit (1 for API/config/network
 problems, 2 for usage mistakes); ``--debug`` shows tracebacks. Tokens and push secrets are never
-printed: every output goes through :mod:`ironpush.output`, which masks them.
+printed: every output goes through :mod:`ironpush.cli.rendering`, which masks them.
 """
 
 from __future__ import annotations
@@ -15,23 +15,24 @@ from typing import Any, TypeVar
 
 import click
 
-from . import __version__
-from .client import IronMQ
-from .config import ENV_VARS
-from .devserver.command import dev_command
-from .errors import (
+from .. import __version__
+from ..client.models import Subscriber
+from ..client.retry import RetryPolicy
+from ..client.sync_client import IronMQ
+from ..config import ENV_VARS
+from ..errors import (
     ConfigError,
     IronPushError,
     NotFound,
     TransportError,
     Unauthorized,
 )
-from .models import Subscriber
-from .output import emit, push_status_row, queue_info_doc, subscriber_doc, table
-from .protocol import PUSH_TYPES, Delivery, RetryPolicy
-from .receiver import Subscription
-from .redact import redact_text, redact_url
-from .subscribe import subscribe_app, sync_subscriptions
+from ..protocol import PUSH_TYPES, Delivery
+from ..receiver.registration import subscribe_app, sync_subscriptions
+from ..receiver.router import Subscription
+from ..redact import redact_text, redact_url
+from .dev import dev_command
+from .rendering import emit, push_status_row, queue_info_doc, subscriber_doc, table
 
 F = TypeVar("F", bound=Callable[..., Any])
 

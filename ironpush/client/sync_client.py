@@ -1,7 +1,7 @@
 """IronMQ v3 clients: :class:`AsyncIronMQ` / :class:`AsyncQueue` and the sync twins
 :class:`IronMQ` / :class:`Queue`.
 
-Both twins drive the same sans-I/O operations (:mod:`ironpush.operations`), so a method cannot
+Both twins drive the same sans-I/O operations (``client/operations.py``), so a method cannot
 behave differently between them; only the I/O differs (``httpx.Client`` vs ``httpx.AsyncClient``,
 ``time.sleep`` vs ``anyio.sleep``)::
 
@@ -29,14 +29,12 @@ from typing import Any
 
 import httpx
 
+from ..config import Settings
+from ..errors import TransportError
+from ..protocol import Delivery, Reply, Request
 from . import operations as ops
 from .async_client import AsyncIronMQ, AsyncQueue
-from .config import Settings
-from .errors import TransportError
-from .models import Message, PushStatus, QueueInfo, Subscriber
-from .operations import AlertInput, MessageInput, Op, SubscriberInput
-from .protocol import Delivery, Reply, Request, RetryPolicy
-from .session import (
+from .base import (
     DEFAULT_TIMEOUT,
     ClientBase,
     T,
@@ -45,6 +43,9 @@ from .session import (
     push_summary,
     unsent,
 )
+from .models import Message, PushStatus, QueueInfo, Subscriber
+from .operations import AlertInput, MessageInput, Op, SubscriberInput
+from .retry import RetryPolicy
 
 __all__ = ["DEFAULT_TIMEOUT", "AsyncIronMQ", "AsyncQueue", "IronMQ", "Queue"]
 
@@ -107,7 +108,7 @@ class IronMQ(ClientBase):
     # --- driving operations ---------------------------------------------------------------
 
     def run(self, op: Op[T]) -> T:
-        """Drive a sans-I/O operation from :mod:`ironpush.operations` to its result."""
+        """Drive a sans-I/O operation from :mod:`ironpush.client.operations` to its result."""
         try:
             request = next(op)
             while True:

@@ -3,9 +3,9 @@
 :class:`JobRunner` runs deferred jobs in background tasks, at most ``capacity`` at a time (the
 router answers 503 when it is full, so IronMQ retries later instead of the process running out
 of memory). :class:`AckOutbox` sends acknowledgements (and dead-letter posts) through
-:class:`~ironpush.client.AsyncIronMQ`, retrying with backoff until IronMQ confirms; a 403/404
+:class:`~ironpush.AsyncIronMQ`, retrying with backoff until IronMQ confirms; a 403/404
 means the reservation expired, which is counted as a *late ack* and left to redelivery + dedupe.
-With an :class:`~ironpush.stores.SQLiteStore` the outbox survives a crash and is flushed when
+With an :class:`SQLiteStore` the outbox survives a crash and is flushed when
 the router starts again.
 
 :class:`Runtime` ties them to one event loop together with the lease heartbeat that keeps this
@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import time
 import weakref
 from collections import deque
@@ -30,14 +29,15 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 
-from .errors import APIError, ValidationError
+from ..client.retry import backoff_delay
+from ..errors import APIError, ValidationError
+from ..signing import delivery_from_dict, delivery_to_dict
 from .metrics import Counters
-from .signing import delivery_from_dict, delivery_to_dict
-from .stores import DedupeStore, OutboxItem, OutboxStore
+from .stores.base import DedupeStore, OutboxItem, OutboxStore
 
 if TYPE_CHECKING:
-    from .client import AsyncIronMQ
-    from .protocol import Delivery
+    from ..client.sync_client import AsyncIronMQ
+    from ..protocol import Delivery
 
 __all__ = ["AckOutbox", "JobRunner", "OutboxSettings", "Runtime", "delivery_json"]
 
@@ -114,11 +114,7 @@ class JobRunner:
         return self.reserved
 
     def try_reserve(self) -> bool:
-        if (
-            not self.accepting
-            or self.reserved >= self.capacity
-            or self._backlog() >= self.capacity
-        ):
+        if not self.accepting or self.reserved >= self.capacity or self._backlog() >= self.capacity:
             return False
         self.reserved += 1
         return True
@@ -322,8 +318,7 @@ class AckOutbox:
         if time.time() - item.created_at > self.settings.give_up_after:
             return self._give_up(item, f"still failing after {self.settings.give_up_after:.0f}s")
         attempts = item.attempts + 1
-        ceiling = min(self.settings.max_backoff, self.settings.backoff * 2 ** (attempts - 1))
-        delay = random.uniform(ceiling / 2, ceiling)
+        delay = backoff_delay(attempts, base=self.settings.backoff, cap=self.settings.max_backoff)
         logger.warning(
             "ack outbox: %s on queue %s failed (%s); retry %d in %.1fs",
             item.kind,

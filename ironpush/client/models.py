@@ -1,9 +1,9 @@
 """Typed results of IronMQ calls: messages, queues, subscribers, push statuses, alerts.
 
-They are frozen dataclasses built by the parsers in :mod:`ironpush.operations`. Each keeps the
-server's original JSON in ``raw`` (excluded from ``repr`` and equality) for fields ironpush does
-not model. Parsers are lenient: IronMQ's documented shapes disagree in places (protocol §3.9), so
-every field a server may omit is optional.
+They are frozen dataclasses built by the parsers in :mod:`ironpush.client.operations`. Each
+keeps the server's original JSON in ``raw`` (excluded from ``repr`` and equality) for fields
+ironpush does not model. Parsers are lenient: IronMQ's documented shapes disagree in places
+(protocol §3.9), so every field a server may omit is optional.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from .redact import redact_headers, redact_url
+from ..redact import redact_headers, redact_url
 
 __all__ = [
     "Alert",

@@ -1,6 +1,6 @@
 """What both client twins share: settings, auth headers, URLs, retry decisions, reply parsing.
 
-Nothing here performs I/O; :mod:`ironpush.client` (sync) and :mod:`ironpush.async_client` add it.
+Nothing here performs I/O; the sync and async twins (:mod:`ironpush.client`) add it.
 """
 
 from __future__ import annotations
@@ -14,14 +14,15 @@ from typing import Any, TypeVar
 
 import httpx
 
-from . import __version__
+from .. import __version__
+from ..config import Settings, load_settings
+from ..errors import ConfigError, TransportError
+from ..protocol import Delivery, Reply, Request
+from ..redact import redact_text, redact_url
 from . import operations as ops
-from .config import Settings, load_settings
-from .errors import ConfigError, TransportError
 from .models import PushStatus
 from .operations import Op
-from .protocol import Delivery, Reply, Request, RetryPolicy
-from .redact import redact_text, redact_url
+from .retry import RetryPolicy
 
 T = TypeVar("T")
 logger = logging.getLogger("ironpush.client")
@@ -182,7 +183,7 @@ def load_ack_token(settings: Settings, token: str, max_age: float | None) -> tup
             "acking with a token needs the receiver's secret keys: "
             "pass secret_keys=[...] or set IRONPUSH_SECRET_KEYS"
         )
-    from .signing import load_ack_token  # the receiver side of ironpush; imported on use
+    from ..signing import load_ack_token  # the receiver side of ironpush; imported on use
 
     return load_ack_token(token, settings.secret_keys, max_age=max_age)
 

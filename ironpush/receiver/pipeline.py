@@ -25,7 +25,10 @@ from urllib.parse import parse_qsl
 import anyio
 from starlette.datastructures import Headers
 
-from ._asgi import (
+from ..errors import ValidationError
+from ..protocol import Delivery, parse_delivery
+from ..signing import dump_ack_token, verify_push_secret
+from .asgi import (
     STATUS,
     Disconnected,
     Receive,
@@ -37,16 +40,13 @@ from ._asgi import (
     respond,
 )
 from .deferred import Runtime, call_store, delivery_json
-from .errors import ValidationError
 from .metrics import Counters
 from .outcomes import _UNSET as _UNPARSED
 from .outcomes import Ack, Defer, Drop, PushMessage, Retry
-from .protocol import Delivery, parse_delivery
-from .signing import dump_ack_token, verify_push_secret
-from .stores import Store
+from .stores.base import Store
 
 if TYPE_CHECKING:
-    from .receiver import Route
+    from .router import Route
 
 __all__ = ["PushPipeline", "is_async"]
 

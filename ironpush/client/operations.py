@@ -19,9 +19,8 @@ from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from .errors import NotFound, ValidationError
-from .models import Alert, Message, PushStatus, QueueInfo, Subscriber
-from .protocol import (
+from ..errors import NotFound, ValidationError
+from ..protocol import (
     MAX_DELAY,
     PUSH_TYPES,
     QUEUE_TYPES,
@@ -32,6 +31,7 @@ from .protocol import (
     error_for,
     validate_push_headers,
 )
+from .models import Alert, Message, PushStatus, QueueInfo, Subscriber
 
 T = TypeVar("T")
 Op = Generator[Request, Reply, T]

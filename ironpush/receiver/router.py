@@ -52,15 +52,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlencode
 
-from ._asgi import JSON_HEADERS, Receive, Scope, Send, json_body, respond, route_path
-from .deferred import OutboxSettings, Runtime, call_store
-from .endpoints import InternalEndpoints
-from .metrics import Counters, prometheus_collector
-from .models import Subscriber
-from .outcomes import Ack, Defer, Drop, Handler, Outcome, PushMessage, Retry
-from .pipeline import PushPipeline, is_async
-from .protocol import PUSH_TYPES
-from .signing import (
+from ..client.models import Subscriber
+from ..protocol import PUSH_TYPES
+from ..signing import (
     DEFAULT_SECRET_HEADER,
     DEFAULT_SECRET_PARAM,
     Keys,
@@ -68,12 +62,18 @@ from .signing import (
     push_secret,
     push_secrets,
 )
+from .asgi import JSON_HEADERS, Receive, Scope, Send, json_body, respond, route_path
+from .deferred import OutboxSettings, Runtime, call_store
+from .endpoints import InternalEndpoints
+from .metrics import Counters, prometheus_collector
+from .outcomes import Ack, Defer, Drop, Handler, Outcome, PushMessage, Retry
+from .pipeline import PushPipeline, is_async
 from .stores import MemoryStore, SQLiteStore, Store
 
 if TYPE_CHECKING:
     from os import PathLike
 
-    from .client import AsyncIronMQ
+    from ..client.sync_client import AsyncIronMQ
 
 __all__ = [
     "DEFAULT_BODY_LIMIT",
@@ -151,10 +151,10 @@ class PushRouter(PushPipeline, InternalEndpoints):
     - ``secret_keys``: signing keys, oldest first (default: ``IRONPUSH_SECRET_KEYS`` via
       :mod:`ironpush.config`). Without keys the router refuses to build unless
       ``verify=False`` (local experiments only: a warning is logged).
-    - ``client``: an :class:`~ironpush.client.AsyncIronMQ` for acks and dead-letter posts
+    - ``client``: an :class:`~ironpush.AsyncIronMQ` for acks and dead-letter posts
       (default: built on first use from configuration, honouring ``IRONMQ_EMULATOR_HOST``).
-    - ``store``: a :class:`~ironpush.stores.MemoryStore` (default), a
-      :class:`~ironpush.stores.SQLiteStore`, or a path (an SQLite file); ``dedupe=False``
+    - ``store``: a :class:`~ironpush.receiver.stores.MemoryStore` (default), a
+      :class:`~ironpush.receiver.stores.SQLiteStore`, or a path (an SQLite file); ``dedupe=False``
       turns deduplication off.
     - ``body_limit`` (bytes, default 256 KB; larger pushes get 413), ``max_deferred``
       (concurrent deferred jobs, default 32; beyond it — or with that many acks not yet
@@ -166,7 +166,7 @@ class PushRouter(PushPipeline, InternalEndpoints):
       re-running the handler), ``dedupe_ttl`` (s, 1 day: how long handled messages are
       remembered), ``shutdown_grace`` (s, 10), ``flush_timeout`` (s, 5), ``ack_wait`` (s, 5:
       how long ``POST /_ack`` waits for IronMQ), ``ack_token_max_age`` (s, 1 day).
-    - ``outbox``: :class:`~ironpush.deferred.OutboxSettings` (senders, backoff, give-up age).
+    - ``outbox``: :class:`OutboxSettings` (senders, backoff, give-up age).
 
     Dedupe semantics: a redelivery of a handled message gets 200 without the handler; one that
     arrives while the handler or a deferred job still runs gets 202 and its reservation becomes
@@ -241,7 +241,7 @@ class PushRouter(PushPipeline, InternalEndpoints):
     @staticmethod
     def _resolve_keys(secret_keys: Keys | None, verify: bool) -> tuple[str | bytes, ...]:
         if secret_keys is None:
-            from .config import load_settings  # reads iron.json/env: only when keys are not given
+            from ..config import load_settings  # reads iron.json/env: only when keys are not given
 
             secret_keys = load_settings(require_credentials=False).secret_keys or None
         if secret_keys is None and not verify:
@@ -425,7 +425,7 @@ class PushRouter(PushPipeline, InternalEndpoints):
         if self._client is None:
             from urllib.request import getproxies
 
-            from .client import AsyncIronMQ
+            from ..client.sync_client import AsyncIronMQ
 
             # The lean backend costs a fraction of httpx's CPU per ack (benchmarks/README.md);
             # it does not speak to proxies, so a configured proxy keeps httpx.

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 __all__ = ["COUNTER_NAMES", "PIP_HINT", "Counters", "prometheus_collector", "prometheus_text"]
 

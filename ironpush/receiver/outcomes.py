@@ -23,8 +23,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .errors import ConfigError
-from .protocol import Delivery
+from ..errors import ConfigError
+from ..protocol import Delivery
 
 __all__ = ["Ack", "Defer", "Drop", "Outcome", "PushMessage", "Retry"]
 

@@ -13,7 +13,10 @@ from typing import Any
 
 import anyio
 
-from ._asgi import (
+from ..errors import ConfigError, SignatureError
+from ..protocol import Delivery
+from ..signing import load_ack_token
+from .asgi import (
     JSON_HEADERS,
     STATUS,
     Disconnected,
@@ -26,11 +29,8 @@ from ._asgi import (
     respond,
 )
 from .deferred import Runtime, delivery_json
-from .errors import ConfigError, SignatureError
 from .metrics import PIP_HINT, Counters, prometheus_text
-from .protocol import Delivery
-from .signing import load_ack_token
-from .stores import Store
+from .stores.base import Store
 
 __all__ = ["InternalEndpoints"]
 

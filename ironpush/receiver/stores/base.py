@@ -32,10 +32,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
-
-if TYPE_CHECKING:
-    from .sqlite_store import SQLiteStore
+from typing import Literal, Protocol, runtime_checkable
 
 __all__ = [
     "Claim",
@@ -43,7 +40,6 @@ __all__ = [
     "MemoryStore",
     "OutboxItem",
     "OutboxStore",
-    "SQLiteStore",
     "Store",
 ]
 
@@ -311,14 +307,3 @@ class MemoryStore:
 
     def close(self) -> None:
         """Nothing to release (present for symmetry with :class:`SQLiteStore`)."""
-
-
-
-def __getattr__(name: str) -> Any:
-    # SQLiteStore lives in its own module, which imports this one: load it on first access
-    # (``from ironpush.stores import SQLiteStore``) so neither import order can break.
-    if name == "SQLiteStore":
-        from .sqlite_store import SQLiteStore
-
-        return SQLiteStore
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,6 +1,6 @@
 """The SQLite store: claims and outbox in a file, durable and shared by processes on one host.
 
-Import it from :mod:`ironpush.stores` (``from ironpush.stores import SQLiteStore``).
+Import it as ``from ironpush.receiver.stores import SQLiteStore``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .stores import _ACTIVE, ActiveState, Claim, Key, OutboxItem
+from .base import _ACTIVE, ActiveState, Claim, Key, OutboxItem
 
 __all__ = ["SQLiteStore"]
 

@@ -21,12 +21,12 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from .client import IronMQ
-from .errors import NotFound, ValidationError
-from .models import PushConfig, QueueInfo
-from .output import subscriber_doc
-from .receiver import PushRouter, Subscription
-from .redact import redact_url
+from ..cli.rendering import subscriber_doc
+from ..client.models import PushConfig, QueueInfo
+from ..client.sync_client import IronMQ
+from ..errors import NotFound, ValidationError
+from ..redact import redact_url
+from .router import PushRouter, Subscription
 
 __all__ = ["Change", "SubscribeReport", "load_router", "subscribe_app", "sync_subscriptions"]
 

@@ -1,7 +1,7 @@
 """The async twin: :class:`AsyncIronMQ` and :class:`AsyncQueue` over ``httpx.AsyncClient``.
 
 Same names, arguments and results as :mod:`ironpush.client`; both drive the operations in
-:mod:`ironpush.operations`.
+:mod:`ironpush.client.operations`.
 """
 
 from __future__ import annotations
@@ -16,14 +16,11 @@ from urllib.parse import urlencode
 import anyio
 import httpx
 
+from ..config import Settings
+from ..errors import TransportError
+from ..protocol import Delivery, Reply, Request
 from . import operations as ops
-from .config import Settings
-from .errors import TransportError
-from .http11 import HTTPFailure, LeanHTTPClient
-from .models import Message, PushStatus, QueueInfo, Subscriber
-from .operations import AlertInput, MessageInput, Op, SubscriberInput
-from .protocol import Delivery, Reply, Request, RetryPolicy
-from .session import (
+from .base import (
     ClientBase,
     T,
     config_kwargs,
@@ -32,6 +29,10 @@ from .session import (
     push_summary,
     unsent,
 )
+from .lean import HTTPFailure, LeanHTTPClient
+from .models import Message, PushStatus, QueueInfo, Subscriber
+from .operations import AlertInput, MessageInput, Op, SubscriberInput
+from .retry import RetryPolicy
 
 __all__ = ["AsyncIronMQ", "AsyncQueue"]
 
@@ -44,7 +45,7 @@ class AsyncIronMQ(ClientBase):
         async with AsyncIronMQ() as mq:
             await mq.queue("orders").post("hello")
 
-    ``backend="lean"`` sends the calls over :class:`~ironpush.http11.LeanHTTPClient` instead
+    ``backend="lean"`` sends the calls over :class:`~ironpush.client.lean.LeanHTTPClient` instead
     of httpx: several times less CPU per call, which is what a busy receiver's ack outbox
     needs. It ignores ``transport``, ``max_connections`` and proxy environment variables, uses
     one total deadline per call (connect + read timeouts), and ``APIError.response`` is
@@ -95,7 +96,7 @@ class AsyncIronMQ(ClientBase):
         self._lean = LeanHTTPClient() if backend == "lean" else None
 
     async def run(self, op: Op[T]) -> T:
-        """Drive a sans-I/O operation from :mod:`ironpush.operations` to its result."""
+        """Drive a sans-I/O operation from :mod:`ironpush.client.operations` to its result."""
         try:
             request = next(op)
             while True:

@@ -30,15 +30,15 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from ._serving import ServerThread
-from .client import IronMQ
-from .devserver import DevServer
-from .errors import NotFound
-from .models import PushStatus
-from .outcomes import Defer, Drop, PushMessage, Retry
-from .output import table
-from .receiver import PushRouter
-from .subscribe import sync_subscriptions
+from ..client.models import PushStatus
+from ..client.sync_client import IronMQ
+from ..devserver import DevServer
+from ..errors import NotFound
+from ..receiver.outcomes import Defer, Drop, PushMessage, Retry
+from ..receiver.registration import sync_subscriptions
+from ..receiver.router import PushRouter
+from ..server_thread import ServerThread
+from .rendering import table
 
 __all__ = ["DemoResult", "run_demo"]
 

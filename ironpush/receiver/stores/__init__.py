@@ -1,0 +1,23 @@
+"""Where a receiver remembers things: dedupe claims, newest reservations and the ack outbox.
+
+One contract (:class:`Store`), several engines::
+
+    from ironpush.receiver.stores import MemoryStore, SQLiteStore
+
+    router = PushRouter(store=SQLiteStore("/data/ironpush.db"))
+"""
+
+from __future__ import annotations
+
+from .base import Claim, DedupeStore, MemoryStore, OutboxItem, OutboxStore, Store
+from .sqlite import SQLiteStore
+
+__all__ = [
+    "Claim",
+    "DedupeStore",
+    "MemoryStore",
+    "OutboxItem",
+    "OutboxStore",
+    "SQLiteStore",
+    "Store",
+]
