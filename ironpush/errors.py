@@ -27,6 +27,7 @@ __all__ = [
     "ReservationExpired",
     "ServiceUnavailable",
     "SignatureError",
+    "StoreUnavailable",
     "TransportError",
     "Unauthorized",
     "ValidationError",
@@ -47,6 +48,19 @@ class ValidationError(IronPushError, ValueError):
 
 class SignatureError(IronPushError):
     """A push secret or ack token is missing, tampered with, expired, or for another purpose."""
+
+
+class StoreUnavailable(IronPushError):
+    """A receiver store (SQLite, Redis, PostgreSQL) failed or timed out.
+
+    The router answers 503 while it lasts (IronMQ retries after ``retries_delay``) and
+    ``/_health`` reports the store as down; nothing is acknowledged that was not recorded.
+    ``store`` names the engine (``"redis"``, ...); the message never carries credentials.
+    """
+
+    def __init__(self, message: str, *, store: str = "") -> None:
+        super().__init__(message)
+        self.store = store
 
 
 class TransportError(IronPushError):

@@ -1,6 +1,7 @@
 """The IronMQ wire protocol, without I/O.
 
-Header names, limits, push-header rules, the parsing of a push delivery's headers, the request
+Header names, limits, push-header rules, a push delivery's headers parsed and built (and its
+JSON form for stores and ack tokens), the v3 ack URL, the request
 and reply values the client exchanges with a server, and the mapping of error statuses to the
 exception tree. The client, the dev server and the receiver all use these, so they cannot drift.
 See ``shared/reference/ironmq-protocol.md`` for the sources.
@@ -8,9 +9,11 @@ See ``shared/reference/ironmq-protocol.md`` for the sources.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import quote
 
 from .errors import (
     APIError,
@@ -36,7 +39,13 @@ __all__ = [
     "Delivery",
     "Reply",
     "Request",
+    "build_push_headers",
+    "delivery_from_dict",
+    "delivery_from_json",
+    "delivery_to_dict",
+    "delivery_to_json",
     "error_for",
+    "message_url",
     "parse_delivery",
     "validate_push_headers",
 ]
@@ -184,6 +193,111 @@ def parse_delivery(headers: Mapping[str, str]) -> Delivery:
         subscriber_message_id=sub_msg_id,
         flavour="legacy" if legacy else "v3",
     )
+
+
+def message_url(
+    base_url: str, project_id: str, queue: str, message_id: str, subscriber: str, reservation: str
+) -> str:
+    """The v3 ``Iron-Subscriber-Message-Url``: ``DELETE`` on it acknowledges this push.
+
+    ::
+
+        message_url("http://127.0.0.1:8080", "p", "orders", "m1", "billing", "r1")
+        # http://127.0.0.1:8080/3/projects/p/queues/orders/messages/m1/subscribers/billing?reservation_id=r1
+    """
+    return (
+        f"{base_url.rstrip('/')}/3/projects/{quote(project_id, safe='')}/queues/"
+        f"{quote(queue, safe='')}/messages/{quote(message_id, safe='')}/subscribers/"
+        f"{quote(subscriber, safe='')}?reservation_id={quote(reservation, safe='')}"
+    )
+
+
+def build_push_headers(
+    delivery: Delivery,
+    *,
+    subscriber_headers: Mapping[str, str] | None = None,
+    push_headers: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The headers IronMQ's pusher sends with a push of ``delivery`` (protocol §3.2).
+
+    Order of precedence, as the pusher applies them: the pusher's ``User-Agent`` and
+    ``Content-Type``, then the subscriber's custom headers, then the message's ``push_headers``,
+    and last the ``Iron-*`` headers of the delivery (which nothing can override). A legacy
+    delivery gets the v1/v2 pair ``Iron-Subscriber-Message-Id`` and ``-Url``::
+
+        headers = build_push_headers(Delivery("m1", "r1", "billing", url))
+    """
+    out = {"User-Agent": PUSHER_USER_AGENT, "Content-Type": PUSH_CONTENT_TYPE}
+    out.update(subscriber_headers or {})
+    out.update(push_headers or {})
+    out[HEADER_MESSAGE_ID] = delivery.message_id
+    if delivery.flavour == "legacy":
+        out[HEADER_SUBSCRIBER_MESSAGE_ID] = delivery.subscriber_message_id or delivery.message_id
+    else:
+        if delivery.reservation_id is not None:
+            out[HEADER_RESERVATION_ID] = delivery.reservation_id
+        if delivery.subscriber_name is not None:
+            out[HEADER_SUBSCRIBER_NAME] = delivery.subscriber_name
+    if delivery.subscriber_message_url is not None:
+        out[HEADER_SUBSCRIBER_MESSAGE_URL] = delivery.subscriber_message_url
+    return out
+
+
+def delivery_to_dict(delivery: Delivery) -> dict[str, str]:
+    """A compact JSON-able form of a :class:`Delivery` (unset fields omitted)."""
+    out = {"m": delivery.message_id, "f": delivery.flavour}
+    for short, value in (
+        ("r", delivery.reservation_id),
+        ("s", delivery.subscriber_name),
+        ("u", delivery.subscriber_message_url),
+        ("i", delivery.subscriber_message_id),
+    ):
+        if value is not None:
+            out[short] = value
+    return out
+
+
+def delivery_from_dict(data: Mapping[str, Any]) -> Delivery:
+    """The inverse of :func:`delivery_to_dict`; raises ``ValueError`` on a malformed mapping."""
+    message_id = data.get("m")
+    flavour = data.get("f", "v3")
+    if not isinstance(message_id, str) or not message_id or flavour not in ("v3", "legacy"):
+        raise ValueError("not a delivery")
+
+    def opt(short: str) -> str | None:
+        value = data.get(short)
+        if value is not None and not isinstance(value, str):
+            raise ValueError("not a delivery")
+        return value
+
+    return Delivery(
+        message_id=message_id,
+        reservation_id=opt("r"),
+        subscriber_name=opt("s"),
+        subscriber_message_url=opt("u"),
+        subscriber_message_id=opt("i"),
+        flavour="legacy" if flavour == "legacy" else "v3",
+    )
+
+
+_quote_json = json.encoder.encode_basestring_ascii  # the C escaper: 4-5x json.dumps for a str
+
+
+def delivery_to_json(delivery: Delivery) -> str:
+    """The JSON text a store keeps for a delivery (compact keys, see :func:`delivery_to_dict`)::
+
+    delivery_from_json(delivery_to_json(d)) == d
+    """
+    fields = delivery_to_dict(delivery).items()
+    return "{" + ",".join(f'"{key}":{_quote_json(value)}' for key, value in fields) + "}"
+
+
+def delivery_from_json(text: str | bytes) -> Delivery:
+    """The inverse of :func:`delivery_to_json`; raises ``ValueError`` on anything else."""
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError("not a delivery")
+    return delivery_from_dict(data)
 
 
 # --------------------------------------------------------------------------- requests

@@ -26,20 +26,17 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 from itsdangerous import BadData, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 
 from .errors import ConfigError, SignatureError
-from .protocol import Delivery
+from .protocol import Delivery, delivery_from_dict, delivery_to_dict
 
 __all__ = [
     "DEFAULT_ACK_TOKEN_MAX_AGE",
     "DEFAULT_SECRET_HEADER",
     "DEFAULT_SECRET_PARAM",
-    "delivery_from_dict",
-    "delivery_to_dict",
     "dump_ack_token",
     "generate_key",
     "load_ack_token",
@@ -136,43 +133,6 @@ def verify_push_secret(presented: bytes | None, expected: Sequence[bytes]) -> bo
 
 
 # --------------------------------------------------------------------------- ack tokens
-
-
-def delivery_to_dict(delivery: Delivery) -> dict[str, str]:
-    """A compact JSON-able form of a :class:`~ironpush.protocol.Delivery` (unset fields omitted)."""
-    out = {"m": delivery.message_id, "f": delivery.flavour}
-    for short, value in (
-        ("r", delivery.reservation_id),
-        ("s", delivery.subscriber_name),
-        ("u", delivery.subscriber_message_url),
-        ("i", delivery.subscriber_message_id),
-    ):
-        if value is not None:
-            out[short] = value
-    return out
-
-
-def delivery_from_dict(data: Mapping[str, Any]) -> Delivery:
-    """The inverse of :func:`delivery_to_dict`; raises ``ValueError`` on a malformed mapping."""
-    message_id = data.get("m")
-    flavour = data.get("f", "v3")
-    if not isinstance(message_id, str) or not message_id or flavour not in ("v3", "legacy"):
-        raise ValueError("not a delivery")
-
-    def opt(short: str) -> str | None:
-        value = data.get(short)
-        if value is not None and not isinstance(value, str):
-            raise ValueError("not a delivery")
-        return value
-
-    return Delivery(
-        message_id=message_id,
-        reservation_id=opt("r"),
-        subscriber_name=opt("s"),
-        subscriber_message_url=opt("u"),
-        subscriber_message_id=opt("i"),
-        flavour="legacy" if flavour == "legacy" else "v3",
-    )
 
 
 def _ack_serializer(keys: Keys) -> URLSafeTimedSerializer:

@@ -7,10 +7,8 @@ import time
 import pytest
 
 from ironpush.errors import ConfigError, SignatureError
-from ironpush.protocol import Delivery
+from ironpush.protocol import Delivery, delivery_from_dict, delivery_to_dict
 from ironpush.signing import (
-    delivery_from_dict,
-    delivery_to_dict,
     dump_ack_token,
     generate_key,
     load_ack_token,

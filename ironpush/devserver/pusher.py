@@ -38,16 +38,15 @@ from collections import deque
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 from ..client.lean import HTTPFailure, LeanHTTPClient
 from ..protocol import (
-    HEADER_MESSAGE_ID,
-    HEADER_RESERVATION_ID,
-    HEADER_SUBSCRIBER_MESSAGE_URL,
-    HEADER_SUBSCRIBER_NAME,
     PUSH_CONTENT_TYPE,
     PUSHER_USER_AGENT,
+    Delivery,
+    build_push_headers,
+    message_url,
 )
 from ..redact import redact_url
 from .entities import PENDING, MessageState, PushState, QueueState, iso, new_reservation_id
@@ -310,14 +309,13 @@ class Pusher:
             target = urlsplit(ps.url).path.strip("/")
             self.store.post_internal(q.project, target, m.body, dict(m.push_headers))
             return Outcome(200, None)
-        headers = {"User-Agent": PUSHER_USER_AGENT, "Content-Type": PUSH_CONTENT_TYPE}
-        headers.update(sub_headers)
-        headers.update(m.push_headers)
         assert ps.reservation_id is not None
-        headers[HEADER_MESSAGE_ID] = m.id
-        headers[HEADER_RESERVATION_ID] = ps.reservation_id
-        headers[HEADER_SUBSCRIBER_NAME] = ps.name
-        headers[HEADER_SUBSCRIBER_MESSAGE_URL] = self.ack_url(m, ps.name, ps.reservation_id)
+        delivery = Delivery(
+            m.id, ps.reservation_id, ps.name, self.ack_url(m, ps.name, ps.reservation_id)
+        )
+        headers = build_push_headers(
+            delivery, subscriber_headers=sub_headers, push_headers=m.push_headers
+        )
         try:
             response = await self.client.request(
                 "POST",
@@ -336,11 +334,7 @@ class Pusher:
         return Outcome(response.status, text or f"HTTP {response.status}")
 
     def ack_url(self, m: MessageState, name: str, reservation_id: str) -> str:
-        return (
-            f"{self.public_url}/3/projects/{quote(m.project, safe='')}/queues/"
-            f"{quote(m.queue, safe='')}/messages/{m.id}/subscribers/{quote(name, safe='')}"
-            f"?reservation_id={reservation_id}"
-        )
+        return message_url(self.public_url or "", m.project, m.queue, m.id, name, reservation_id)
 
     def _record(self, m: MessageState, ps: PushState, outcome: Outcome, seconds: float) -> None:
         entry = {

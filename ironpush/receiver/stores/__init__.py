@@ -9,15 +9,16 @@ One contract (:class:`Store`), several engines::
 
 from __future__ import annotations
 
-from .base import Claim, DedupeStore, MemoryStore, OutboxItem, OutboxStore, Store
+from .base import Claim, OutboxItem, Owner, Store, this_owner
+from .memory import MemoryStore
 from .sqlite import SQLiteStore
 
 __all__ = [
     "Claim",
-    "DedupeStore",
     "MemoryStore",
     "OutboxItem",
-    "OutboxStore",
+    "Owner",
     "SQLiteStore",
     "Store",
+    "this_owner",
 ]

@@ -1,56 +1,111 @@
-"""Where the receiver remembers things: dedupe claims and the ack outbox.
+"""The store contract: where a receiver remembers claims, newest reservations and the outbox.
 
-Two implementations of the same two protocols:
+Every engine (memory, SQLite, Redis, PostgreSQL, and the null store used when deduplication is
+off) implements :class:`Store`, and one contract test suite runs against all of them.
 
-- :class:`MemoryStore` (the default): fast, bounded (``max_entries``), per process; forgotten
-  on restart.
-- :class:`SQLiteStore`: durable across restarts and safe for several worker processes on one
-  host (WAL journal, ``busy_timeout``, every claim decided inside one ``BEGIN IMMEDIATE``
-  transaction)::
+**Claims** are keyed by ``(message id, subscriber name)``. A claim is *running* (a handler is
+executing), *deferred* (a ``Defer`` job runs), *external* (an external worker or a job engine
+holds the ack token), *idle* (the last attempt failed: the next push runs the handler again) or
+*done* (handled; remembered for ``ttl`` seconds so a redelivery answers 200 without the handler).
+An active claim carries a lease that its owner renews while the work runs, and the identity of
+that owner (:class:`Owner`): a claim whose owner is a dead process on this host is taken over at
+once; a remote owner's claim when its lease runs out.
 
-      router = PushRouter(secret_keys=[...], store=SQLiteStore("/var/lib/app/ironpush.db"))
+Every active claim also remembers the **newest delivery** seen for the message: a redelivery
+that arrives while the work runs replaces it, and the final ack uses it (a v3 reservation
+lasts only ``retries_delay`` seconds after a 202).
 
-**Dedupe** is keyed by ``(message id, subscriber name)``. A claim is *running* (a handler is
-executing), *deferred* (a ``Defer`` job runs), *external* (an external worker holds the ack
-token), *idle* (the last attempt failed, so the next push runs the handler again) or *done*
-(handled; kept for ``ttl`` seconds so redeliveries answer 200 without running the handler).
-Active claims carry a lease that the owning process renews while the work runs; a crashed
-process stops renewing, so its claims expire and a redelivery takes the message over.
+The **outbox** holds acknowledgements (and dead-letter posts) until IronMQ confirms them; items
+are taken with a lease so that exactly one sender (of any process or host) sends each.
 
-The **outbox** holds acknowledgements (and dead-letter posts) until IronMQ confirms them.
-
-The methods are synchronous; ``blocking = True`` tells the router to call them from a worker
-thread rather than the event loop.
+All methods are coroutines. A store that cannot reach its engine raises
+:class:`~ironpush.errors.StoreUnavailable` (the router answers 503, health says so) and heals
+by itself when the engine is back: it never keeps a broken connection.
 """
 
 from __future__ import annotations
 
-import itertools
-import threading
+import os
+import socket
 import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Callable, Collection
-from dataclasses import dataclass, field, replace
+from collections.abc import Collection
+from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
+from ...protocol import Delivery
+
 __all__ = [
+    "ActiveState",
     "Claim",
-    "DedupeStore",
-    "MemoryStore",
+    "Key",
     "OutboxItem",
-    "OutboxStore",
+    "Outcome",
+    "Owner",
     "Store",
+    "this_owner",
 ]
 
 Key = tuple[str, str]  # (message id, subscriber name)
 ActiveState = Literal["running", "deferred", "external"]
+Outcome = Literal["acked", "dropped"]
 _ACTIVE = ("running", "deferred", "external")
 
 
 @dataclass(frozen=True, slots=True)
+class Owner:
+    """Who holds a claim: the host, the process id and a per-process start id.
+
+    The start id tells a live process from a new one that reuses a dead one's pid.
+    ``str(owner)`` is the compact form stores keep (``host:pid:start``).
+    """
+
+    host: str
+    pid: int
+    start: str
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.pid}:{self.start}"
+
+    @classmethod
+    def parse(cls, text: str) -> Owner | None:
+        """The inverse of ``str()``; None for anything else (an old row, a foreign writer)."""
+        host, _, rest = text.rpartition(":")
+        host, _, pid = host.rpartition(":")
+        if not host or not pid.isdigit():
+            return None
+        return cls(host, int(pid), rest)
+
+    def is_dead_local(self) -> bool:
+        """True when this owner ran on this host and that process is gone (or was replaced)."""
+        me = this_owner()
+        if self.host != me.host:
+            return False
+        if self.pid == me.pid:
+            return self.start != me.start
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
+
+_THIS_OWNER = Owner(socket.gethostname(), os.getpid(), uuid.uuid4().hex[:8])
+
+
+def this_owner() -> Owner:
+    """The :class:`Owner` of claims made by this process (renewed after a fork)."""
+    global _THIS_OWNER
+    if _THIS_OWNER.pid != os.getpid():
+        _THIS_OWNER = Owner(socket.gethostname(), os.getpid(), uuid.uuid4().hex[:8])
+    return _THIS_OWNER
+
+
+@dataclass(frozen=True, slots=True)
 class Claim:
-    """The answer to :meth:`DedupeStore.claim`.
+    """The answer to :meth:`Store.claim`.
 
     - ``status == "new"``: the caller owns the message now (``claim_id``) and runs the handler;
       ``attempt`` counts the handler runs this store has seen for the message (1, 2, ...).
@@ -68,11 +123,12 @@ class Claim:
 
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
-    """One pending call: an ack (``payload`` = delivery JSON) or a post (``payload`` = body)."""
+    """One pending IronMQ call: an ack of ``delivery``, or a post of ``body`` to ``queue``."""
 
     kind: Literal["ack", "post"]
     queue: str
-    payload: str
+    delivery: Delivery | None = None
+    body: str | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     attempts: int = 0
     created_at: float = field(default_factory=time.time)
@@ -80,230 +136,86 @@ class OutboxItem:
 
 
 @runtime_checkable
-class DedupeStore(Protocol):
-    """Claims on ``(message id, subscriber)`` keys; see the module docs for the states."""
+class Store(Protocol):
+    """Claims, newest deliveries and the ack outbox, shared by every process that uses it.
 
-    blocking: bool
+    ``kind`` names the engine (``"memory"``, ``"sqlite"``, ``"redis"``, ``"postgres"``,
+    ``"null"``); ``shared`` is True when several processes or hosts may use one store (memory:
+    False); ``dedupes`` is False only for the null store (deduplication off).
+    """
 
-    def claim(self, key: Key, delivery: str, *, lease: float, ttl: float) -> Claim:
-        """Claim ``key`` for a push whose delivery (JSON) is ``delivery``."""
+    kind: str
+    shared: bool
+    dedupes: bool
+
+    # --- claims -------------------------------------------------------------------------
+
+    async def claim(self, key: Key, delivery: Delivery, *, lease: float, ttl: float) -> Claim:
+        """Claim ``key`` for a push of ``delivery``; see :class:`Claim` for the answers.
+
+        Atomic across processes: of N concurrent claims of a free key exactly one is "new".
+        A key whose active claim's lease ran out, or whose owner is a dead local process, is
+        taken over ("new", attempt + 1). A busy key records ``delivery`` as the newest.
+        """
         ...
 
-    def hold(self, key: Key, claim_id: str, *, state: ActiveState, lease: float) -> bool:
+    async def hold(self, key: Key, claim_id: str, *, state: ActiveState, lease: float) -> bool:
         """Switch an owned claim to ``state`` with a new lease; False if the claim was lost."""
         ...
 
-    def renew(self, claim_ids: Collection[str], *, lease: float) -> None:
-        """Extend the lease of these (running or deferred) claims."""
+    async def renew(self, claim_ids: Collection[str], *, lease: float) -> None:
+        """Extend the lease of these active claims (the owner's heartbeat, every lease/3)."""
         ...
 
-    def complete(self, key: Key, *, outcome: str, ttl: float, delivery: str) -> str:
-        """Mark ``key`` handled; return the newest delivery recorded (``delivery`` if none)."""
+    async def complete(
+        self, key: Key, *, outcome: Outcome, ttl: float, delivery: Delivery
+    ) -> Delivery:
+        """Mark ``key`` handled for ``ttl`` seconds; return the newest delivery recorded for it
+        (``delivery`` when none is newer): the one to acknowledge."""
         ...
 
-    def release(self, key: Key, claim_id: str | None) -> bool:
-        """Give up an active claim (owned by ``claim_id``, or any when None) after a failure."""
+    async def release(self, key: Key, claim_id: str | None) -> bool:
+        """Give up an active claim (owned by ``claim_id``, or any when None) after a failure,
+        so that the next push runs the handler again; False when nothing was held."""
         ...
 
-    def newest(self, key: Key) -> str | None:
-        """The newest delivery recorded for an active claim on ``key``."""
+    async def newest(self, key: Key) -> Delivery | None:
+        """The newest delivery recorded for an active claim on ``key`` (None when none)."""
         ...
 
-    def close(self) -> None: ...
+    # --- the outbox -----------------------------------------------------------------------
 
-
-@runtime_checkable
-class OutboxStore(Protocol):
-    """Pending IronMQ calls, taken with a lease so two processes never send the same item."""
-
-    blocking: bool
-
-    def add(self, item: OutboxItem) -> None: ...
-
-    def take(self, *, limit: int, lease: float) -> list[OutboxItem]:
-        """Up to ``limit`` due items not leased by anyone, leased now for ``lease`` seconds."""
+    async def add(self, item: OutboxItem) -> None:
+        """Keep ``item`` until :meth:`finish`; durable stores make it survive a crash."""
         ...
 
-    def finish(self, item_ids: Collection[str]) -> None:
+    async def take(self, *, limit: int, lease: float) -> list[OutboxItem]:
+        """Up to ``limit`` due items nobody has leased, leased now for ``lease`` seconds."""
+        ...
+
+    async def finish(self, item_ids: Collection[str]) -> None:
         """Remove items that are done (confirmed, late, or given up)."""
         ...
 
-    def retry(self, item_id: str, *, attempts: int, next_at: float) -> None:
-        """Put a failed item back, due again at ``next_at``."""
+    async def retry(self, item_id: str, *, attempts: int, next_at: float) -> None:
+        """Put a failed item back, due again at ``next_at`` (epoch seconds)."""
         ...
 
-    def depth(self) -> int: ...
+    async def depth(self) -> int:
+        """How many items the outbox holds (for metrics and health)."""
+        ...
 
-    def next_due(self) -> float | None:
+    async def next_due(self) -> float | None:
         """When the earliest item can be taken (due and unleased), or None when empty."""
         ...
 
-    def close(self) -> None: ...
+    # --- life -----------------------------------------------------------------------------
 
+    async def check(self) -> None:
+        """Probe the engine in bounded time; raise :class:`~ironpush.errors.StoreUnavailable`
+        when it is down (``/_health`` calls this)."""
+        ...
 
-class Store(DedupeStore, OutboxStore, Protocol):
-    """A store that keeps both claims and the outbox (both built-in stores do)."""
-
-
-# =========================================================================== memory
-
-
-# A memory row is a plain tuple: (state, claim id, lease until, newest delivery, attempts,
-# expires at, outcome). Tuples of strings and numbers are untracked by the garbage collector,
-# so 100k remembered messages cost the collector nothing (objects would make each full
-# collection walk them all, which showed up as a 30% throughput loss under load).
-_Row = tuple[str, str | None, float, str, int, float, str | None]
-
-
-class MemoryStore:
-    """In-process claims and outbox (the default).
-
-    Holds at most ``max_entries`` claims: the oldest finished ones are forgotten first, and
-    finished ones are also forgotten after their ``ttl``. Everything is lost on restart, and
-    each worker process has its own: use :class:`SQLiteStore` for several workers or for
-    durable acks::
-
-        router = PushRouter(secret_keys=keys, store=MemoryStore(max_entries=10_000))
-    """
-
-    blocking = False
-
-    def __init__(self, *, max_entries: int = 100_000, clock: Callable[[], float] = time.time):
-        if max_entries < 1:
-            raise ValueError("max_entries must be >= 1")
-        self.max_entries = max_entries
-        self._clock = clock
-        self._rows: OrderedDict[Key, _Row] = OrderedDict()
-        self._outbox: dict[str, OutboxItem] = {}
-        self._leases: dict[str, float] = {}
-        # Claim ids only need to be unique within this store: a counter is cheaper than uuid4.
-        self._prefix = uuid.uuid4().hex[:8] + "-"
-        self._seq = itertools.count(1)
-        # The router calls from one event loop, but a store may be shared by routers running
-        # in several threads (tests, a sync framework): an uncontended lock costs ~50 ns.
-        self._lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        return f"MemoryStore(entries={len(self._rows)}, outbox={len(self._outbox)})"
-
-    # --- dedupe ------------------------------------------------------------------------------
-
-    def claim(self, key: Key, delivery: str, *, lease: float, ttl: float) -> Claim:
-        now = self._clock()
-        with self._lock:
-            rows = self._rows
-            row = rows.get(key)
-            attempts = 1
-            if row is not None:
-                state = row[0]
-                if state == "done":
-                    if row[5] > now:
-                        return Claim("done", outcome=row[6])
-                elif state != "idle" and row[2] > now:
-                    rows[key] = (state, row[1], row[2], delivery, row[4], row[5], None)
-                    return Claim("busy", state=state)
-                else:
-                    attempts = row[4] + 1
-                del rows[key]  # re-inserted at the end: rows stay ordered by last change
-            claim_id = f"{self._prefix}{next(self._seq)}"
-            rows[key] = ("running", claim_id, now + lease, delivery, attempts, now + ttl, None)
-            self._trim(now)
-            return Claim("new", claim_id=claim_id, attempt=attempts)
-
-    def _trim(self, now: float) -> None:
-        # Rows are ordered by last change, so expired and evictable ones gather at the front.
-        rows = self._rows
-        while rows:
-            key, row = next(iter(rows.items()))
-            inactive = row[0] not in _ACTIVE or row[2] <= now
-            if inactive and (row[5] <= now or len(rows) > self.max_entries):
-                del rows[key]
-            else:
-                break
-
-    def hold(self, key: Key, claim_id: str, *, state: ActiveState, lease: float) -> bool:
-        with self._lock:
-            row = self._rows.get(key)
-            if row is None or row[1] != claim_id or row[0] not in _ACTIVE:
-                return False
-            self._rows[key] = (state, claim_id, self._clock() + lease, *row[3:])
-            return True
-
-    def renew(self, claim_ids: Collection[str], *, lease: float) -> None:
-        if not claim_ids:
-            return
-        wanted = set(claim_ids)
-        until = self._clock() + lease
-        with self._lock:
-            rows = self._rows
-            for key, row in rows.items():
-                if row[1] in wanted and row[0] in ("running", "deferred"):
-                    rows[key] = (row[0], row[1], until, *row[3:])
-
-    def complete(self, key: Key, *, outcome: str, ttl: float, delivery: str) -> str:
-        now = self._clock()
-        with self._lock:
-            row = self._rows.pop(key, None)
-            newest = row[3] if row is not None and row[0] in _ACTIVE else delivery
-            attempts = row[4] if row is not None else 1
-            self._rows[key] = ("done", None, 0.0, "", attempts, now + ttl, outcome)
-            return newest
-
-    def release(self, key: Key, claim_id: str | None) -> bool:
-        with self._lock:
-            row = self._rows.get(key)
-            if row is None or row[0] not in _ACTIVE:
-                return False
-            if claim_id is not None and row[1] != claim_id:
-                return False
-            self._rows[key] = ("idle", None, 0.0, *row[3:])
-            return True
-
-    def newest(self, key: Key) -> str | None:
-        with self._lock:
-            row = self._rows.get(key)
-            return row[3] if row is not None and row[0] in _ACTIVE else None
-
-    # --- outbox ------------------------------------------------------------------------------
-
-    def add(self, item: OutboxItem) -> None:
-        with self._lock:
-            self._outbox[item.id] = item
-
-    def take(self, *, limit: int, lease: float) -> list[OutboxItem]:
-        now = self._clock()
-        out: list[OutboxItem] = []
-        with self._lock:
-            for item in self._outbox.values():
-                if item.next_at <= now and self._leases.get(item.id, 0.0) <= now:
-                    self._leases[item.id] = now + lease
-                    out.append(item)
-                    if len(out) >= limit:
-                        break
-        return out
-
-    def finish(self, item_ids: Collection[str]) -> None:
-        with self._lock:
-            for item_id in item_ids:
-                self._outbox.pop(item_id, None)
-                self._leases.pop(item_id, None)
-
-    def retry(self, item_id: str, *, attempts: int, next_at: float) -> None:
-        with self._lock:
-            item = self._outbox.pop(item_id, None)
-            self._leases.pop(item_id, None)
-            if item is not None:  # re-inserted at the end: due items keep their FIFO order
-                self._outbox[item_id] = replace(item, attempts=attempts, next_at=next_at)
-
-    def depth(self) -> int:
-        return len(self._outbox)
-
-    def next_due(self) -> float | None:
-        with self._lock:
-            return min(
-                (max(i.next_at, self._leases.get(i.id, 0.0)) for i in self._outbox.values()),
-                default=None,
-            )
-
-    def close(self) -> None:
-        """Nothing to release (present for symmetry with :class:`SQLiteStore`)."""
+    async def close(self) -> None:
+        """Release connections and threads; the store may not be used afterwards."""
+        ...
