@@ -48,8 +48,8 @@ from hypothesis import strategies as st
 
 import ironpush.signing as signing
 from ironpush.cli import main
-from ironpush.cli.commands import serve
 from ironpush.cli.dev import dev_command
+from ironpush.cli.serve import serve
 from ironpush.client import IronMQ
 from ironpush.client.async_client import AsyncIronMQ
 from ironpush.client.models import Subscriber

@@ -31,7 +31,7 @@ from ..client.retry import backoff_delay
 from ..errors import APIError, ValidationError
 from ..protocol import delivery_from_json, delivery_to_json
 from .metrics import Counters
-from .stores.base import DedupeStore, OutboxItem, OutboxStore
+from .stores.legacy import DedupeStore, OutboxItem, OutboxStore
 
 if TYPE_CHECKING:
     from ..client.sync_client import AsyncIronMQ

@@ -30,7 +30,7 @@ from .asgi import (
 )
 from .deferred import Runtime, delivery_json
 from .metrics import PIP_HINT, Counters, prometheus_text
-from .stores.base import Store
+from .stores.legacy import Store
 
 __all__ = ["InternalEndpoints"]
 

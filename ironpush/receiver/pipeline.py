@@ -43,7 +43,7 @@ from .deferred import Runtime, call_store, delivery_json
 from .metrics import Counters
 from .outcomes import _UNSET as _UNPARSED
 from .outcomes import Ack, Defer, Drop, PushMessage, Retry
-from .stores.base import Store
+from .stores.legacy import Store
 
 if TYPE_CHECKING:
     from .router import Route

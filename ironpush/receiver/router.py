@@ -68,7 +68,8 @@ from .endpoints import InternalEndpoints
 from .metrics import Counters, prometheus_collector
 from .outcomes import Ack, Defer, Drop, Handler, Outcome, PushMessage, Retry
 from .pipeline import PushPipeline, is_async
-from .stores import MemoryStore, SQLiteStore, Store
+from .stores import MemoryStore, SQLiteStore
+from .stores.legacy import Store
 
 if TYPE_CHECKING:
     from os import PathLike

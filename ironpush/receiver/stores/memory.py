@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import replace
 
-from .base import _ACTIVE, ActiveState, Claim, Key, OutboxItem
+from .legacy import _ACTIVE, ActiveState, Claim, Key, OutboxItem
 
 __all__ = ["MemoryStore"]
 

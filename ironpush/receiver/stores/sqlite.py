@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .base import _ACTIVE, ActiveState, Claim, Key, OutboxItem
+from .legacy import _ACTIVE, ActiveState, Claim, Key, OutboxItem
 
 __all__ = ["SQLiteStore"]
 
