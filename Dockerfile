@@ -1,38 +1,27 @@
 # syntax=docker/dockerfile:1
-# A slim production image that serves your ASGI app (mounting a PushRouter) with `ironpush serve`.
+# ironpush's own image: the published wheel (from PyPI) and nothing else — the `ironpush` CLI,
+# running the local IronMQ-compatible dev server by default:
 #
-#   docker build --build-arg APP_DIR=myservice -t myservice .
-#   docker run -p 8000:8000 \
-#     -e IRONPUSH_APP=myservice.app:app -e IRONPUSH_HEALTH_PATH=/ironmq/_health \
-#     -e IRON_PROJECT_ID=... -e IRON_TOKEN=... -e IRONPUSH_SECRET_KEYS=... \
-#     myservice
+#   docker build -t ironpush .
+#   docker run -p 8080:8080 -v ironpush-dev:/data ironpush      # IRONMQ_EMULATOR_HOST=127.0.0.1:8080
+#   docker run --rm ironpush queues --json                       # any other command
 #
-# Without --build-arg it packages examples/ and serves examples.starlette_service:app.
-# tests/test_dockerfile.py replays these steps (same wheel, same commands) in a fresh venv.
-
-FROM python:3.11-slim AS build
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY ironpush ./ironpush
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+# To package YOUR service (its own code and requirements), copy examples/docker/Dockerfile
+# into your repository instead. tests/test_dockerfile.py replays both files step by step.
 
 FROM python:3.11-slim
-ARG APP_DIR=examples
+ARG IRONPUSH_VERSION=0.1.0
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
-    IRONPUSH_APP=examples.starlette_service:app \
-    IRONPUSH_HOST=0.0.0.0 \
-    IRONPUSH_PORT=8000 \
-    IRONPUSH_WORKERS=1 \
-    IRONPUSH_HEALTH_PATH=/ironmq/_health
-RUN useradd --create-home --uid 10001 ironpush
-COPY --from=build /wheels /wheels
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN useradd --create-home --uid 10001 ironpush && mkdir -p /data && chown ironpush:ironpush /data
 # Runtime dependencies only: no test or dev extras in the image.
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
-WORKDIR /app
-COPY --chown=ironpush ${APP_DIR} /app/${APP_DIR}
+RUN pip install --no-cache-dir "ironpush==${IRONPUSH_VERSION}"
 USER ironpush
-EXPOSE 8000
+WORKDIR /data
+VOLUME ["/data"]
+EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ['IRONPUSH_PORT'] + os.environ['IRONPUSH_HEALTH_PATH'], timeout=4)"]
-CMD ["sh", "-c", "exec ironpush serve \"$IRONPUSH_APP\" --host \"$IRONPUSH_HOST\" --port \"$IRONPUSH_PORT\" --workers \"$IRONPUSH_WORKERS\""]
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/_dev/health', timeout=4)"]
+ENTRYPOINT ["ironpush"]
+CMD ["dev", "--host", "0.0.0.0", "--port", "8080", "--db", "/data/dev.sqlite"]

@@ -1,16 +1,19 @@
-"""Benchmark: flushing 2,000 acks through the outbox vs 2,000 sequential acks.
+"""Benchmark: flushing acks through the outbox vs sequential acks over keep-alive httpx.
 
-The server is a minimal ack endpoint (raw ASGI, answers ``{"msg": "Deleted"}``) served by
-uvicorn in a subprocess, so the numbers measure the client side. Baseline: 2,000 sequential
-``DELETE`` requests over one keep-alive ``httpx.Client``. Contender: the router's
-:class:`AckOutbox` (memory store, then SQLite store) flushing 2,000 queued
-acks through :class:`~ironpush.AsyncIronMQ`, for several sender counts.
+The ack server is a minimal raw-ASGI endpoint (answers ``{"msg": "Deleted"}``) on uvicorn in a
+subprocess pinned apart from this process, so the figures measure the client side. Baseline:
+``-n`` sequential ``DELETE`` requests over one keep-alive ``httpx.Client``. Contenders: the
+router's :class:`~ironpush.receiver.outbox.AckOutbox` (memory store, then SQLite store)
+flushing ``-n`` queued acks through :class:`~ironpush.AsyncIronMQ` with the httpx backend and
+with the lean backend (the router's default), for several sender counts. Each cycle measures
+every contestant once, in a rotated order; each figure is the median of the per-cycle ratios
+to the baseline, with the IQR (``benchmarks/harness.py``).
 
 ``--latency-ms`` makes the server wait that long before answering, like a real network round
-trip to IronMQ (the localhost run is CPU-bound on the client, where concurrency cannot help).
+trip to IronMQ (on localhost the client's CPU is the limit, where concurrency cannot help).
 
-Target: outbox >= 2x the sequential rate. Run: ``.venv/bin/python benchmarks/bench_outbox.py``
-(and ``--latency-ms 5``). Not part of CI.
+Goal: the outbox (lean backend, default senders) >= 4x the sequential rate. Run from the
+repository root: ``python -m benchmarks.bench_outbox [--latency-ms 5]``. Not part of CI.
 """
 
 from __future__ import annotations
@@ -18,79 +21,60 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Literal
 
 import httpx
 
+from benchmarks.harness import (
+    ROOT,
+    RunningServer,
+    Servers,
+    ServerSpec,
+    cpu_plan,
+    machine,
+    rotated,
+    summarize,
+    write_between_markers,
+)
 from ironpush.client import AsyncIronMQ
 from ironpush.protocol import Delivery
-from ironpush.receiver.deferred import AckOutbox, OutboxSettings, delivery_json
 from ironpush.receiver.metrics import Counters
-from ironpush.receiver.stores import MemoryStore, OutboxItem, SQLiteStore
+from ironpush.receiver.outbox import AckOutbox, OutboxSettings
+from ironpush.receiver.stores import MemoryStore, OutboxItem, SQLiteStore, Store
 
-TARGET = 2.0
-LATENCY = float(os.environ.get("BENCH_ACK_LATENCY_MS", "0")) / 1000
-
-
-async def ack_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """The minimal ack endpoint (also handles the lifespan protocol)."""
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            else:
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    more = True
-    while more:
-        more = (await receive()).get("more_body", False)
-    if LATENCY:
-        await asyncio.sleep(LATENCY)
-    body = b'{"msg":"Deleted"}'
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"17")]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+GOAL = 4.0
+README = ROOT / "benchmarks" / "README.md"
+MARKER = "bench_outbox"
+DEFAULT_SENDERS = OutboxSettings().concurrency
+Backend = Literal["httpx", "lean"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def ack_app() -> Any:
+    """The minimal ack endpoint (uvicorn ``--factory``); ``BENCH_ACK_LATENCY_MS`` delays it."""
+    latency = float(os.environ.get("BENCH_ACK_LATENCY_MS", "0")) / 1000
 
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        more = True
+        while more:
+            more = (await receive()).get("more_body", False)
+        if latency:
+            await asyncio.sleep(latency)
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"17")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b'{"msg":"Deleted"}'})
 
-def start_server(port: int, latency_ms: float) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "bench_outbox:ack_app",
-            "--app-dir",
-            str(Path(__file__).parent),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        env={**os.environ, "BENCH_ACK_LATENCY_MS": str(latency_ms)},
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            httpx.delete(f"http://127.0.0.1:{port}/ready")
-            return proc
-        except httpx.TransportError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("ack server did not start")
+    return app
 
 
 def sequential(url: str, n: int) -> float:
@@ -102,61 +86,108 @@ def sequential(url: str, n: int) -> float:
         return n / (time.perf_counter() - started)
 
 
-async def outbox_rate(
-    url: str, n: int, store: Any, concurrency: int, backend: Literal["httpx", "lean"]
-) -> float:
-    mq = AsyncIronMQ(
-        project_id="p", token="t", cloud=url, max_connections=concurrency, backend=backend
-    )
+async def outbox_rate(url: str, n: int, store: Store, senders: int, backend: Backend) -> float:
+    mq = AsyncIronMQ(project_id="p", token="t", cloud=url, max_connections=senders, backend=backend)
 
     async def get_client() -> AsyncIronMQ:
         return mq
 
-    settings = OutboxSettings(concurrency=concurrency, batch=512)
-    box = AckOutbox(store, get_client, Counters(), settings)
+    box = AckOutbox(store, get_client, Counters(), OutboxSettings(concurrency=senders, batch=512))
     for i in range(n):
-        text = delivery_json(Delivery(str(i), reservation_id="r", subscriber_name="s"))
-        store.add(OutboxItem("ack", "q", text))
+        delivery = Delivery(str(i), reservation_id="r", subscriber_name="s")
+        await store.add(OutboxItem("ack", "q", delivery=delivery))
     started = time.perf_counter()
     await box.drain_due()
     elapsed = time.perf_counter() - started
     await mq.aclose()
-    assert store.depth() == 0, "outbox not empty"
+    assert await store.depth() == 0, "outbox not empty"
+    await store.close()
     return n / elapsed
+
+
+def contestants(url: str, n: int, senders: list[int], tmp: str) -> dict[str, Callable[[], float]]:
+    out: dict[str, Callable[[], float]] = {"sequential": lambda: sequential(url, n)}
+    counter = iter(range(1_000_000))
+
+    def sqlite() -> Store:
+        return SQLiteStore(os.path.join(tmp, f"outbox{next(counter)}.db"))
+
+    for backend in ("httpx", "lean"):
+        for k in senders:
+            for kind, make in (("memory", MemoryStore), ("sqlite", sqlite)):
+                name = f"{backend} x{k} {kind}"
+                out[name] = _runner(url, n, make, k, backend)  # type: ignore[arg-type]
+    return out
+
+
+def _runner(
+    url: str, n: int, make: Callable[[], Store], senders: int, backend: Backend
+) -> Callable[[], float]:
+    return lambda: asyncio.run(outbox_rate(url, n, make(), senders, backend))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-n", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, nargs="*", default=[1, 2, 4, 8])
+    parser.add_argument("-n", type=int, default=2000, help="acks per measurement")
+    parser.add_argument("--senders", type=int, nargs="*", default=[1, 8, DEFAULT_SENDERS])
+    parser.add_argument("--cycles", type=int, default=8)
     parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--write", action="store_true", help="record in benchmarks/README.md")
     args = parser.parse_args()
-    port = free_port()
-    server = start_server(port, args.latency_ms)
-    print(f"{args.n} acks, server latency {args.latency_ms:g} ms")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        sequential(url, 200)  # warm up both sides
-        base = max(sequential(url, args.n) for _ in range(2))
-        print(f"sequential httpx.Client : {base:8.0f} acks/s")
-        with tempfile.TemporaryDirectory() as tmp:
-            for backend in ("httpx", "lean"):
-                for concurrency in args.concurrency:
-                    memory = asyncio.run(
-                        outbox_rate(url, args.n, MemoryStore(), concurrency, backend)
-                    )
-                    db = SQLiteStore(os.path.join(tmp, f"outbox{backend}{concurrency}.db"))
-                    sqlite = asyncio.run(outbox_rate(url, args.n, db, concurrency, backend))
-                    db.close()
-                    print(
-                        f"outbox {backend:<5} x{concurrency:<2} memory: {memory:7.0f} acks/s "
-                        f"({memory / base:.2f}x)  sqlite: {sqlite:7.0f} acks/s "
-                        f"({sqlite / base:.2f}x)"
-                    )
-        print(f"target: outbox >= {TARGET:.1f}x sequential")
-    finally:
-        server.terminate()
-        server.wait(10)
+    server_cpus, load_cpu = cpu_plan()
+    if load_cpu:  # this process is the load: keep it off the server's CPU
+        os.sched_setaffinity(0, {int(load_cpu)})
+    spec = ServerSpec(
+        "acks", "benchmarks.bench_outbox:ack_app", {"BENCH_ACK_LATENCY_MS": str(args.latency_ms)}
+    )
+    print(f"{args.n} acks per measurement, server latency {args.latency_ms:g} ms")
+    with Servers([spec], cpus=server_cpus) as servers, tempfile.TemporaryDirectory() as tmp:
+        server: RunningServer = servers["acks"]
+        sequential(server.url, 200)  # warm up both sides
+        runs = contestants(server.url, args.n, args.senders, tmp)
+        rates: dict[str, list[float]] = {name: [] for name in runs}
+        for cycle in range(args.cycles):
+            for name in rotated(list(runs), cycle):
+                rates[name].append(runs[name]())
+            print(f"cycle {cycle + 1}/{args.cycles} done", flush=True)
+    text = report(rates, args)
+    print(text)
+    if args.write:
+        write_between_markers(README, MARKER, text)
+        print(f"written: {README.relative_to(ROOT)}")
+
+
+def report(rates: dict[str, list[float]], args: argparse.Namespace) -> str:
+    base = summarize(rates["sequential"]).median
+    lines = [
+        f"{machine()}; {args.cycles} cycles of {args.n:,} acks, server latency "
+        f"{args.latency_ms:g} ms. Command: `python -m benchmarks.bench_outbox"
+        f"{f' --latency-ms {args.latency_ms:g}' if args.latency_ms else ''} --write`.",
+        "",
+        f"Baseline: sequential `httpx.Client`, {base:,.0f} acks/s (median).",
+        "",
+        "| backend | senders | store | acks/s (median) | vs sequential, same cycle (median, IQR) |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, values in rates.items():
+        if name == "sequential":
+            continue
+        backend, senders, store = name.split()
+        ratios = [r / b for r, b in zip(values, rates["sequential"], strict=True)]
+        lines.append(
+            f"| {backend} | {senders[1:]} | {store} | {summarize(values).median:,.0f} "
+            f"| {summarize(ratios)} |"
+        )
+    key = f"lean x{DEFAULT_SENDERS} memory"
+    if key in rates:
+        default = summarize([r / b for r, b in zip(rates[key], rates["sequential"], strict=True)])
+        lines += [
+            "",
+            f"Goal: the outbox (lean backend, {DEFAULT_SENDERS} senders, the defaults) >= "
+            f"{GOAL:.0f}x sequential: {default} "
+            + ("**met**." if default.median >= GOAL else "**not met**."),
+        ]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -1,214 +1,280 @@
-"""Benchmark: a PushRouter route vs a bare Starlette endpoint, under the same wrk load.
+"""Benchmark: the receiver's paths against bare Starlette, raw ASGI and FastAPI, same run.
 
-Each app runs alone in one uvicorn worker (subprocess); ``wrk`` posts pushes with a unique
-``Iron-Message-Id`` per request (so dedupe never short-circuits), the push-secret header and a
-small body:
+Every server is up at once (``benchmarks/receiver_apps.py``, one uvicorn worker each, pinned
+apart from ``wrk``), measured in alternating slots (``benchmarks/harness.py``). Each request is
+a push as IronMQ sends it (headers from ``ironpush.protocol.build_push_headers``, a unique
+``Iron-Message-Id`` per request so dedupe never short-circuits, the route's push secret, a
+1 KB JSON body). Figures: 2xx rate relative to the bare Starlette endpoint in the same cycle
+(median of per-cycle ratios, IQR), each goal's ratio to its own reference, server CPU per
+request.
 
-- ``bare``: a Starlette ``Route`` endpoint that reads the same headers and the body, answers 200;
-- ``router``: ``PushRouter`` (verification + memory dedupe + an async no-op handler) run alone;
-- ``mounted``: the same router under ``Starlette(routes=[Mount("/ironmq", router)])``.
+Run from the repository root (needs ``wrk``: ``apt-get install -y wrk``)::
 
-Target: router >= 1.0x bare requests/s. Needs ``wrk`` (``apt-get install -y wrk``).
-Run: ``.venv/bin/python benchmarks/bench_receiver.py [--duration 8]``. Not part of CI.
+    python -m benchmarks.bench_receiver            # print the table
+    python -m benchmarks.bench_receiver --write    # and record it in benchmarks/README.md
+
+Not part of CI.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import re
-import socket
-import subprocess
+import json
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Mount, Route
 
-from ironpush.receiver.outcomes import PushMessage
-from ironpush.receiver.router import PushRouter
-from ironpush.signing import push_secret
+from benchmarks.harness import (
+    ROOT,
+    Contestant,
+    Load,
+    Servers,
+    ServerSpec,
+    Slot,
+    alternate,
+    cpu_plan,
+    dump_slots,
+    free_port,
+    machine,
+    per_cycle_ratios,
+    summarize,
+    write_between_markers,
+    write_json,
+    wrk_available,
+)
+from benchmarks.receiver_apps import QUEUE, SECRET, SUBSCRIBER
+from ironpush.protocol import Delivery, build_push_headers, message_url
+from ironpush.signing import DEFAULT_SECRET_HEADER
 
-KEYS = ["bench-old-key", "bench-new-key"]
-SECRET = push_secret("orders", "billing", KEYS)
-TARGET = 1.0
-
-# --- the apps (imported by uvicorn from this file) ------------------------------------------
-
-router = PushRouter(secret_keys=KEYS)
+ANCHOR = "bare"
+README = ROOT / "benchmarks" / "README.md"
+RESULTS = ROOT / "benchmarks" / "results" / "receiver.json"
+MARKER = "bench_receiver"
 
 
-@router.route("/orders", queue="orders", subscriber="billing")
-async def noop(msg: PushMessage) -> None:
-    return None
+@dataclass(frozen=True, slots=True)
+class Row:
+    name: str
+    label: str
+    path: str
+    reference: str | None = None  # the goal's reference contestant
+    goal: float | None = None
 
 
-async def bare_endpoint(request: Request) -> JSONResponse:
-    headers = request.headers
-    _ = (
-        headers.get("iron-message-id"),
-        headers.get("iron-reservation-id"),
-        headers.get("iron-subscriber-name"),
-        headers.get("x-ironpush-secret"),
+ROWS = [
+    Row("bare", "bare Starlette `Route`, empty 200 (the anchor)", "/orders"),
+    Row("bare_json", 'Starlette `Route` answering `{"status":"acked"}`', "/orders"),
+    Row("raw", "raw ASGI, empty 200", "/orders"),
+    Row("fastapi", "FastAPI path operation, empty 200", "/orders"),
+    Row("router", "`PushRouter` quick 200 (verify + memory dedupe, `json=True`)", "/orders",
+        "bare", 1.0),
+    Row("mounted", 'the same route under `Mount("/ironmq", router)`', "/ironmq/orders",
+        "bare", 0.9),
+    Row("mounted_fast", "the same route via `PushMount(app, router=router, path=\"/ironmq\")`",
+        "/ironmq/orders", "bare", 0.9),
+    Row("mounted_middleware", "the same via `app.add_middleware(PushMount, ...)`",
+        "/ironmq/orders", "bare", 0.9),
+    Row("defer_external", "`Defer()` (external worker) → 202", "/orders", "router", 0.9),
+    Row("defer_job", "`Defer(job)`, no-op job, fast fake IronMQ, defaults", "/orders",
+        "router", 0.5),
+    Row("sqlite", "SQLite store, quick 200", "/orders", "router", 0.5),
+]  # fmt: skip
+
+
+# --------------------------------------------------------------------------- the load
+
+
+def json_body(size: int = 1024) -> str:
+    """A JSON order of exactly ``size`` bytes."""
+    order: dict[str, Any] = {
+        "order": 12345,
+        "customer": {"id": "c-778", "email": "ada@example.com"},
+        "items": [{"sku": f"sku-{i}", "qty": i, "price": 9.5 + i} for i in range(8)],
+        "note": "",
+    }
+    text = json.dumps(order)
+    order["note"] = "x" * (size - len(text))
+    text = json.dumps(order)
+    assert len(text) == size
+    return text
+
+
+def lua(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def push_script(*, body: str) -> str:
+    """A wrk script posting pushes with a unique message and reservation id per request."""
+    url = message_url("http://127.0.0.1:8080", "dev", QUEUE, "__ID__", SUBSCRIBER, "__RES__")
+    template = build_push_headers(
+        Delivery("__ID__", "__RES__", SUBSCRIBER, url),
+        subscriber_headers={DEFAULT_SECRET_HEADER: SECRET},
     )
-    await request.body()
-    return JSONResponse({"status": "acked"})
-
-
-bare = Starlette(routes=[Route("/orders", bare_endpoint, methods=["POST"])])
-mounted = Starlette(routes=[Mount("/ironmq", app=router)], lifespan=router.lifespan)
-
-# --- the load ----------------------------------------------------------------------------------
-
-LUA = """
+    static = ", ".join(f"[{lua(k)}] = {lua(v)}" for k, v in template.items() if "__" not in v)
+    dynamic = ", ".join(f"{{{lua(k)}, {lua(v)}}}" for k, v in template.items() if "__" in v)
+    return f"""
 local counter = 0
-local prefix = tostring(math.random(1, 1e9))
-request = function()
+local prefix = "p"
+local static = {{{static}}}
+local dynamic = {{{dynamic}}}
+local body = {lua(body)}
+function init(args)
+  if args[1] then prefix = args[1] end
+end
+function request()
   counter = counter + 1
-  local headers = {}
-  headers["Iron-Message-Id"] = prefix .. "-" .. counter
-  headers["Iron-Reservation-Id"] = "r" .. counter
-  headers["Iron-Subscriber-Name"] = "billing"
-  headers["X-Ironpush-Secret"] = "%s"
-  headers["Content-Type"] = "text/plain; encoding=utf-8"
-  headers["User-Agent"] = "IronMQ Pusherd"
-  return wrk.format("POST", "%s", headers, '{"order": 12345, "total": 99.5}')
+  local id = prefix .. "-" .. counter
+  local res = "r" .. counter
+  local headers = {{}}
+  for k, v in pairs(static) do headers[k] = v end
+  for _, pair in ipairs(dynamic) do
+    headers[pair[1]] = (pair[2]:gsub("__ID__", id):gsub("__RES__", res))
+  end
+  return wrk.format("POST", nil, headers, body)
 end
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# --------------------------------------------------------------------------- the run
 
 
-def run(app: str, path: str, duration: int, connections: int) -> float:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            f"bench_receiver:{app}",
-            "--app-dir",
-            str(Path(__file__).parent),
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/")
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-            script.write(LUA % (SECRET, path))
-        url = f"http://127.0.0.1:{port}{path}"
-        out = subprocess.run(
-            ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "-s", script.name, url],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-        if non2xx:
-            raise RuntimeError(f"{app}: {non2xx.group(1)} error responses\n{out}")
-        match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-        assert match, out
-        return float(match.group(1))
-    finally:
-        proc.terminate()
-        proc.wait(10)
+def specs(sqlite_path: str, fake_port: int) -> list[ServerSpec]:
+    env = {"IRONMQ_EMULATOR_HOST": f"127.0.0.1:{fake_port}"}
+    out = [ServerSpec("fake_ironmq", "benchmarks.receiver_apps:fake_ironmq", port=fake_port)]
+    for row in ROWS:
+        extra = {"BENCH_SQLITE_PATH": sqlite_path} if row.name == "sqlite" else {}
+        out.append(ServerSpec(row.name, f"benchmarks.receiver_apps:{row.name}", {**env, **extra}))
+    return out
 
 
-async def app_time(app: Any, path: str, n: int = 20_000) -> float:
-    """Microseconds one push spends in the app itself, driven in-process (no server, no wrk).
+def wait_for_acks(url: str, expected: int, timeout: float = 60.0) -> int:
+    """DELETEs the fake IronMQ received, once they reach ``expected`` (or at the deadline)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        count = int(httpx.get(url + "/_count").text)
+        if count >= expected or time.monotonic() > deadline:
+            return count
+        time.sleep(0.2)
 
-    A steadier figure than requests/s: it leaves out the HTTP server, which costs the same
-    for every app and dominates the per-request time.
-    """
-    body = b'{"order": 12345, "total": 99.5}'
 
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    async def send(message: Any) -> None:
-        return None
-
-    def scope(i: int) -> dict[str, Any]:
-        headers = [
-            (b"iron-message-id", f"in-process-{i}".encode()),
-            (b"iron-reservation-id", b"r1"),
-            (b"iron-subscriber-name", b"billing"),
-            (b"x-ironpush-secret", SECRET.encode()),
-            (b"content-type", b"text/plain; encoding=utf-8"),
-            (b"user-agent", b"IronMQ Pusherd"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        return {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "scheme": "http",
-            "server": ("127.0.0.1", 80),
-            "client": ("127.0.0.1", 9),
-            "method": "POST",
-            "path": path,
-            "raw_path": path.encode(),
-            "root_path": "",
-            "query_string": b"",
-            "headers": headers,
+def result_rows(slots: list[Slot]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for row in ROWS:
+        mine = [s for s in slots if s.name == row.name and s.cycle >= 0]
+        requests = sum(s.requests for s in mine)
+        entry: dict[str, Any] = {
+            "label": row.label,
+            "rate_2xx": summarize([s.rate_2xx for s in mine]).median,
+            "vs_anchor": summarize(per_cycle_ratios(slots, row.name, ANCHOR)),
+            "non_2xx_share": sum(s.non_2xx for s in mine) / requests if requests else 0.0,
+            "socket_errors": sum(s.socket_errors for s in mine),
+            "cpu_us_per_request": summarize([s.cpu_us_per_request for s in mine]).median,
         }
+        if row.reference and row.goal:
+            ratio = summarize(per_cycle_ratios(slots, row.name, row.reference))
+            entry.update(reference=row.reference, goal=row.goal, vs_reference=ratio)
+            entry["met"] = ratio.median >= row.goal and entry["non_2xx_share"] == 0
+        out[row.name] = entry
+    return out
 
-    best = float("inf")
-    for attempt in range(3):
-        started = time.perf_counter()
-        for i in range(n):
-            await app(scope(attempt * n + i), receive, send)
-        best = min(best, (time.perf_counter() - started) / n * 1e6)
-    return best
+
+def markdown(results: dict[str, dict[str, Any]], settings: dict[str, Any]) -> str:
+    lines = [
+        f"{settings['machine']}; {settings['cycles']} cycles x {settings['slot']:g} s slots, "
+        f"`wrk -t1 -c{settings['connections']}`, 1 uvicorn worker each, "
+        f"{settings['body_bytes']} B JSON body, CPUs: servers {settings['server_cpus']}, "
+        f"wrk {settings['load_cpu']}. Command: `{settings['command']}`.",
+        "",
+        "| path | 2xx req/s | vs bare Starlette (median, IQR) | goal | measured vs goal's "
+        "reference | non-2xx | server CPU µs/req |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in results.values():
+        goal = measured = "—"
+        if "goal" in r:
+            goal = f"≥ {r['goal']:.1f}x {r['reference']}"
+            measured = f"{r['vs_reference']} {'**met**' if r['met'] else '**not met**'}"
+        lines.append(
+            f"| {r['label']} | {r['rate_2xx']:,.0f} | {r['vs_anchor']} | {goal} | {measured} "
+            f"| {r['non_2xx_share']:.1%} | {r['cpu_us_per_request']:.0f} |"
+        )
+    if "acks" in settings:
+        sent, confirmed = settings["acks"]
+        lines += [
+            "",
+            f"`Defer(job)`: the fake IronMQ received {confirmed:,} acks for the {sent:,} 202s "
+            f"wrk counted ({'every 202 acked' if confirmed >= sent else '**acks missing**'}; "
+            "wrk does not count the answers still in flight when a slot ends).",
+        ]
+    if settings.get("failed"):
+        lines += ["", f"Not measured (did not start): {', '.join(settings['failed'])}."]
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=5)
-    parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--cycles", type=int, default=16)
+    parser.add_argument("--slot", type=float, default=2.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--only", nargs="*", help="contestants to run (with their references)")
+    parser.add_argument("--write", action="store_true", help="record in benchmarks/README.md")
     args = parser.parse_args()
-    paths = {"bare": "/orders", "router": "/orders", "mounted": "/ironmq/orders"}
-    rates: dict[str, list[float]] = {name: [] for name in paths}
-    # Interleaved rounds, and the median of each round's ratio: the machine's speed drifts by
-    # more than the difference measured, so only neighbouring runs are compared.
-    for _ in range(args.rounds):
-        for name, path in paths.items():
-            rates[name].append(run(name, path, args.duration, args.connections))
-    for name, values in rates.items():
-        ratios = sorted(r / b for r, b in zip(values, rates["bare"], strict=True))
-        median = ratios[len(ratios) // 2]
-        shown = ", ".join(f"{v:.0f}" for v in values)
-        print(f"{name:8s}: median {median:.2f}x bare   req/s per round: {shown}")
-    print(f"target: router >= {TARGET:.1f}x bare")
-    apps = {"bare": bare, "router": router, "mounted": mounted}
-    times = {name: asyncio.run(app_time(apps[name], paths[name])) for name in paths}
-    print(
-        "time in the app per push (in-process, no server): "
-        + ", ".join(f"{name} {t:.1f} us" for name, t in times.items())
-    )
+    if not wrk_available():
+        sys.exit("bench_receiver needs wrk: apt-get install -y wrk")
+    global ROWS
+    if args.only:  # with the anchor and the goals' references
+        wanted = {ANCHOR, *args.only}
+        wanted |= {r.reference for r in ROWS if r.name in wanted and r.reference}
+        ROWS = [r for r in ROWS if r.name in wanted]
+    server_cpus, load_cpu = cpu_plan()
+    body = json_body()
+    script = push_script(body=body)
+    fake_port = free_port()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        Servers(specs(str(Path(tmp) / "bench.db"), fake_port), cpus=server_cpus) as servers,
+    ):
+        contestants = [
+            Contestant(r.name, servers[r.name], Load(r.path, script, args.connections))
+            for r in ROWS
+        ]
+        slots = alternate(contestants, cycles=args.cycles, slot=args.slot, cpus=load_cpu)
+        settings: dict[str, Any] = {
+            "machine": machine(),
+            "cycles": args.cycles,
+            "slot": args.slot,
+            "connections": args.connections,
+            "body_bytes": len(body),
+            "server_cpus": server_cpus or "any",
+            "load_cpu": load_cpu or "any",
+            "command": "python -m benchmarks.bench_receiver --write",
+        }
+        if any(r.name == "defer_job" for r in ROWS):
+            # Every 202 must end in one ack (warm-up slots included: they were answered too).
+            expected = sum(s.requests - s.non_2xx for s in slots if s.name == "defer_job")
+            settings["acks"] = (expected, wait_for_acks(servers["fake_ironmq"].url, expected))
+    results = result_rows(slots)
+    table = markdown(results, settings)
+    print(table)
+    if args.write:
+        write_json(RESULTS, {"settings": settings, "results": _jsonable(results),
+                             "slots": dump_slots(slots)})  # fmt: skip
+        write_between_markers(README, MARKER, table)
+        print(f"written: {RESULTS.relative_to(ROOT)}, {README.relative_to(ROOT)}")
+
+
+def _jsonable(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    def plain(value: Any) -> Any:
+        if hasattr(value, "median"):
+            return {"median": value.median, "q1": value.q1, "q3": value.q3, "n": value.n}
+        return value
+
+    return {name: {k: plain(v) for k, v in r.items()} for name, r in results.items()}
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Load: 200 concurrent deliveries for 30 s against one receiver process with deferred jobs.
 
-Issue 6, point 4. One receiver process (``tests/faults/load_app.py``: a ``PushRouter`` on
-uvicorn, one worker, every push answered with ``Defer(job)``) takes pushes from 200 keep-alive
-connections; its acks go to a counting sink (``tests/faults/ack_sink.py``) in this process.
+One receiver process (``benchmarks/loadkit/app.py``: a ``PushRouter`` on uvicorn, one worker,
+every push answered with ``Defer(job)``) takes pushes from 200 keep-alive connections; its acks
+go to a counting sink (``benchmarks/loadkit/ack_sink.py``) in this process.
 Like IronMQ, the pusher pushes a 503'd message again after ``--retry-delay`` with a new
 reservation id, and redelivers 5 % of the 202'd ones while their job may still run (the v3
 202 reservation lasts only ``retries_delay``). Three scenarios:
@@ -22,7 +22,7 @@ first seconds and the rest of the run shows whether anything else grows; in scen
 ``--full-max-entries`` (20,000): its redeliveries come up to 8 s after the 202, and a message
 the store has forgotten by then is run again (a second job, a second ack), as documented.
 
-Run: ``.venv/bin/python benchmarks/load_receiver.py [--duration 30] [--json out.json]``.
+Run: ``python benchmarks/load_receiver.py [--duration 30] [--json out.json]``.
 Not part of CI (``tests/faults/test_load.py`` is the short version).
 """
 
@@ -38,15 +38,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # run as a script: the repository root holds the kit
 
-from tests.faults.load_app import (  # noqa: E402 - needs the repository root on sys.path
-    InflightResult,
-    SustainedResult,
-    mb,
-    run_inflight,
-    run_sustained,
-)
+from benchmarks.loadkit.inflight import InflightResult, run_inflight  # noqa: E402
+from benchmarks.loadkit.process import mb  # noqa: E402
+from benchmarks.loadkit.sustained import SustainedResult, run_sustained  # noqa: E402
 
 # Targets (ours; the issue asks for the properties, the numbers are the bars we hold them to).
 FLAT_MB = 5.0  # mean RSS of the last third of the run minus the middle third

@@ -1,14 +1,18 @@
-"""A FastAPI service that receives IronMQ pushes (``pip install 'ironpush[fastapi]'``).
+"""A FastAPI service that receives IronMQ pushes.
 
-Run it against a local dev server::
+Run it against a local dev server, from the repository root, in one shell::
 
-    ironpush dev &
-    export IRONMQ_EMULATOR_HOST=127.0.0.1:8080 IRONPUSH_SECRET_KEYS=change-me-0123456789
+    pip install -e '.[fastapi]'
+    ironpush dev --port 8080 &
+    export IRONMQ_EMULATOR_HOST=127.0.0.1:8080
+    export IRONPUSH_SECRET_KEYS=$(ironpush keygen)   # serve and subscribe share this key
     ironpush serve examples.fastapi_service:app --port 8000 &
     ironpush subscribe --app examples.fastapi_service:router \\
         --base-url http://127.0.0.1:8000/ironmq
     ironpush post signups '{"email": "ada@example.com"}'
-    curl http://127.0.0.1:8000/signups              # -> ["ada@example.com"]
+    curl -s http://127.0.0.1:8000/signups            # -> ["ada@example.com"]
+
+(In a project of your own: ``pip install 'ironpush[fastapi]'``.)
 """
 
 from __future__ import annotations

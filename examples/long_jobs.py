@@ -12,14 +12,19 @@ On v3 a 202 reservation lasts ``retries_delay`` seconds; a job that takes longer
 again (the router answers 202 again and acknowledges with the newest reservation), and each
 such push uses one retry. So choose ``retries_delay * (retries + 1)`` above the longest job.
 
-Run it against a local dev server::
+Run it against a local dev server, from the repository root, in one shell::
 
-    ironpush dev &
-    export IRONMQ_EMULATOR_HOST=127.0.0.1:8080 IRONPUSH_SECRET_KEYS=change-me-0123456789
+    ironpush dev --port 8080 &
+    export IRONMQ_EMULATOR_HOST=127.0.0.1:8080
+    export IRONPUSH_SECRET_KEYS=$(ironpush keygen)   # serve and subscribe share this key
     ironpush serve examples.long_jobs:app --port 8000 &
     ironpush subscribe --app examples.long_jobs:router --base-url http://127.0.0.1:8000/ironmq
     python -m examples.worker --service http://127.0.0.1:8000/ironmq &
     ironpush post thumbnails cat.png && ironpush post videos intro.mp4
+    curl -s http://127.0.0.1:8000/rendered          # -> ["cat.png"]
+
+The worker may start first: it waits for its pull queue, which the first video creates. It
+prints ``transcoded intro.mp4: acked`` when it has acknowledged the video's push.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ import json
 import time
 
 from starlette.applications import Starlette
-from starlette.routing import Mount
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Mount, Route
 
 from ironpush import AsyncIronMQ, Defer, PushMessage, PushRouter
 
@@ -59,4 +66,11 @@ async def videos(msg: PushMessage) -> Defer:
     return Defer()  # 202; the worker acknowledges with the token
 
 
-app = Starlette(routes=[Mount("/ironmq", app=router)], lifespan=router.lifespan)
+async def list_rendered(request: Request) -> JSONResponse:
+    return JSONResponse(rendered)
+
+
+app = Starlette(
+    routes=[Route("/rendered", list_rendered), Mount("/ironmq", app=router)],
+    lifespan=router.lifespan,
+)

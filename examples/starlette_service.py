@@ -1,15 +1,20 @@
 """An existing Starlette service that also receives IronMQ pushes.
 
 The service already has its own routes (``/`` and ``/orders``); mounting a ``PushRouter`` at
-``/ironmq`` adds the push endpoint without touching them. Run it against a local dev server::
+``/ironmq`` adds the push endpoint without touching them. Run it against a local dev server,
+from the repository root, in one shell::
 
-    ironpush dev &                                   # then, in the same shell:
-    export IRONMQ_EMULATOR_HOST=127.0.0.1:8080 IRONPUSH_SECRET_KEYS=change-me-0123456789
+    ironpush dev --port 8080 &
+    export IRONMQ_EMULATOR_HOST=127.0.0.1:8080
+    export IRONPUSH_SECRET_KEYS=$(ironpush keygen)   # serve and subscribe share this key
     ironpush serve examples.starlette_service:app --port 8000 &
     ironpush subscribe --app examples.starlette_service:router \\
         --base-url http://127.0.0.1:8000/ironmq
-    ironpush post orders '{"id": 1, "total": 25}'
-    curl http://127.0.0.1:8000/orders                # -> [{"id": 1, "total": 25}]
+    ironpush post orders '{"id": 1, "total": 25}' '{"total": 3}'
+    curl -s http://127.0.0.1:8000/orders             # -> [{"id": 1, "total": 25}]
+
+The second message has no id: the handler drops it (answered 200, logged and counted, never
+retried), so only the first one is listed.
 """
 
 from __future__ import annotations

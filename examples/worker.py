@@ -5,9 +5,9 @@ original push by posting the job's ``ack_token`` to the service's ``/ironmq/_ack
 (which acknowledges with the newest reservation the service has seen), and deletes the job.
 ``IronMQ().ack(token)`` would work too when the push has not been redelivered meanwhile.
 
-Run it (see long_jobs.py for the service)::
-
-    python -m examples.worker --service http://127.0.0.1:8000/ironmq [--once]
+The steps in ``examples/long_jobs.py`` start it with ``--service URL`` (the service's
+``/ironmq`` mount). It may start before anything was posted: until the service creates the
+pull queue with the first job, it waits. ``--once`` stops when the queue is empty (or absent).
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import time
 
 import httpx
 
-from ironpush import IronMQ
+from ironpush import IronMQ, Message, NotFound, Queue
 
 WORK_QUEUE = "video-work"
+WAIT_FOR_QUEUE = 1.0  # seconds between looks while the pull queue does not exist yet
 
 
 def transcode(video: str) -> None:
@@ -32,10 +33,19 @@ def work(service: str, *, once: bool = False) -> int:
     done = 0
     with IronMQ() as mq, httpx.Client(base_url=service, timeout=30) as http:
         queue = mq.queue(WORK_QUEUE)
+        waiting = False
         while True:
-            jobs = queue.reserve(max=10, timeout=60, wait=1)
-            if not jobs and once:
-                return done
+            jobs = reserve(queue)
+            if jobs is None and not once:  # the service creates the queue with the first job
+                if not waiting:
+                    print(f"waiting for {WORK_QUEUE} (created with the first job)", flush=True)
+                    waiting = True
+                time.sleep(WAIT_FOR_QUEUE)
+                continue
+            if not jobs:
+                if once:
+                    return done
+                continue
             for job in jobs:
                 payload = json.loads(job.body)
                 transcode(payload["video"])
@@ -43,7 +53,16 @@ def work(service: str, *, once: bool = False) -> int:
                 answer.raise_for_status()
                 queue.delete(job.id, job.reservation_id)
                 done += 1
-                print(f"transcoded {payload['video']}: {answer.json()['status']}")
+                # flush: the line shows at once when stdout is a file or a pipe.
+                print(f"transcoded {payload['video']}: {answer.json()['status']}", flush=True)
+
+
+def reserve(queue: Queue) -> list[Message] | None:
+    """Up to 10 jobs (a long poll of 1 s), or None while the queue does not exist yet."""
+    try:
+        return queue.reserve(max=10, timeout=60, wait=1)
+    except NotFound:
+        return None
 
 
 def main() -> None:

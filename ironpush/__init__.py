@@ -1,32 +1,110 @@
 """ironpush: IronMQ push queues for Python.
 
 A v3 client (async and sync twins), an ASGI push receiver to mount in any Starlette or FastAPI
-service, a local IronMQ-compatible dev server with a real pusher, and a CLI::
+service, a local IronMQ-compatible dev server with a real pusher, and a CLI. Everything a user
+configures is imported from here, and from here only (the README lists each name)::
 
-    from ironpush import IronMQ, PushRouter, PushMessage, Ack, Defer, Retry, Drop
+    from ironpush import IronMQ, PushRouter, PushMessage, Defer, SQLiteStore, NotFound
+
+Two more modules have public names: :mod:`ironpush.devserver` (``DevServer``) and
+:mod:`ironpush.testing` (the push simulators and the pytest plugin). ``RedisStore`` and
+``PostgresStore`` are imported on first use, so a missing extra fails with its pip hint then,
+not at ``import ironpush``.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from typing import TYPE_CHECKING, Any
+
 from .client.async_client import AsyncIronMQ, AsyncQueue
+from .client.models import (
+    Alert,
+    ErrorReport,
+    Message,
+    PushConfig,
+    PushStatus,
+    QueueInfo,
+    Subscriber,
+)
+from .client.retry import RetryPolicy
 from .client.sync_client import IronMQ, Queue
-from .errors import IronPushError
+from .errors import (
+    APIError,
+    BadRequest,
+    ConfigError,
+    IronPushError,
+    NotFound,
+    ReservationExpired,
+    ServiceUnavailable,
+    SignatureError,
+    StoreUnavailable,
+    TransportError,
+    Unauthorized,
+    ValidationError,
+)
+from .receiver.outbox import OutboxSettings
 from .receiver.outcomes import Ack, Defer, Drop, PushMessage, Retry
 from .receiver.router import PushRouter
+from .receiver.stores import MemoryStore, SQLiteStore, Store
+from .signing import generate_key
+
+if TYPE_CHECKING:
+    from .receiver.stores.postgres import PostgresStore as PostgresStore
+    from .receiver.stores.redis import RedisStore as RedisStore
 
 __all__ = [
+    "APIError",
     "Ack",
+    "Alert",
     "AsyncIronMQ",
     "AsyncQueue",
+    "BadRequest",
+    "ConfigError",
     "Defer",
     "Drop",
+    "ErrorReport",
     "IronMQ",
     "IronPushError",
+    "MemoryStore",
+    "Message",
+    "NotFound",
+    "OutboxSettings",
+    "PushConfig",
     "PushMessage",
     "PushRouter",
+    "PushStatus",
     "Queue",
+    "QueueInfo",
+    "ReservationExpired",
     "Retry",
+    "RetryPolicy",
+    "SQLiteStore",
+    "ServiceUnavailable",
+    "SignatureError",
+    "Store",
+    "StoreUnavailable",
+    "Subscriber",
+    "TransportError",
+    "Unauthorized",
+    "ValidationError",
     "__version__",
+    "generate_key",
 ]
+
+#: Public names imported on first use (their extras may be missing); not in ``__all__`` so that
+#: ``from ironpush import *`` works without every extra installed.
+LAZY_NAMES = ("PostgresStore", "RedisStore")
+
+
+def __getattr__(name: str) -> Any:
+    if name in LAZY_NAMES:
+        from .receiver import stores
+
+        return getattr(stores, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *LAZY_NAMES})

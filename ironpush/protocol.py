@@ -42,11 +42,13 @@ __all__ = [
     "build_push_headers",
     "delivery_from_dict",
     "delivery_from_json",
+    "delivery_from_values",
     "delivery_to_dict",
     "delivery_to_json",
     "error_for",
     "message_url",
     "parse_delivery",
+    "parse_lowered_delivery",
     "validate_push_headers",
 ]
 
@@ -174,22 +176,40 @@ def parse_delivery(headers: Mapping[str, str]) -> Delivery:
     Raises :class:`~ironpush.errors.ValidationError` when ``Iron-Message-Id`` is missing or empty
     (a legacy push's ``Iron-Subscriber-Message-Id`` is accepted in its place).
     """
-    lowered = {k.lower(): v.strip() for k, v in headers.items()}
-    message_id = lowered.get(_MESSAGE_ID, "")
-    sub_msg_id = lowered.get(_SUBSCRIBER_MESSAGE_ID) or None
-    reservation = lowered.get(_RESERVATION_ID) or None
-    name = lowered.get(_SUBSCRIBER_NAME) or None
-    url = lowered.get(_SUBSCRIBER_MESSAGE_URL) or None
+    return parse_lowered_delivery({k.lower(): v for k, v in headers.items()})
+
+
+def parse_lowered_delivery(lowered: Mapping[str, str]) -> Delivery:
+    """:func:`parse_delivery` for headers whose names are lower-cased already."""
+    return delivery_from_values(
+        lowered.get(_MESSAGE_ID, ""),
+        lowered.get(_RESERVATION_ID, ""),
+        lowered.get(_SUBSCRIBER_NAME, ""),
+        lowered.get(_SUBSCRIBER_MESSAGE_URL, ""),
+        lowered.get(_SUBSCRIBER_MESSAGE_ID, ""),
+    )
+
+
+def delivery_from_values(
+    message_id: str, reservation_id: str, subscriber_name: str, url: str, subscriber_message_id: str
+) -> Delivery:
+    """:func:`parse_delivery` from the five ``Iron-*`` header values (``""`` when absent), in
+    the order of :class:`Delivery`'s fields: the receiver reads them in its one header pass."""
+    message_id = message_id.strip()
+    sub_msg_id = subscriber_message_id.strip() or None
+    reservation = reservation_id.strip() or None
+    name = subscriber_name.strip() or None
+    sub_url = url.strip() or None
     if not message_id:
         message_id = sub_msg_id or ""
     if not message_id:
         raise ValidationError(f"push without {HEADER_MESSAGE_ID} header")
-    legacy = reservation is None and (sub_msg_id is not None or url is not None)
+    legacy = reservation is None and (sub_msg_id is not None or sub_url is not None)
     return Delivery(
         message_id=message_id,
         reservation_id=reservation,
         subscriber_name=name,
-        subscriber_message_url=url,
+        subscriber_message_url=sub_url,
         subscriber_message_id=sub_msg_id,
         flavour="legacy" if legacy else "v3",
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from types import TracebackType
 from typing import Any
 
 import uvicorn
@@ -65,6 +64,14 @@ class ServerThread:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
+    @property
+    def bound_address(self) -> tuple[str, int]:
+        """The socket's own address, ``(host, port)`` (what it really listens on, once started)."""
+        if self._socket is None:
+            raise RuntimeError("the server is not started")
+        host, port = self._socket.getsockname()[:2]
+        return str(host), int(port)
+
     def start(self) -> ServerThread:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -91,6 +98,10 @@ class ServerThread:
         except BaseException as exc:  # SystemExit on a lifespan startup failure, too
             self._error = exc
 
+    def is_alive(self) -> bool:
+        """Whether the server thread still runs (False before ``start()`` and after a crash)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop gracefully and wait for the thread (at most ``timeout`` seconds)."""
         self._server.should_exit = True
@@ -102,10 +113,5 @@ class ServerThread:
     def __enter__(self) -> ServerThread:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()

@@ -1,4 +1,5 @@
-"""Routers for the CLI's ``subscribe --app`` tests (keys v1, then rotated to v2)."""
+"""Routers for the CLI's ``subscribe --app`` tests: keys v1 then rotated to v2, and a router
+whose routes are renamed and removed (``stale_v1`` then ``stale_v2``)."""
 
 from __future__ import annotations
 
@@ -31,3 +32,29 @@ router_v1 = _router(["key-one-0123456789"])
 router_v2 = _router(["key-one-0123456789", "key-two-0123456789"])  # rotated: signs with key two
 not_a_router = object()
 empty_router = PushRouter(secret_keys=["key-one-0123456789"])
+
+
+def _renamed_router() -> PushRouter:
+    """``stale-mail``'s subscriber renamed mailer -> mailer2, the ``/audit`` route removed."""
+    router = PushRouter(secret_keys=["key-one-0123456789"])
+    router.add_route("/orders", _handler, queue="stale-orders", subscriber="billing")
+    router.add_route("/mail", _handler, queue="stale-mail", subscriber="mailer2")
+    return router
+
+
+def _first_router() -> PushRouter:
+    router = PushRouter(secret_keys=["key-one-0123456789"])
+    router.add_route("/orders", _handler, queue="stale-orders", subscriber="billing")
+    router.add_route("/audit", _handler, queue="stale-orders", subscriber="audit")
+    router.add_route("/mail", _handler, queue="stale-mail", subscriber="mailer")
+    return router
+
+
+stale_v1 = _first_router()
+stale_v2 = _renamed_router()
+
+# (1 + 1) x 3 s of retries is less than twice the 10 s claim lease: subscribe warns.
+short_budget = PushRouter(secret_keys=["key-one-0123456789"], claim_lease=10.0)
+short_budget.add_route(
+    "/quick", _handler, queue="budget-q", subscriber="quick", retries=1, retries_delay=3
+)

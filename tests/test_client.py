@@ -25,6 +25,7 @@ from werkzeug import Response as WResponse
 from ironpush.client import AsyncIronMQ, IronMQ
 from ironpush.client.models import Alert, ErrorReport, Message, PushStatus, QueueInfo, Subscriber
 from ironpush.client.retry import RetryPolicy
+from ironpush.client.transports import LeanTransport
 from ironpush.errors import (
     APIError,
     BadRequest,
@@ -665,7 +666,7 @@ async def test_error_statuses_map_to_the_exception_tree(
     assert type(err) is exc
     assert (err.status_code, err.msg, err.method) == (status, msg, "DELETE")
     assert err.path == "/queues/q/messages/m1"
-    lean = isinstance(mq, AsyncIronMQ) and mq._lean is not None
+    lean = isinstance(mq, AsyncIronMQ) and isinstance(mq.transport, LeanTransport)
     assert err.response is None if lean else isinstance(err.response, httpx.Response)
     assert TOKEN not in str(err)
     assert TOKEN not in repr(err)

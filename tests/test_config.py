@@ -362,6 +362,34 @@ def test_missing_token_alone_is_reported(load: Loader) -> None:
     assert "project id" not in message.split("Looked in")[0]
 
 
+def test_missing_credentials_error_names_each_place_on_its_own_line(
+    load: Loader, home: Path, work: Path
+) -> None:
+    lines = config_error(load).splitlines()
+
+    assert lines[0] == "No IronMQ project id and no token (or keystone credentials) configured."
+    assert lines[1] == "Looked in (later wins):"
+    assert f"  {home / '.iron.json'} (home file): not found" in lines
+    assert f"  {work / 'iron.json'} (local file): not found" in lines
+    assert "  environment IRON_*: nothing set" in lines
+    assert "  environment IRONMQ_EMULATOR_HOST: not set" in lines
+    assert lines[-2].startswith("Fix: set IRON_PROJECT_ID and IRON_TOKEN")
+    assert lines[-1].startswith("  or use a local dev server: IRONMQ_EMULATOR_HOST=")
+    assert all(len(line) <= 200 for line in lines)
+
+
+def test_labels_name_the_settings_as_the_caller_knows_them(load: Loader) -> None:
+    labels = {"cloud": "--cloud", "project_id": "--project-id", "token": "--token"}
+
+    bad_cloud = config_error(load, cloud="notaurl", labels=labels, **CREDS)
+    missing = config_error(load, labels=labels)
+
+    assert bad_cloud.startswith("--cloud must look like https://host[:port], got 'notaurl'")
+    assert "keyword argument" not in bad_cloud
+    assert "pass --project-id and --token" in missing
+    assert "  command-line options: nothing set" in missing.splitlines()
+
+
 def test_missing_credentials_are_allowed_when_not_required(load: Loader) -> None:
     settings = load(require_credentials=False)
 
@@ -386,6 +414,45 @@ def test_malformed_json_names_the_file_and_never_echoes_it(
     assert "not valid JSON" in str(info.value)
     assert TOKEN not in str(info.value)
     assert info.value.__context__ is None  # the decode error holding the text is not attached
+
+
+def test_unreadable_home_file_is_warned_about_and_skipped(
+    load: Loader, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (home / ".iron.json").mkdir()  # a directory: exists, cannot be read (even by root)
+
+    settings = load({"IRON_PROJECT_ID": "p", "IRON_TOKEN": TOKEN})
+
+    assert settings.project_id == "p"
+    assert f"{home / '.iron.json'} (home file): cannot be read" in "\n".join(settings.sources)
+    [record] = [r for r in caplog.records if r.name == "ironpush.config"]
+    assert record.levelname == "WARNING"
+    assert "skipped" in record.getMessage()
+
+
+def test_home_file_that_is_not_utf8_is_skipped_without_echo(
+    load: Loader, home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (home / ".iron.json").write_bytes(b'{"token": "\xff' + TOKEN.encode() + b'"}')
+
+    settings = load(**CREDS)
+
+    assert "is not UTF-8 text, skipped" in "\n".join(settings.sources)
+    assert TOKEN not in caplog.text
+
+
+@pytest.mark.parametrize("which", ["local", "config_file"])
+def test_unreadable_local_or_explicit_file_is_an_error(
+    load: Loader, work: Path, which: str
+) -> None:
+    path = work / ("iron.json" if which == "local" else "c.json")
+    path.mkdir()
+    kwargs = {"config_file": path} if which == "config_file" else {}
+
+    message = config_error(load, **kwargs, **CREDS)
+
+    assert str(path) in message
+    assert "cannot be read" in message
 
 
 def test_missing_explicit_config_file_is_an_error(load: Loader, work: Path) -> None:
@@ -489,6 +556,29 @@ def test_secret_keys_keyword_beats_environment(load: Loader) -> None:
     assert load(env, secret_keys=list(SECRET_KEYS), **CREDS).secret_keys == SECRET_KEYS
     assert load(env, secret_keys=[], **CREDS).secret_keys == ()
     assert load(env, secret_keys=None, **CREDS).secret_keys == ("env-key",)
+
+
+def test_short_signing_keys_are_accepted_with_a_warning(
+    load: Loader, caplog: pytest.LogCaptureFixture
+) -> None:
+    long_key = "k" * 32
+    settings = load({"IRONPUSH_SECRET_KEYS": f"short-key,{long_key}"}, **CREDS)
+
+    assert settings.secret_keys == ("short-key", long_key)
+    messages = [r.getMessage() for r in caplog.records if r.name == "ironpush.config"]
+    assert messages == [
+        "IRONPUSH_SECRET_KEYS: key #1 is 9 bytes; use at least 32 (make one with `ironpush keygen`)"
+    ]
+    assert "short-key" not in caplog.text
+
+
+def test_keys_of_32_bytes_or_more_give_no_warning(
+    load: Loader, caplog: pytest.LogCaptureFixture
+) -> None:
+    load({"IRONPUSH_SECRET_KEYS": "x" * 32}, secret_keys=["y" * 40], **CREDS)
+    load({"IRONPUSH_SECRET_KEYS": "x" * 32}, **CREDS)
+
+    assert not [r for r in caplog.records if r.name == "ironpush.config"]
 
 
 @pytest.mark.parametrize("value", ["one-string-key", [SECRET_KEYS[0], 42], 7])

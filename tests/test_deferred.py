@@ -10,8 +10,9 @@ import pytest
 
 from ironpush.errors import APIError, NotFound, ReservationExpired, TransportError
 from ironpush.protocol import Delivery
-from ironpush.receiver.deferred import AckOutbox, JobRunner, OutboxSettings, delivery_json
+from ironpush.receiver.jobs import JobRunner
 from ironpush.receiver.metrics import Counters
+from ironpush.receiver.outbox import AckOutbox, OutboxSettings
 from ironpush.receiver.router import PushRouter
 from ironpush.receiver.stores import MemoryStore, OutboxItem, SQLiteStore
 from ironpush.testing import PushSimulator
@@ -20,8 +21,8 @@ pytestmark = pytest.mark.anyio
 FAST = OutboxSettings(backoff=0.01, max_backoff=0.02, poll_interval=0.05)
 
 
-def delivery(n: int) -> str:
-    return delivery_json(Delivery(f"m{n}", reservation_id=f"r{n}", subscriber_name="s"))
+def delivery(n: int) -> Delivery:
+    return Delivery(f"m{n}", reservation_id=f"r{n}", subscriber_name="s")
 
 
 class FakeClient:
@@ -66,7 +67,7 @@ async def test_outbox_sends_everything_and_empties() -> None:
     assert sorted(m for _, m in client.calls) == sorted(f"m{i}" for i in range(10))
     assert client.posts == [("dlq", "report")]
     assert [f.result() for f in futures] == ["acked"] * 10
-    assert store.depth() == 0
+    assert await store.depth() == 0
     assert counters.totals["acked"] == 10
 
 
@@ -93,7 +94,7 @@ async def test_outbox_stops_on_late_acks(error: APIError) -> None:
     await box.drain_due()
     assert future.result() == "late"
     assert counters.totals["late_acks"] == 1
-    assert store.depth() == 0
+    assert await store.depth() == 0
 
 
 async def test_outbox_gives_up_on_permanent_errors_and_old_items() -> None:
@@ -103,11 +104,11 @@ async def test_outbox_gives_up_on_permanent_errors_and_old_items() -> None:
     await box.drain_due()
     assert future.result() == "failed"
     assert counters.totals["ack_failures"] == 1
-    old = OutboxItem("ack", "q", delivery(2), created_at=0.0)
-    store.add(old)
+    old = OutboxItem("ack", "q", delivery=delivery(2), created_at=0.0)
+    await store.add(old)
     box.get_client = _failing_client
     await box.drain_due()
-    assert store.depth() == 0
+    assert await store.depth() == 0
     assert counters.totals["ack_failures"] == 2
 
 
@@ -120,28 +121,30 @@ async def test_two_outboxes_on_one_sqlite_file_never_send_an_item_twice(tmp_path
     client = FakeClient()
     first, second = SQLiteStore(path), SQLiteStore(path)
     for i in range(200):
-        first.add(OutboxItem("ack", "q", delivery(i)))
+        await first.add(OutboxItem("ack", "q", delivery=delivery(i)))
     a, b = outbox(first, client), outbox(second, client)
     async with anyio.create_task_group() as tg:
         tg.start_soon(a.drain_due)
         tg.start_soon(b.drain_due)
     assert len(client.calls) == 200
     assert len(set(client.calls)) == 200
-    assert first.depth() == 0
-    first.close()
-    second.close()
+    assert await first.depth() == 0
+    await first.close()
+    await second.close()
 
 
 async def test_router_startup_flushes_an_outbox_left_by_a_crash(tmp_path: Path) -> None:
     path = tmp_path / "crashed.db"
     left = SQLiteStore(path)
-    left.add(OutboxItem("ack", "orders", delivery(1)))
-    left.close()
+    await left.add(OutboxItem("ack", "orders", delivery=delivery(1)))
+    await left.close()
     router = PushRouter(secret_keys=["k"], store=path)
     async with PushSimulator(router) as sim:
         [ack] = await sim.wait_for_acks(1)
         assert (ack.queue, ack.message_id, ack.reservation_id) == ("orders", "m1", "r1")
-    assert SQLiteStore(path).depth() == 0
+    reopened = SQLiteStore(path)
+    assert await reopened.depth() == 0
+    await reopened.close()
 
 
 async def test_job_runner_bounds_concurrency_and_drains() -> None:

@@ -3,26 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import queue
-import re
 import signal
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from dev_process import DevProcess
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 from support import wait_until
 
-from ironpush.client import IronMQ
 from ironpush.client.models import Alert
 from ironpush.devserver import DevServer
 from ironpush.protocol import parse_delivery
@@ -118,47 +111,11 @@ def test_reservation_deadline_is_wall_clock_and_runs_out_across_a_restart(
 # --------------------------------------------------------------------------- kill -9
 
 
-class DevProcess:
-    """``python -m ironpush.devserver`` in a child process; its URL is read from its output."""
-
-    def __init__(self, db: str) -> None:
-        cmd = [sys.executable, "-m", "ironpush.devserver", "--port", "0", "--db", db]
-        self.proc = subprocess.Popen(
-            [*cmd, "--log-level", "warning"], stdout=subprocess.PIPE, text=True
-        )
-        lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=self._pump, args=(lines,), daemon=True).start()
-        deadline = time.monotonic() + 20
-        while True:
-            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            found = re.search(r"listening on (http://\S+)", line)
-            if found:
-                self.url = found.group(1)
-                return
-
-    def _pump(self, lines: queue.Queue[str]) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            lines.put(line)
-
-    def client(self) -> IronMQ:
-        return IronMQ(cloud=self.url, project_id="dev", token="dev")
-
-    def kill(self) -> None:
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-
 def test_kill_9_loses_no_posted_message_and_retries_the_push_in_flight(
     tmp_path: Path, sub: Subscriber, queue_name: str
 ) -> None:
     db = str(tmp_path / "crash.sqlite")
-    first = DevProcess(db)
+    first = DevProcess("--db", db, "--log-level", "warning", module="ironpush.devserver")
     try:
         with first.client() as mq:
             mq.create_queue(
@@ -172,7 +129,7 @@ def test_kill_9_loses_no_posted_message_and_retries_the_push_in_flight(
         first.stop()
     assert first.proc.returncode == -signal.SIGKILL
 
-    second = DevProcess(db)
+    second = DevProcess("--db", db, "--log-level", "warning", module="ironpush.devserver")
     try:
         with second.client() as mq:
             statuses = mq.queue(queue_name).wait_for_push(pushed, timeout=10)
@@ -185,5 +142,5 @@ def test_kill_9_loses_no_posted_message_and_retries_the_push_in_flight(
             got = mq.queue(f"{queue_name}-pull").reserve(max=100)
             assert sorted(m.id for m in got) == sorted(ids)
     finally:
-        second.stop()
-    assert second.proc.returncode == 0  # SIGTERM: a clean shutdown
+        code = second.stop(signal.SIGTERM)
+    assert code == 0  # SIGTERM: a clean shutdown

@@ -1,163 +1,160 @@
-"""Each example runs with the commands in its docstring, against a real dev server."""
+"""Each example runs exactly as its docstring says, step by step, in the documented order.
+
+The steps (the literal block of the module docstring) run in one shell session
+(:mod:`docsteps`): ``ironpush dev --port 8080 &`` starts a real dev server, ``ironpush serve
+... &`` the example service, ``curl ...  # -> X`` must print X. The only liberties: the
+documented ports 8080/8000 become free ports, the working directory is a temporary one with the
+repository on ``PYTHONPATH`` (so nothing is written into the clone), and ``pip install`` steps
+are checked against the environment instead of run. After the steps, the test checks what the
+document promises beyond printed output (a push acknowledged, a message dropped).
+"""
 
 from __future__ import annotations
 
-import json
+import ast
 import os
-import socket
-import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from docsteps import (
+    DEV_PORT,
+    SERVICE_PORT,
+    ShellSession,
+    free_ports,
+    literal_block,
+    missing_requirements,
+    parse_steps,
+)
 from support import wait_until
 
 from ironpush import IronMQ
-from ironpush.devserver import DevServer
-from ironpush.errors import NotFound
 
 ROOT = Path(__file__).resolve().parent.parent
-KEY = "example-key-0123456789abcdef"
+EXAMPLES = ROOT / "examples"
 
 
-@pytest.fixture(scope="module")
-def dev() -> Iterator[DevServer]:
-    with DevServer() as server:
-        yield server
+def docstring_steps(name: str) -> str:
+    doc = ast.get_docstring(ast.parse((EXAMPLES / f"{name}.py").read_text()))
+    assert doc, f"examples/{name}.py has no docstring"
+    return literal_block(doc)
 
 
 @pytest.fixture
-def env(dev: DevServer, tmp_path: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "IRONMQ_EMULATOR_HOST": dev.url,
-        "IRONPUSH_SECRET_KEYS": KEY,
-        "PYTHONPATH": str(ROOT),
-        "HOME": str(tmp_path),
+def shell(tmp_path: Path) -> Iterator[ShellSession]:
+    """A fresh terminal: no IronMQ settings, no keys, ironpush's scripts on PATH."""
+    dev_port, service_port = free_ports(2)
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("IRON", "IRONPUSH_")) and k != "PYTHONPATH"
     }
+    env |= {
+        "HOME": str(tmp_path),
+        "PYTHONPATH": str(ROOT),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+    }
+    ports = {DEV_PORT: dev_port, SERVICE_PORT: service_port}
+    with ShellSession(tmp_path, env, ports=ports) as session:
+        yield session
 
 
-def ironpush(*args: str, env: dict[str, str], cwd: Path) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-m", "ironpush", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
+def dev_client(shell: ShellSession) -> IronMQ:
+    return IronMQ(cloud=f"http://127.0.0.1:{shell.ports[DEV_PORT]}", project_id="dev", token="dev")
 
 
-@pytest.fixture
-def serve(env: dict[str, str], tmp_path: Path) -> Iterator[Callable[[str], str]]:
-    """Start ``ironpush serve MODULE:app`` on a free port; returns the /ironmq base URL."""
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(module: str) -> str:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "ironpush",
-                    "serve",
-                    f"{module}:app",
-                    "--port",
-                    str(port),
-                    "--log-level",
-                    "warning",
-                ],
-                env=env,
-                cwd=tmp_path,
-            )
-        )
-        base = f"http://127.0.0.1:{port}"
-
-        def healthy() -> bool:
-            try:
-                return httpx.get(base + "/ironmq/_health").status_code == 200
-            except httpx.TransportError:
-                return False
-
-        wait_until(healthy)
-        ironpush(
-            "subscribe",
-            "--app",
-            f"{module}:router",
-            "--base-url",
-            base + "/ironmq",
-            env=env,
-            cwd=tmp_path,
-        )
-        return base
-
-    yield start
-    for proc in procs:
-        proc.terminate()
-        proc.wait(timeout=30)
+def service(shell: ShellSession, path: str) -> httpx.Response:
+    return httpx.get(f"http://127.0.0.1:{shell.ports[SERVICE_PORT]}{path}", timeout=10)
 
 
-def pushed(dev: DevServer, queue: str, message_id: str) -> list[str]:
-    statuses = dev.client().queue(queue).wait_for_push(message_id, timeout=20)
+def final_statuses(mq: IronMQ, queue: str, message_id: str) -> list[str]:
+    statuses = mq.queue(queue).wait_for_push(message_id, timeout=30)
     return [s.status or "" for s in statuses]
 
 
-def size(mq: IronMQ, queue: str) -> int:
-    try:
-        return mq.queue(queue).size()
-    except NotFound:  # created by the first post
-        return 0
+def test_every_example_documents_its_steps() -> None:
+    documented = {
+        p.stem
+        for p in EXAMPLES.glob("*.py")
+        if "::" in (ast.get_docstring(ast.parse(p.read_text())) or "")
+    }
+    assert documented == {"starlette_service", "fastapi_service", "long_jobs"}
+    for name in documented:
+        steps = parse_steps(docstring_steps(name))
+        assert steps[0].code.startswith(("ironpush dev", "pip install"))
+        assert any(s.expect is not None for s in steps), f"{name}: nothing is checked"
 
 
-def test_starlette_service(dev: DevServer, serve: Callable[[str], str]) -> None:
-    base = serve("examples.starlette_service")
-    assert httpx.get(base + "/").text == "order service"  # the service's own routes still work
-    orders = dev.client().queue("orders")
-    good, poison = orders.post(json.dumps({"id": 1, "total": 25}), json.dumps({"total": 3}))
-    assert pushed(dev, "orders", good) == ["deleted"]
-    assert pushed(dev, "orders", poison) == ["deleted"]  # dropped: answered 200, not retried
-    assert httpx.get(base + "/orders").json() == [{"id": 1, "total": 25}]
-    health = httpx.get(base + "/ironmq/_health").json()
-    assert health["counters"]["dropped"] == 1
+def test_starlette_service_steps(shell: ShellSession) -> None:
+    outputs = shell.run_text(docstring_steps("starlette_service"))
+    good, poison = outputs[-2].split()  # `ironpush post` prints one id per message
+    with dev_client(shell) as mq:
+        assert final_statuses(mq, "orders", good) == ["deleted"]
+        assert final_statuses(mq, "orders", poison) == ["deleted"]  # dropped: 200, no retry
+    assert service(shell, "/").text == "order service"  # the service's own routes still work
+    assert service(shell, "/ironmq/_health").json()["counters"]["dropped"] == 1
 
 
-def test_fastapi_service(dev: DevServer, serve: Callable[[str], str]) -> None:
-    base = serve("examples.fastapi_service")
-    [message_id] = dev.client().queue("signups").post(json.dumps({"email": "ada@example.com"}))
-    assert pushed(dev, "signups", message_id) == ["deleted"]
-    assert httpx.get(base + "/signups").json() == ["ada@example.com"]
+def test_fastapi_service_steps(shell: ShellSession) -> None:
+    outputs = shell.run_text(docstring_steps("fastapi_service"))
+    [message_id] = outputs[-2].split()
+    with dev_client(shell) as mq:
+        assert final_statuses(mq, "signups", message_id) == ["deleted"]
 
 
-def test_long_jobs_in_process_and_external_worker(
-    dev: DevServer, serve: Callable[[str], str], env: dict[str, str], tmp_path: Path
-) -> None:
-    base = serve("examples.long_jobs")
-    mq = dev.client()
-    [thumb] = mq.queue("thumbnails").post("cat.png")
-    assert pushed(dev, "thumbnails", thumb) == ["deleted"]
-    [video] = mq.queue("videos").post("intro.mp4")
-    # The handler answered 202 and handed the job to the work queue.
-    wait_until(lambda: size(mq, "video-work") == 1)
-    statuses = mq.queue("videos").get_message_push_statuses
-    wait_until(lambda: [s.status for s in statuses(video)] == ["reserved"], what="the 202")
-    worker = subprocess.run(
-        [sys.executable, "-m", "examples.worker", "--service", base + "/ironmq", "--once"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+def test_long_jobs_steps_with_the_worker_started_first(shell: ShellSession) -> None:
+    outputs = []
+    for step in parse_steps(docstring_steps("long_jobs")):
+        outputs.append(shell.run(step))
+        if "examples.worker" in step.code:  # it really runs before anything is posted
+            wait_until(
+                lambda: "waiting for video-work" in shell.output_of("examples.worker"),
+                30,
+                "the worker to wait for its queue",
+                report=shell.logs,
+            )
+    thumbnail, video = outputs[-2].split()
+    wait_until(
+        lambda: "transcoded intro.mp4: acked" in shell.output_of("examples.worker"),
+        30,
+        "the worker to acknowledge the video",
+        report=shell.logs,
     )
-    assert worker.returncode == 0, worker.stderr
-    assert "transcoded intro.mp4: acked" in worker.stdout
-    assert pushed(dev, "videos", video) == ["deleted"]
-    assert mq.queue("video-work").size() == 0
+    with dev_client(shell) as mq:
+        assert final_statuses(mq, "thumbnails", thumbnail) == ["deleted"]
+        assert final_statuses(mq, "videos", video) == ["deleted"]
+        assert mq.queue("video-work").size() == 0
+    assert "Traceback" not in shell.output_of("examples.worker")
+
+
+def test_worker_once_before_its_queue_exists_exits_cleanly(shell: ShellSession) -> None:
+    shell.run_text("ironpush dev --port 8080 &")
+    shell.env["IRONMQ_EMULATOR_HOST"] = f"127.0.0.1:{shell.ports[DEV_PORT]}"
+    [out] = shell.run_text("python -m examples.worker --service http://127.0.0.1:8000 --once")
+    assert out == ""
+
+
+def test_documented_steps_parse_as_a_reader_types_them() -> None:
+    steps = parse_steps(
+        "ironpush dev --port 8080 &   # leave it running\n"
+        "# a comment line\n"
+        "ironpush subscribe --app a:router \\\n    --base-url http://x\n"
+        "echo '# not a comment' && true\n"
+        'curl -s http://127.0.0.1:8000/  # -> ["ok"]\n'
+    )
+    assert [(s.code, s.background, s.expect) for s in steps] == [
+        ("ironpush dev --port 8080", True, None),
+        ("ironpush subscribe --app a:router --base-url http://x", False, None),
+        ("echo '# not a comment' && true", False, None),
+        ("curl -s http://127.0.0.1:8000/", False, '["ok"]'),
+    ]
+
+
+def test_pip_install_steps_are_checked_against_the_environment() -> None:
+    assert missing_requirements("pip install -e '.[fastapi]'") == []
+    assert missing_requirements("pip install 'ironpush[redis,postgres]' .") == []
+    assert missing_requirements("pip install no-such-package-for-ironpush==1.0") == [
+        "no-such-package-for-ironpush==1.0"
+    ]

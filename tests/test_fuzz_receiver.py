@@ -585,7 +585,7 @@ def expected_push_answer(
     is_new: bool,
 ) -> int | str | None:
     """The contract's answer for a verified push, in the order the router checks (see
-    ironpush/pipeline.py): declared size, message id, streamed size or disconnect, JSON."""
+    ironpush/receiver/pipeline.py): declared size, message id, streamed size or disconnect, JSON."""
     declared = [v for k, v in headers if k.lower() == b"content-length"]
     if declared and declared[-1].isdigit() and int(declared[-1]) > LIMIT:
         return 413

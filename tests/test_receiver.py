@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 import pytest
+from support import wait_until_async
 
 from ironpush.errors import ConfigError
+from ironpush.protocol import Delivery
 from ironpush.receiver.outcomes import Ack, Defer, Drop, PushMessage, Retry
 from ironpush.receiver.router import PushRouter
 from ironpush.receiver.stores import MemoryStore
@@ -19,12 +21,6 @@ from ironpush.testing import PushSimulator
 
 pytestmark = pytest.mark.anyio
 KEYS = ["key-old", "key-new"]
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    with anyio.fail_after(timeout):
-        while not predicate():  # noqa: ASYNC110 - polls any condition, with a deadline
-            await anyio.sleep(0.005)
 
 
 class Calls:
@@ -90,7 +86,7 @@ async def test_none_answers_200_and_the_handler_sees_the_push(
 ) -> None:
     result = await sim.push("/plain", "hello", headers={"X-Custom": "v"})
     assert result.status_code == 200
-    assert result.json() == {"status": "acked"}
+    assert result.response.content == b""  # the status says it all (issue 12: an empty 200)
     [msg] = calls.messages
     assert (msg.id, msg.body, msg.text, msg.queue) == (
         result.message_id,
@@ -179,7 +175,7 @@ async def test_drop_answers_200_counts_and_posts_to_the_dead_letter_queue(
 ) -> None:
     result = await sim.push("/plain", "drop")
     assert (result.status_code, result.json()) == (200, {"status": "dropped"})
-    await wait_until(lambda: len(sim.posts) == 1)
+    await wait_until_async(lambda: len(sim.posts) == 1)
     [post] = sim.posts
     assert post.queue == "dead"
     assert f'"source_msg_id": "{result.message_id}"' in post.body
@@ -203,7 +199,7 @@ async def test_defer_answers_202_runs_the_job_and_acks_its_reservation(
     assert (ack.queue, ack.message_id) == ("orders", result.message_id)
     assert (ack.reservation_id, ack.subscriber_name) == (result.reservation_id, "billing")
     assert sim.router.counters.totals["deferred"] == 1
-    await wait_until(lambda: sim.router.counters.totals["acked"] == 1)
+    await wait_until_async(lambda: sim.router.counters.totals["acked"] == 1)
 
 
 async def test_redelivery_during_a_deferred_job_answers_202_and_the_ack_uses_the_newest(
@@ -224,7 +220,7 @@ async def test_redelivery_during_a_deferred_job_answers_202_and_the_ack_uses_the
     async with PushSimulator(router) as sim:
         first = await sim.push("/slow", "x")
         assert first.status_code == 202
-        await wait_until(lambda: calls.jobs == ["started"])
+        await wait_until_async(lambda: calls.jobs == ["started"])
         second = await sim.redeliver(first)
         third = await sim.redeliver(first)
         assert (second.status_code, third.status_code) == (202, 202)
@@ -256,14 +252,14 @@ async def test_redelivery_while_the_first_handler_still_runs_does_not_run_it_twi
             results.append(await sim.push("/slow", "x", message_id="m-1"))
 
         tg.start_soon(first_push)
-        await wait_until(lambda: len(calls.messages) == 1)
+        await wait_until_async(lambda: len(calls.messages) == 1)
         second = await sim.push("/slow", "x", message_id="m-1")
         assert (second.status_code, second.json()) == (202, {"status": "in_progress"})
         release.set()
         [ack] = await sim.wait_for_acks(1)
         # the first answer went to a pusher that gave up: the newest reservation is acked
         assert ack.reservation_id == second.reservation_id
-        await wait_until(lambda: len(results) == 1)
+        await wait_until_async(lambda: len(results) == 1)
         assert results[0].status_code == 200
         assert len(calls.messages) == 1
 
@@ -283,7 +279,7 @@ async def test_failed_job_is_not_acked_and_the_redelivery_runs_again(calls: Call
 
     async with PushSimulator(router) as sim:
         first = await sim.push("/flaky", "x")
-        await wait_until(lambda: router.counters.totals["jobs_failed"] == 1)
+        await wait_until_async(lambda: router.counters.totals["jobs_failed"] == 1)
         assert sim.acks == []
         second = await sim.redeliver(first)
         assert second.status_code == 202
@@ -301,9 +297,9 @@ async def test_late_ack_is_counted_and_not_retried(calls: Calls) -> None:
 
     async with PushSimulator(router, ack_status=403) as sim:
         await sim.push("/late", "x")
-        await wait_until(lambda: router.counters.totals["late_acks"] == 1)
+        await wait_until_async(lambda: router.counters.totals["late_acks"] == 1)
         assert len(sim.acks) == 1
-        assert router.store.depth() == 0
+        assert await router.store.depth() == 0
 
 
 async def test_deferred_capacity_full_answers_503(calls: Calls) -> None:
@@ -644,7 +640,7 @@ async def test_shutdown_cancels_jobs_past_the_grace_and_releases_them(calls: Cal
         first = await sim.push("/d", "x")
         await router.shutdown()
         assert sim.acks == []
-        claim = store.claim((first.message_id, "s"), "d", lease=30, ttl=60)
+        claim = await store.claim((first.message_id, "s"), Delivery("d"), lease=30, ttl=60)
         assert claim.status == "new"
         assert claim.attempt == 2
 
@@ -654,7 +650,7 @@ async def test_expired_claim_of_a_crashed_process_is_taken_over(calls: Calls) ->
     store = MemoryStore(clock=lambda: now[0])
     router = PushRouter(secret_keys=KEYS, store=store, claim_lease=30)
     router.add_route("/r", calls.messages.append, queue="q", subscriber="s")
-    store.claim(("m-crash", "s"), "{}", lease=30, ttl=600)  # a process died holding it
+    await store.claim(("m-crash", "s"), Delivery("m-crash"), lease=30, ttl=600)  # a crash
     async with PushSimulator(router) as sim:
         blocked = await sim.push("/r", "x", message_id="m-crash")
         assert blocked.status_code == 202

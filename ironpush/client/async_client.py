@@ -1,17 +1,14 @@
-"""The async twin: :class:`AsyncIronMQ` and :class:`AsyncQueue` over ``httpx.AsyncClient``.
+"""The async twin: :class:`AsyncIronMQ` and :class:`AsyncQueue`.
 
 Same names, arguments and results as :mod:`ironpush.client`; both drive the operations in
-:mod:`ironpush.client.operations`.
+:mod:`ironpush.client.operations` and send through a transport (:mod:`.transports`).
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Literal
-from urllib.parse import urlencode
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import httpx
@@ -20,36 +17,35 @@ from ..config import Settings
 from ..errors import TransportError
 from ..protocol import Delivery, Reply, Request
 from . import operations as ops
-from .base import (
-    ClientBase,
-    T,
-    config_kwargs,
-    load_ack_token,
-    parse_reply,
-    push_summary,
-    unsent,
-)
-from .lean import HTTPFailure, LeanHTTPClient
+from .base import ClientBase, T, config_kwargs, load_ack_token, push_summary
 from .models import Message, PushStatus, QueueInfo, Subscriber
 from .operations import AlertInput, MessageInput, Op, SubscriberInput
 from .retry import RetryPolicy
+from .transports import AsyncTransport, HTTPFailure, HttpxTransport, LeanTransport
+
+if TYPE_CHECKING:
+    from ..receiver.stores.base import Store
 
 __all__ = ["AsyncIronMQ", "AsyncQueue"]
 
 
 class AsyncIronMQ(ClientBase):
-    """Asynchronous IronMQ v3 client over ``httpx.AsyncClient`` (the twin of :class:`IronMQ`).
+    """Asynchronous IronMQ v3 client (the twin of :class:`IronMQ`).
 
     Same arguments and methods as :class:`IronMQ`, as coroutines::
 
         async with AsyncIronMQ() as mq:
             await mq.queue("orders").post("hello")
 
-    ``backend="lean"`` sends the calls over :class:`~ironpush.client.lean.LeanHTTPClient` instead
-    of httpx: several times less CPU per call, which is what a busy receiver's ack outbox
-    needs. It ignores ``transport``, ``max_connections`` and proxy environment variables, uses
-    one total deadline per call (connect + read timeouts), and ``APIError.response`` is
-    ``None``.
+    Calls go through ``transport``: an ironpush
+    :class:`~ironpush.client.transports.AsyncTransport` (``MockTransport`` in tests,
+    ``LeanTransport``), or an httpx transport (``httpx.MockTransport``,
+    ``httpx.ASGITransport``), used through ``httpx.AsyncClient``. Without one, ``backend``
+    chooses: ``"httpx"`` (the default) or ``"lean"``, ironpush's own HTTP/1.1 client
+    (:class:`~ironpush.client.transports.LeanTransport`): several times less CPU per call,
+    which a busy receiver's ack outbox needs; it ignores ``max_connections`` and proxy
+    environment variables, uses one total deadline per call (connect + read timeouts), and
+    ``APIError.response`` is ``None``.
     """
 
     def __init__(
@@ -69,7 +65,7 @@ class AsyncIronMQ(ClientBase):
         settings: Settings | None = None,
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
-        transport: httpx.AsyncBaseTransport | None = None,
+        transport: AsyncTransport | httpx.AsyncBaseTransport | None = None,
         max_connections: int = 20,
         backend: Literal["httpx", "lean"] = "httpx",
     ) -> None:
@@ -87,27 +83,26 @@ class AsyncIronMQ(ClientBase):
             secret_keys=secret_keys,
         )
         super().__init__(settings=settings, timeout=timeout, retry=retry, config=config)
-        limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        )
-        self._http = httpx.AsyncClient(transport=transport, limits=limits, follow_redirects=False)
-        if backend not in ("httpx", "lean"):
-            raise ValueError("backend must be 'httpx' or 'lean'")
-        self._lean = LeanHTTPClient() if backend == "lean" else None
+        self.transport: AsyncTransport = _transport(transport, backend, max_connections)
 
     async def run(self, op: Op[T]) -> T:
         """Drive a sans-I/O operation from :mod:`ironpush.client.operations` to its result."""
+        return await self._drive(op, self._send)
+
+    @staticmethod
+    async def _drive(op: Op[T], exchange: Callable[[Request], Awaitable[Reply]]) -> T:
         try:
             request = next(op)
             while True:
-                request = op.send(await self._send(request))
+                request = op.send(await exchange(request))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
     async def _send(self, request: Request) -> Reply:
         login = self._keystone_op()
         if login is not None:
-            self._store_keystone(await self._drive_plain(login))
+            # Keystone login: no token yet, so one plain exchange per step (no login recursion).
+            self._store_keystone(await self._drive(login, self._exchange))
         attempt = 0
         while True:
             attempt += 1
@@ -126,62 +121,20 @@ class AsyncIronMQ(ClientBase):
 
     async def _exchange(self, request: Request) -> Reply:
         """One attempt, no retries: the transport boundary where I/O errors are translated."""
-        if self._lean is not None:
-            return await self._exchange_lean(self._lean, request)
         try:
-            response = await self._http.send(self._build(self._http, request))
-        except httpx.TransportError as exc:
-            raise self._transport_error(request, exc, unsent=unsent(exc)) from exc
-        return self._reply(response)
-
-    async def _exchange_lean(self, lean: LeanHTTPClient, request: Request) -> Reply:
-        url = self._url(request)
-        if request.params:
-            url += "?" + urlencode(request.params)
-        headers = self._headers(request, url)
-        body = b""
-        if request.json is not None:
-            body = json.dumps(request.json).encode()
-            headers["Content-Type"] = "application/json"
-        timeout = self._timeout_for(request)
-        try:
-            response = await lean.request(
-                request.method,
-                url,
-                headers=list(headers.items()),
-                body=body,
-                timeout=(timeout.connect or 0.0) + (timeout.read or 30.0),
-                resend_stale=request.idempotent,
-            )
+            response = await self.transport.send(self._wire(request))
         except HTTPFailure as exc:
-            raise self._transport_error(request, exc, unsent=exc.unsent) from exc
-        raw = {k.decode("latin-1"): v.decode("latin-1") for k, v in response.headers}
-        return parse_reply(response.status, response.body, raw, None)
-
-    async def _drive_plain(self, op: Op[T]) -> T:
-        # Keystone login: no token yet, so no recursion through _keystone_op().
-        try:
-            request = next(op)
-            while True:
-                request = op.send(await self._exchange(request))
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
+            raise self._transport_error(request, exc) from exc
+        return self._reply(response)
 
     async def aclose(self) -> None:
         """Close the pooled connections."""
-        await self._http.aclose()
-        if self._lean is not None:
-            self._lean.close()
+        await self.transport.aclose()
 
     async def __aenter__(self) -> AsyncIronMQ:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def queues(
@@ -223,10 +176,37 @@ class AsyncIronMQ(ClientBase):
         """Acknowledge a push that was answered with 202; see :meth:`IronMQ.acknowledge`."""
         await self.run(ops.acknowledge(queue, delivery))
 
-    async def ack(self, token: str, *, max_age: float | None = None) -> None:
+    async def ack(
+        self, token: str, *, max_age: float | None = None, store: Store | None = None
+    ) -> None:
         """Verify an ack token and acknowledge its push; see :meth:`IronMQ.ack`."""
         queue, delivery = load_ack_token(self.settings, token, max_age)
+        if store is not None:
+            from ..integrations.acks import newest_delivery
+
+            delivery = await newest_delivery(store, delivery)
         await self.acknowledge(queue, delivery)
+
+
+def _transport(
+    transport: AsyncTransport | httpx.AsyncBaseTransport | None,
+    backend: str,
+    max_connections: int,
+) -> AsyncTransport:
+    if backend not in ("httpx", "lean"):
+        raise ValueError("backend must be 'httpx' or 'lean'")
+    if isinstance(transport, httpx.AsyncBaseTransport):
+        if backend == "lean":
+            raise ValueError(
+                "backend='lean' does not send through httpx transports: pass an ironpush "
+                "transport (ironpush.client.transports.MockTransport) instead"
+            )
+        return HttpxTransport(transport=transport, max_connections=max_connections)
+    if transport is not None:
+        return transport
+    if backend == "lean":
+        return LeanTransport()
+    return HttpxTransport(max_connections=max_connections)
 
 
 class AsyncQueue:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import httpx
 
@@ -23,6 +24,7 @@ from . import operations as ops
 from .models import PushStatus
 from .operations import Op
 from .retry import RetryPolicy
+from .transports import HTTPFailure, Response, WireRequest
 
 T = TypeVar("T")
 logger = logging.getLogger("ironpush.client")
@@ -109,22 +111,27 @@ class ClientBase:
             pool=self.timeout.pool,
         )
 
-    def _build(self, http: httpx.Client | httpx.AsyncClient, request: Request) -> httpx.Request:
+    def _wire(self, request: Request) -> WireRequest:
+        """``request`` as it goes on the wire: the same bytes whichever twin and transport
+        send it."""
         url = self._url(request)
-        return http.build_request(
+        if request.params:
+            url += "?" + urlencode(request.params)
+        headers = self._headers(request, url)
+        body = b""
+        if request.json is not None:
+            body = json.dumps(request.json, separators=(",", ":")).encode()
+            headers["Content-Type"] = "application/json"
+        return WireRequest(
             request.method,
             url,
-            params=dict(request.params) if request.params else None,
-            json=request.json,
-            headers=self._headers(request, url),
+            headers,
+            body,
             timeout=self._timeout_for(request),
+            resend_stale=request.idempotent,
         )
 
     # --- replies and retries ----------------------------------------------------------------
-
-    @staticmethod
-    def _reply(response: httpx.Response) -> Reply:
-        return parse_reply(response.status_code, response.content, response.headers, response)
 
     def _retry_delay(
         self, request: Request, attempt: int, status: int | None, *, unsent: bool = False
@@ -143,17 +150,19 @@ class ClientBase:
         )
         return delay
 
-    def _transport_error(self, request: Request, exc: Exception, *, unsent: bool) -> TransportError:
-        kind = type(exc).__name__
+    def _transport_error(self, request: Request, exc: HTTPFailure) -> TransportError:
         url = redact_url(self._url(request))
         # An HTTP library may quote a header value (i.e. the token) in its message.
         detail = redact_text(str(exc), [self._token(), self.settings.token])
         return TransportError(
-            f"{request.method} {url} failed: {kind}" + (f" ({detail})" if detail else ""),
+            f"{request.method} {url} failed: {detail or 'no answer'}",
             method=request.method,
             url=url,
-            unsent=unsent,
+            unsent=exc.unsent,
         )
+
+    def _reply(self, response: Response) -> Reply:
+        return parse_reply(response.status_code, response.content, response.headers, response.raw)
 
 
 def parse_reply(status: int, content: bytes, headers: Mapping[str, str], response: Any) -> Reply:
@@ -170,11 +179,6 @@ def parse_reply(status: int, content: bytes, headers: Mapping[str, str], respons
 
 def config_kwargs(**kwargs: Any) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if v is not None}
-
-
-def unsent(exc: httpx.TransportError) -> bool:
-    # The request never left: safe to retry even a non-idempotent call.
-    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
 
 
 def load_ack_token(settings: Settings, token: str, max_age: float | None) -> tuple[str, Delivery]:

@@ -15,7 +15,11 @@ It is a transport, not a general client. What it guarantees:
 - idle connections are reused per origin; one that the peer closed while idle is detected, and
   a request that failed on a reused connection before any response byte is sent again once
   when the caller allows it (``resend_stale``: safe for idempotent calls and pushes);
-- https verifies certificates against the system store (``ssl.create_default_context``);
+- a response ends where HTTP/1.1 framing says (``Content-Length``, chunked, or the end of the
+  connection when it has neither); one cut short raises, interim ``1xx`` answers are skipped,
+  and a ``HEAD`` reply has no body;
+- https verifies certificates against the same CA bundle as httpx
+  (``httpx.create_ssl_context()``: certifi, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``);
 - environment proxy settings are not used (callers that need a proxy use httpx).
 """
 
@@ -23,11 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import cast
 from urllib.parse import quote, urlsplit
 
 import httptools
+import httpx
 
 __all__ = ["HTTPFailure", "HTTPResponse", "LeanHTTPClient"]
 
@@ -35,6 +41,7 @@ DEFAULT_MAX_BODY = 16 * 1024 * 1024
 _SKIP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 _FORBIDDEN_IN_HEADERS = frozenset("\r\n\x00")  # characters a header must not contain
+_FRAMING_HEADERS = (b"content-length", b"transfer-encoding")
 
 
 class HTTPFailure(Exception):
@@ -66,6 +73,13 @@ class _Target:
 
 
 class _Connection(asyncio.Protocol):
+    """One HTTP/1.1 connection: one request at a time, the response framed as RFC 9112 says.
+
+    A response ends at its ``Content-Length``, at the end of its chunked body, or (with
+    neither) when the peer closes the connection. Anything else that ends early is an error:
+    a body cut short must never pass for a complete answer.
+    """
+
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.transport: asyncio.Transport | None = None
@@ -73,8 +87,10 @@ class _Connection(asyncio.Protocol):
         self.waiter: asyncio.Future[HTTPResponse] | None = None
         self.closed = False
         self.got_bytes = False
-        self.headers_done = False
         self.keep_alive = True
+        self.head = False  # the request was HEAD: its response has headers only
+        self.headers_done = False
+        self.until_close = False  # the body is delimited by the end of the connection
         self.body = bytearray()
         self.headers: list[tuple[bytes, bytes]] = []
         self.max_body = DEFAULT_MAX_BODY
@@ -86,10 +102,15 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        if self.waiter is None:
+            # Bytes nobody asked for (a late body, a 408 before closing): the connection is
+            # out of step with its requests and must not be reused.
+            self.close()
+            return
         self.got_bytes = True
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             self._fail(HTTPFailure(f"invalid HTTP response: {exc}"))
             self.close()
 
@@ -103,17 +124,37 @@ class _Connection(asyncio.Protocol):
 
     def _end_of_stream(self) -> None:
         self.keep_alive = False
-        if self.headers_done:  # a response delimited by the end of the connection
+        if self.waiter is None:
+            return
+        if self.until_close:
             self.on_message_complete()
+        elif self.headers_done:
+            self._fail(HTTPFailure("response cut short: connection closed before its end"))
         else:
             self._fail(HTTPFailure("connection closed before a response"))
 
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        if self.waiter is None:  # a second response in the bytes of the first: out of step
+            self.close()
+
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
+        status = self.parser.get_status_code()
+        if status < 200:
+            return  # an interim answer: the parser completes it as a message without a body
+        if self.head:
+            # httptools cannot be told that a HEAD reply has no body: it would wait for the
+            # announced Content-Length. Complete now, and do not reuse the connection.
+            self.keep_alive = False
+            self.on_message_complete()
+            return
+        self.until_close = status not in (204, 304) and not any(
+            name.lower() in _FRAMING_HEADERS for name, _ in self.headers
+        )
 
     def on_body(self, body: bytes) -> None:
         room = self.max_body - len(self.body)
@@ -125,19 +166,32 @@ class _Connection(asyncio.Protocol):
             self.body += body[:room]
 
     def on_message_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status < 200:
+            if status == 101:  # never asked for: the connection now speaks something else
+                self._fail(HTTPFailure("invalid HTTP response: unexpected 101 upgrade"))
+                self.close()
+                return
+            # 100 Continue, 103 Early Hints...: the final response follows on this connection.
+            self.headers = []
+            self.headers_done = False
+            return
         fut, self.waiter = self.waiter, None
+        self.until_close = False
         if fut is None or fut.done():
             return
         self.keep_alive = self.keep_alive and self.parser.should_keep_alive()
-        fut.set_result(HTTPResponse(self.parser.get_status_code(), bytes(self.body), self.headers))
+        fut.set_result(HTTPResponse(status, bytes(self.body), self.headers))
 
     # client side
-    def request(self, data: bytes, max_body: int, truncate: bool) -> asyncio.Future[HTTPResponse]:
+    def request(
+        self, data: bytes, *, head: bool, max_body: int, truncate: bool
+    ) -> asyncio.Future[HTTPResponse]:
         assert self.transport is not None
         self.body = bytearray()
         self.headers = []
-        self.max_body, self.truncate = max_body, truncate
-        self.headers_done = self.got_bytes = False
+        self.max_body, self.truncate, self.head = max_body, truncate, head
+        self.headers_done = self.got_bytes = self.until_close = False
         self.waiter = self.loop.create_future()
         self.transport.write(data)
         return self.waiter
@@ -176,7 +230,7 @@ class LeanHTTPClient:
         method: str,
         url: str,
         *,
-        headers: list[tuple[str, str]],
+        headers: Sequence[tuple[str, str]],
         body: bytes = b"",
         timeout: float,
         max_body: int = DEFAULT_MAX_BODY,
@@ -202,29 +256,43 @@ class LeanHTTPClient:
         data = b"".join(lines)
         try:
             async with asyncio.timeout(timeout):
-                return await self._exchange(target, data, max_body, truncate, resend_stale)
+                return await self._exchange(
+                    target, data, method == "HEAD", max_body, truncate, resend_stale
+                )
         except TimeoutError:
             raise HTTPFailure(f"no answer within {timeout:g} s") from None
 
     async def _exchange(
-        self, target: _Target, data: bytes, max_body: int, truncate: bool, resend_stale: bool
+        self,
+        target: _Target,
+        data: bytes,
+        head: bool,
+        max_body: int,
+        truncate: bool,
+        resend_stale: bool,
     ) -> HTTPResponse:
         conn = self._take_idle(target.origin)
         if conn is not None:
             try:
-                return await self._send(conn, target, data, max_body, truncate)
+                return await self._send(conn, target, data, head, max_body, truncate)
             except HTTPFailure:
                 if conn.got_bytes or not resend_stale:
                     raise
                 # The peer closed the idle connection as we reused it: nothing was answered.
         conn = await self._connect(target)
-        return await self._send(conn, target, data, max_body, truncate)
+        return await self._send(conn, target, data, head, max_body, truncate)
 
     async def _send(
-        self, conn: _Connection, target: _Target, data: bytes, max_body: int, truncate: bool
+        self,
+        conn: _Connection,
+        target: _Target,
+        data: bytes,
+        head: bool,
+        max_body: int,
+        truncate: bool,
     ) -> HTTPResponse:
         try:
-            response = await conn.request(data, max_body, truncate)
+            response = await conn.request(data, head=head, max_body=max_body, truncate=truncate)
         except BaseException:  # failure, timeout or cancellation: the connection is unusable
             conn.close()
             raise
@@ -248,7 +316,9 @@ class LeanHTTPClient:
         loop = asyncio.get_running_loop()
         ctx = None
         if target.tls:
-            ctx = self._ssl = self._ssl or ssl.create_default_context()
+            # The CA bundle httpx uses (certifi, or SSL_CERT_FILE / SSL_CERT_DIR when set), so
+            # both backends trust exactly the same servers.
+            ctx = self._ssl = self._ssl or httpx.create_ssl_context()
         try:
             _, protocol = await loop.create_connection(
                 lambda: _Connection(loop),

@@ -1,9 +1,10 @@
 """IronMQ v3 clients: :class:`AsyncIronMQ` / :class:`AsyncQueue` and the sync twins
 :class:`IronMQ` / :class:`Queue`.
 
-Both twins drive the same sans-I/O operations (``client/operations.py``), so a method cannot
-behave differently between them; only the I/O differs (``httpx.Client`` vs ``httpx.AsyncClient``,
-``time.sleep`` vs ``anyio.sleep``)::
+Both twins drive the same sans-I/O operations (:mod:`ironpush.client.operations`), so a method
+cannot behave differently between them, and both send the same wire requests through a
+transport (:mod:`ironpush.client.transports`); only the I/O differs (``httpx.Client`` vs an
+async transport, ``time.sleep`` vs ``anyio.sleep``)::
 
     from ironpush import IronMQ, AsyncIronMQ
 
@@ -23,9 +24,8 @@ never retried once it may have reached the server, so it cannot duplicate messag
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from types import TracebackType
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -34,18 +34,14 @@ from ..errors import TransportError
 from ..protocol import Delivery, Reply, Request
 from . import operations as ops
 from .async_client import AsyncIronMQ, AsyncQueue
-from .base import (
-    DEFAULT_TIMEOUT,
-    ClientBase,
-    T,
-    config_kwargs,
-    load_ack_token,
-    push_summary,
-    unsent,
-)
+from .base import DEFAULT_TIMEOUT, ClientBase, T, config_kwargs, load_ack_token, push_summary
 from .models import Message, PushStatus, QueueInfo, Subscriber
 from .operations import AlertInput, MessageInput, Op, SubscriberInput
 from .retry import RetryPolicy
+from .transports import HTTPFailure, HttpxSyncTransport, SyncTransport
+
+if TYPE_CHECKING:
+    from ..receiver.stores.base import Store
 
 __all__ = ["DEFAULT_TIMEOUT", "AsyncIronMQ", "AsyncQueue", "IronMQ", "Queue"]
 
@@ -61,9 +57,10 @@ class IronMQ(ClientBase):
         mq = IronMQ(cloud="http://127.0.0.1:8080")            # one URL sets scheme/host/port
         print(mq.queues())
 
-    ``transport`` is the test seam (``httpx.MockTransport``, ``httpx.ASGITransport`` for the
-    async twin); ``timeout`` is seconds or an ``httpx.Timeout``; ``retry`` a
-    :class:`~ironpush.protocol.RetryPolicy`.
+    ``transport`` is the test seam: an httpx transport (``httpx.MockTransport``; for the async
+    twin also ``httpx.ASGITransport``) or an ironpush
+    :class:`~ironpush.client.transports.SyncTransport`; ``timeout`` is seconds or an
+    ``httpx.Timeout``; ``retry`` a :class:`~ironpush.client.retry.RetryPolicy`.
     """
 
     def __init__(
@@ -83,7 +80,7 @@ class IronMQ(ClientBase):
         settings: Settings | None = None,
         timeout: float | httpx.Timeout | None = None,
         retry: RetryPolicy | None = None,
-        transport: httpx.BaseTransport | None = None,
+        transport: SyncTransport | httpx.BaseTransport | None = None,
         max_connections: int = 20,
     ) -> None:
         config = config_kwargs(
@@ -100,26 +97,34 @@ class IronMQ(ClientBase):
             secret_keys=secret_keys,
         )
         super().__init__(settings=settings, timeout=timeout, retry=retry, config=config)
-        limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
-        )
-        self._http = httpx.Client(transport=transport, limits=limits, follow_redirects=False)
+        self.transport: SyncTransport
+        if transport is None or isinstance(transport, httpx.BaseTransport):
+            self.transport = HttpxSyncTransport(
+                transport=transport, max_connections=max_connections
+            )
+        else:
+            self.transport = transport
 
     # --- driving operations ---------------------------------------------------------------
 
     def run(self, op: Op[T]) -> T:
         """Drive a sans-I/O operation from :mod:`ironpush.client.operations` to its result."""
+        return self._drive(op, self._send)
+
+    @staticmethod
+    def _drive(op: Op[T], exchange: Callable[[Request], Reply]) -> T:
         try:
             request = next(op)
             while True:
-                request = op.send(self._send(request))
+                request = op.send(exchange(request))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
     def _send(self, request: Request) -> Reply:
         login = self._keystone_op()
         if login is not None:
-            self._store_keystone(self._drive_plain(login))
+            # Keystone login: no token yet, so one plain exchange per step (no login recursion).
+            self._store_keystone(self._drive(login, self._exchange))
         attempt = 0
         while True:
             attempt += 1
@@ -137,37 +142,23 @@ class IronMQ(ClientBase):
             time.sleep(delay)
 
     def _exchange(self, request: Request) -> Reply:
-        """One attempt, no retries: the transport boundary where httpx errors are translated."""
+        """One attempt, no retries: the transport boundary where I/O errors are translated."""
         try:
-            response = self._http.send(self._build(self._http, request))
-        except httpx.TransportError as exc:
-            raise self._transport_error(request, exc, unsent=unsent(exc)) from exc
+            response = self.transport.send(self._wire(request))
+        except HTTPFailure as exc:
+            raise self._transport_error(request, exc) from exc
         return self._reply(response)
-
-    def _drive_plain(self, op: Op[T]) -> T:
-        # Keystone login: no token yet, so no recursion through _keystone_op().
-        try:
-            request = next(op)
-            while True:
-                request = op.send(self._exchange(request))
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
 
     # --- lifecycle -------------------------------------------------------------------------
 
     def close(self) -> None:
         """Close the pooled connections."""
-        self._http.close()
+        self.transport.close()
 
     def __enter__(self) -> IronMQ:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     # --- project-level calls ---------------------------------------------------------------
@@ -214,13 +205,19 @@ class IronMQ(ClientBase):
         """
         self.run(ops.acknowledge(queue, delivery))
 
-    def ack(self, token: str, *, max_age: float | None = None) -> None:
+    def ack(self, token: str, *, max_age: float | None = None, store: Store | None = None) -> None:
         """Verify an ack token (``PushMessage.ack_token``) and acknowledge its push.
 
         Used by external workers that finish a job the receiver deferred with ``Defer()``.
-        Needs the receiver's secret keys (``secret_keys=`` or ``IRONPUSH_SECRET_KEYS``).
+        Needs the receiver's secret keys (``secret_keys=`` or ``IRONPUSH_SECRET_KEYS``). With
+        the receivers' ``store``, the push is marked handled there and the **newest**
+        reservation they recorded is acknowledged (see :mod:`ironpush.integrations.acks`).
         """
         queue, delivery = load_ack_token(self.settings, token, max_age)
+        if store is not None:
+            from ..integrations.acks import newest_delivery_sync
+
+            delivery = newest_delivery_sync(store, delivery)
         self.acknowledge(queue, delivery)
 
 

@@ -14,7 +14,10 @@ in memory or, with ``db=PATH``, in a SQLite file that survives restarts and cras
 
 Timings accept fractions of a second (``retries_delay=0.05``, message ``delay``, the push
 timeout), so tests of retry behaviour take milliseconds. The hosted service's minimum
-``retries_delay`` is 3 s: do not rely on smaller values in production settings.
+``retries_delay`` is 3 s: do not rely on smaller values in production settings, or run with
+``strict=True`` (``ironpush dev --strict``) to get hosted IronMQ's limits. Official clients
+(iron-mq, iron_mq_java, iron_go3, iron_mq_ruby) work unchanged; the README's "The dev server"
+section lists every remaining difference from hosted IronMQ.
 
 Also runnable as ``python -m ironpush.devserver --port 8080 --db dev.sqlite``.
 """

@@ -8,12 +8,24 @@ Control plane (dev only; needs the token when one is configured):
 
 - ``GET /_dev/health`` → ``{"ok": true}``
 - ``GET /_dev/state`` → counts per project and queue (size, ready, delayed, reserved, pushing…)
-  and the pusher's counters
+  and the pusher's counters (attempts, in flight, messages being pushed, tries due — the
+  ``backlog`` — and posts held by back-pressure), all from running counts
 - ``POST /_dev/reset`` → forget every queue and message (and wipe the database)
 - ``GET /_dev/deliveries?project=&queue=&message_id=&limit=`` → the latest push attempts
   (subscriber, try, reservation id, status code or failure reason, duration), oldest first
 - ``GET /_dev/idle?project=&queue=&timeout=`` → waits until no message is being pushed
   (``{"idle": true}``) or ``timeout`` seconds pass (``{"idle": false, "busy": n}``)
+- ``POST /_dev/expire`` with ``{"project", "queue", "message_id", "subscriber"?, "wait"?}`` →
+  ends the message's current 202 push reservations (of one subscriber, or all) or its pull
+  reservation **now**, as if the window had run out: the pusher pushes it again at once with a
+  new reservation id (counting a try), a pull message goes back to the front of its queue.
+  Answers ``{"expired": [{"subscriber", "reservation_id"}, ...]}`` (``subscriber`` is null
+  for a pull reservation). ``wait`` (seconds, default 0) waits for a reservation to appear
+  (a 202 still on its way); 409 when there is none to expire. Tests use this instead of racing
+  a short ``retries_delay`` or reservation timeout.
+- ``GET /_dev/events`` → Server-Sent Events: every push attempt, ack, expiry, error-queue
+  report and replay (:mod:`.events`); ``POST /_dev/replay`` pushes a message again
+  (:mod:`.replay`); ``GET /_dev/ui`` is the web inspector (:mod:`.inspector`, loopback only).
 """
 
 from __future__ import annotations
@@ -34,11 +46,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..errors import APIError
-from . import api
+from . import api, inspector
+from .entities import MessageState
+from .limits import Limits
 from .options import DevConfig
 from .persistence import Persistence
 from .pusher import Pusher
 from .state import Store
+from .validation import number, obj, optional_str, parse_json
 
 __all__ = ["Engine", "create_app"]
 
@@ -53,6 +68,7 @@ class Engine:
         self.db = Persistence(config.db) if config.db else None
         self.store = Store(config, self.db)
         self.pusher = Pusher(self.store, config)
+        self.limits = Limits.of(strict=config.strict, max_message_size=config.max_message_size)
         if self.db is not None:
             self.store.load()
             self.db.start(self.store.loop)
@@ -70,7 +86,9 @@ class Engine:
 
 
 def _error(status: int, msg: str) -> JSONResponse:
-    return JSONResponse({"msg": msg}, status_code=status)
+    # 503 is the dev server's back-pressure (see api._room_to_push): say when to come back.
+    headers = {"Retry-After": "1"} if status == 503 else None
+    return JSONResponse({"msg": msg}, status_code=status, headers=headers)
 
 
 def _authorized(config: DevConfig, request: Request) -> bool:
@@ -103,6 +121,22 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+# The official Java client sends DELETE and PATCH as POST with this header (HttpURLConnection
+# has no PATCH); any POST may carry it.
+_OVERRIDE = "x-http-method-override"
+_OVERRIDABLE = frozenset({"DELETE", "PATCH", "PUT", "POST"})
+
+
+def _method(request: Request) -> str:
+    override = request.headers.get(_OVERRIDE)
+    if override is None or request.method != "POST":
+        return request.method
+    method = override.strip().upper()
+    if method not in _OVERRIDABLE:
+        raise APIError(400, "X-HTTP-Method-Override must be DELETE, PATCH or PUT")
+    return method
+
+
 def _segments(request: Request) -> list[str]:
     raw = request.scope.get("raw_path")
     path = raw.decode("latin-1") if raw else quote(request.scope["path"])
@@ -120,13 +154,17 @@ async def api_endpoint(request: Request) -> Response:
     if len(segments) < 4 or segments[:2] != ["3", "projects"] or not segments[2]:
         return _error(404, "Not found: the dev server speaks /3/projects/{project_id}/...")
     project = segments[2]
-    found = api.match(request.method, segments[3:])
+    try:
+        method = _method(request)
+    except APIError as exc:
+        return _error(exc.status_code, exc.msg)
+    found = api.match(method, segments[3:])
     if found is None:
         return _error(404, "Not found")
     if isinstance(found, APIError):
         return _error(found.status_code, found.msg)
     handler, params = found
-    if handler not in api.NO_AUTH and not _authorized(config, request):
+    if not _authorized(config, request):
         return _error(401, "Invalid token")
     if config.project_id is not None and project != config.project_id:
         return _error(404, "Project not found")
@@ -138,7 +176,7 @@ async def api_endpoint(request: Request) -> Response:
         query=request.query_params,
         headers=request.headers,
         read_body=lambda: _read_body(request, config.max_request_size),
-        max_message_size=config.max_message_size,
+        limits=engine.limits,
     )
     try:
         status, data = await handler(call)
@@ -172,11 +210,13 @@ async def dev_health(request: Request, engine: Engine) -> Response:
 
 
 async def dev_state(request: Request, engine: Engine) -> Response:
-    data = engine.store.summary()
+    data = engine.store.activity.summary()
     data["pusher"] = {
         "attempts": engine.pusher.attempts,
         "in_flight": engine.pusher.in_flight,
-        "pushing": engine.store.busy(None, None),
+        "pushing": engine.store.pushing,
+        "backlog": engine.pusher.backlog,
+        "held_posts": engine.store.activity.held_posts,
     }
     data["db"] = engine.config.db
     return JSONResponse(data)
@@ -207,9 +247,40 @@ async def dev_idle(request: Request, engine: Engine) -> Response:
         raise APIError(400, "timeout must be a number") from None
     project, queue = params.get("project") or None, params.get("queue") or None
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(engine.store.idle_waiter(project, queue), timeout)
-    busy = engine.store.busy(project, queue)
+        await asyncio.wait_for(engine.store.activity.idle_waiter(project, queue), timeout)
+    busy = engine.store.activity.busy(project, queue)
     return JSONResponse({"idle": busy == 0, "busy": busy})
+
+
+async def dev_expire(request: Request, engine: Engine) -> Response:
+    body = obj(parse_json(await _read_body(request, 64 * 1024)))
+    names = {k: optional_str(body, k) for k in ("project", "queue", "message_id", "subscriber")}
+    project, queue, mid = names["project"], names["queue"], names["message_id"]
+    if not (project and queue and mid):
+        raise APIError(400, "project, queue and message_id are required")
+    wait = number(body, "wait", low=0, high=60) or 0.0
+    store = engine.store
+    deadline = engine.loop.time() + wait
+    while True:
+        m = store.message(store.queue(project, queue), mid, finished=True)
+        expired = _expire(engine, m, names["subscriber"])
+        if expired or engine.loop.time() >= deadline:
+            break
+        await asyncio.sleep(0.002)  # dev-only control: a short poll while a 202 is on its way
+    if not expired:
+        who = f" for subscriber {names['subscriber']!r}" if names["subscriber"] else ""
+        raise APIError(409, f"message {mid} has no live reservation{who} to expire")
+    await store.durable()
+    return JSONResponse({"expired": expired})
+
+
+def _expire(engine: Engine, m: MessageState, subscriber: str | None) -> list[dict[str, Any]]:
+    if engine.store.alive(m) is None:
+        return []
+    if m.push is not None:
+        return list(engine.pusher.expire_now(m, subscriber))
+    rid = None if subscriber else engine.store.expire_reservation(m)
+    return [{"subscriber": None, "reservation_id": rid}] if rid else []
 
 
 # --------------------------------------------------------------------------- app
@@ -250,6 +321,8 @@ def create_app(config: DevConfig | None = None) -> Starlette:
         Route("/_dev/reset", _dev(dev_reset), methods=["POST"]),
         Route("/_dev/deliveries", _dev(dev_deliveries), methods=["GET"]),
         Route("/_dev/idle", _dev(dev_idle), methods=["GET"]),
+        Route("/_dev/expire", _dev(dev_expire), methods=["POST"]),
+        *inspector.routes(config, _authorized),  # /_dev/events, /_dev/replay, /_dev/ui
         api_route,
     ]
     app = Starlette(

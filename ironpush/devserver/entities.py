@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections import deque
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from ..client.models import Subscriber
 
 __all__ = [
     "PENDING",
@@ -21,7 +23,6 @@ __all__ = [
     "MessageState",
     "PushState",
     "QueueState",
-    "SubscriberSpec",
     "iso",
     "new_reservation_id",
     "num",
@@ -68,23 +69,6 @@ class IdGenerator:
 
 
 @dataclass
-class SubscriberSpec:
-    name: str
-    url: str
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "url": self.url}
-        if self.headers:
-            out["headers"] = dict(self.headers)
-        return out
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SubscriberSpec:
-        return cls(str(data["name"]), str(data["url"]), dict(data.get("headers") or {}))
-
-
-@dataclass
 class QueueState:
     """A queue: its settings (stored) and its live messages (rebuilt from the messages table)."""
 
@@ -93,7 +77,7 @@ class QueueState:
     type: str = "pull"
     message_timeout: float = 60
     message_expiration: float = 604_800
-    subscribers: list[SubscriberSpec] = field(default_factory=list)
+    subscribers: list[Subscriber] = field(default_factory=list)
     retries: int = 3
     retries_delay: float = 60
     error_queue: str | None = None
@@ -103,18 +87,33 @@ class QueueState:
     created_at: float = field(default_factory=time.time)
     # runtime only
     messages: dict[str, MessageState] = field(default_factory=dict, repr=False)
-    ready: deque[str] = field(default_factory=deque, repr=False)
+    # Ready message ids in delivery order; an OrderedDict so that a message deleted while
+    # ready leaves at once (no stale entry for peek or reserve to skip) and the front is O(1).
+    ready: OrderedDict[str, None] = field(default_factory=OrderedDict, repr=False)
+    counts: Counter[str] = field(default_factory=Counter, repr=False)  # live messages by state
     waiters: list[asyncio.Future[None]] = field(default_factory=list, repr=False)
 
     @property
     def is_push(self) -> bool:
         return self.type != "pull"
 
-    def subscriber(self, name: str) -> SubscriberSpec | None:
+    def subscriber(self, name: str) -> Subscriber | None:
         for sub in self.subscribers:
             if sub.name == name:
                 return sub
         return None
+
+    def subscriber_for(self, ps: PushState) -> Subscriber | None:
+        """The subscriber a push state delivers to: by name, and by URL among namesakes.
+
+        Two subscribers may share a name (hosted IronMQ keeps both); each push state keeps
+        the URL it was created with, so each goes to its own subscriber. A lone namesake is
+        taken whatever its URL (an update of the subscriber's URL applies to pending pushes).
+        """
+        named = [s for s in self.subscribers if s.name == ps.name]
+        if len(named) > 1:
+            return next((s for s in named if s.url == ps.url), named[0])
+        return named[0] if named else None
 
     def to_json(self, *, counts: bool = True) -> dict[str, Any]:
         out: dict[str, Any] = {"project_id": self.project, "name": self.name}
@@ -160,7 +159,7 @@ class QueueState:
             type=row["type"],
             message_timeout=row["message_timeout"],
             message_expiration=row["message_expiration"],
-            subscribers=[SubscriberSpec.from_json(s) for s in row["subscribers"]],
+            subscribers=[Subscriber.from_json(s) for s in row["subscribers"]],
             retries=row["retries"],
             retries_delay=row["retries_delay"],
             error_queue=row.get("error_queue"),

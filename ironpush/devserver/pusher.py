@@ -1,14 +1,6 @@
 """The delivery engine: POSTs push-queue messages to subscribers as IronMQ v3's pusher does.
 
-Per try, the subscriber receives the message body as posted, with ``User-Agent: IronMQ Pusherd``
-and ``Content-Type: text/plain; encoding=utf-8`` (both overridable by the subscriber's
-``headers``), then the subscriber's headers, the message's ``push_headers`` (these win over
-subscriber headers of the same name) and last the pusher's own ``Iron-Message-Id``,
-``Iron-Reservation-Id`` (new on every try), ``Iron-Subscriber-Name`` and
-``Iron-Subscriber-Message-Url``. The ack URL is
-``{base}/3/projects/{p}/queues/{q}/messages/{id}/subscribers/{name}?reservation_id={rid}``;
-``DELETE`` on it acknowledges a 202 with no body and no token (the reservation id, unguessable and
-valid for ``retries_delay`` seconds, is the credential).
+How one try goes over the wire (headers, the ack URL, answers) is :mod:`.push_wire`.
 
 Answers: **200** → ``deleted``. **202** → ``reserved`` for ``retries_delay`` seconds; an ack
 (``DELETE …/messages/{id}`` with ``reservation_id`` + ``subscriber_name``, or the ack URL) makes it
@@ -34,38 +26,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
-from collections.abc import Coroutine
-from dataclasses import dataclass
-from typing import Any
-from urllib.parse import urlsplit
 
-from ..client.lean import HTTPFailure, LeanHTTPClient
-from ..protocol import (
-    PUSH_CONTENT_TYPE,
-    PUSHER_USER_AGENT,
-    Delivery,
-    build_push_headers,
-    message_url,
-)
-from ..redact import redact_url
-from .entities import PENDING, MessageState, PushState, QueueState, iso, new_reservation_id
+from ..client.lean import LeanHTTPClient
+from ..errors import APIError
+from ..protocol import PUSH_CONTENT_TYPE, PUSHER_USER_AGENT, message_url
+from .entities import PENDING, MessageState, PushState, QueueState, new_reservation_id
+from .journal import Journal
 from .options import DevConfig
+from .push_wire import Outcome, send_try
 from .queues import not_found, timed_out
 from .state import Store, error_report
+from .tasks import TaskSet
 
 __all__ = ["Pusher"]
 
 log = logging.getLogger("ironpush.devserver")
-
-# Only the start of a subscriber's answer is kept (it becomes the push status' message).
-PUSH_ERROR_BODY = 1024
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    code: int | None  # None: no HTTP answer (connection error, timeout)
-    msg: str | None
 
 
 def _remaining(retries: int, tries: int) -> int:
@@ -81,17 +56,25 @@ class Pusher:
     ) -> None:
         self.store = store
         self.config = config
-        self.client = client or LeanHTTPClient()
+        # As many idle connections as pushes in flight: a burst reuses them, never reconnects.
+        self.client = client or LeanHTTPClient(max_idle_per_origin=config.max_concurrent_pushes)
         self.semaphore = asyncio.Semaphore(config.max_concurrent_pushes)
-        self.deliveries: deque[dict[str, Any]] = deque(maxlen=config.deliveries_log_size)
+        self.journal = Journal(config.deliveries_log_size)
+        self.deliveries = self.journal.deliveries  # GET /_dev/deliveries
+        self.events = self.journal.events  # GET /_dev/events, the inspector, the demo
         self.attempts = 0
         self.in_flight = 0
         self._ready = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet("dev server: delivery task failed")
         self.public_url = config.public_url
         if self.public_url:
             self._ready.set()
         store.pusher = self
+
+    @property
+    def backlog(self) -> int:
+        """Tries that are due: in flight or waiting for a slot (the API's back-pressure)."""
+        return len(self._tasks)
 
     def activate(self, public_url: str) -> None:
         """Start pushing, with ack URLs under ``public_url`` (known once the socket is bound)."""
@@ -99,10 +82,7 @@ class Pusher:
         self._ready.set()
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.cancel_all()
         self.client.close()
 
     # ------------------------------------------------------------------ scheduling
@@ -133,6 +113,14 @@ class Pusher:
                 if ps.status in ("queued", "retrying"):
                     self._schedule(m, ps, ps.due_at or time.time())
 
+    def schedule_try(self, m: MessageState, ps: PushState, at: float) -> None:
+        """Push ``m`` to one subscriber at ``at`` (multicast; a replay uses it too)."""
+        self._schedule(m, ps, at)
+
+    def schedule_round(self, m: MessageState, at: float) -> None:
+        """Start a unicast round of ``m`` at ``at`` (a replay uses it too)."""
+        self._schedule_round(m, at)
+
     def _schedule(self, m: MessageState, ps: PushState, at: float) -> None:
         ps.due_at = at
         ps.timer = self.store.at(at, self._spawn_try, m, ps)
@@ -141,23 +129,13 @@ class Pusher:
         m.push_due_at = at
         m.timer = self.store.at(at, self._spawn_round, m)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = self.store.loop.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("dev server: delivery task failed", exc_info=task.exception())
-
     def _spawn_try(self, m: MessageState, ps: PushState) -> None:
         ps.timer = None
-        self._spawn(self._multicast_try(m, ps))
+        self._tasks.spawn(self.store.loop, self._multicast_try(m, ps))
 
     def _spawn_round(self, m: MessageState) -> None:
         m.timer = None
-        self._spawn(self._unicast_round(m))
+        self._tasks.spawn(self.store.loop, self._unicast_round(m))
 
     # ------------------------------------------------------------------ multicast
 
@@ -197,6 +175,7 @@ class Pusher:
         if q is None or ps.status != "reserved" or ps.reservation_id != reservation_id:
             return
         ps.timer = None
+        self.journal.expired(m, q, ps, reservation_id)
         outcome = Outcome(202, "not acknowledged within retries_delay")
         if q.type == "unicast":
             ps.status, ps.msg = "retrying", outcome.msg
@@ -276,7 +255,7 @@ class Pusher:
         await self._ready.wait()
         async with self.semaphore:
             q = self.store.alive(m)
-            sub = q.subscriber(ps.name) if q is not None else None
+            sub = q.subscriber_for(ps) if q is not None else None
             if q is None or sub is None:
                 if q is not None:
                     self.drop_subscribers(m, q, {ps.name})
@@ -292,76 +271,36 @@ class Pusher:
             self.attempts += 1
             started = time.perf_counter()
             try:
-                outcome = await self._send(m, q, ps, sub.headers)
+                outcome = await send_try(
+                    m,
+                    q,
+                    ps,
+                    ack_url=self.ack_url(m, ps.name, ps.reservation_id),
+                    sub_headers=sub.headers,
+                    store=self.store,
+                    client=self.client,
+                    timeout=self.config.push_timeout,
+                )
             except Exception as exc:  # a bug here must not kill the delivery: count a failed try
                 log.exception("dev server: push of %s to %s failed unexpectedly", m.id, ps.name)
                 outcome = Outcome(None, f"internal error: {type(exc).__name__}")
             finally:
                 ps.in_flight = False
                 self.in_flight -= 1
-        self._record(m, ps, outcome, time.perf_counter() - started)
+        self.journal.attempt(
+            m,
+            q,
+            ps,
+            code=outcome.code,
+            msg=outcome.msg,
+            answer=outcome.answer,
+            seconds=time.perf_counter() - started,
+            headers=outcome.headers,
+        )
         return outcome
-
-    async def _send(
-        self, m: MessageState, q: QueueState, ps: PushState, sub_headers: dict[str, str]
-    ) -> Outcome:
-        if ps.url.startswith("ironmq:"):
-            target = urlsplit(ps.url).path.strip("/")
-            self.store.post_internal(q.project, target, m.body, dict(m.push_headers))
-            return Outcome(200, None)
-        assert ps.reservation_id is not None
-        delivery = Delivery(
-            m.id, ps.reservation_id, ps.name, self.ack_url(m, ps.name, ps.reservation_id)
-        )
-        headers = build_push_headers(
-            delivery, subscriber_headers=sub_headers, push_headers=m.push_headers
-        )
-        try:
-            response = await self.client.request(
-                "POST",
-                ps.url,
-                headers=list(headers.items()),
-                body=m.body.encode(),
-                timeout=self.config.push_timeout,
-                max_body=PUSH_ERROR_BODY,
-                truncate=True,
-            )
-        except HTTPFailure as exc:
-            return Outcome(None, str(exc))
-        if response.status in (200, 202):
-            return Outcome(response.status, None)
-        text = response.body.decode("utf-8", "replace").strip()[:200]
-        return Outcome(response.status, text or f"HTTP {response.status}")
 
     def ack_url(self, m: MessageState, name: str, reservation_id: str) -> str:
         return message_url(self.public_url or "", m.project, m.queue, m.id, name, reservation_id)
-
-    def _record(self, m: MessageState, ps: PushState, outcome: Outcome, seconds: float) -> None:
-        entry = {
-            "project": m.project,
-            "queue": m.queue,
-            "message_id": m.id,
-            "subscriber": ps.name,
-            "url": redact_url(ps.url),
-            "try": ps.tries,
-            "reservation_id": ps.reservation_id,
-            "status_code": outcome.code,
-            "msg": outcome.msg,
-            "at": iso(ps.last_try_at),
-            "duration_ms": round(seconds * 1000, 2),
-        }
-        self.deliveries.append(entry)
-        if log.isEnabledFor(logging.INFO):
-            log.info(
-                "push %s queue=%s subscriber=%s try=%d -> %s in %.1f ms%s",
-                m.id,
-                m.queue,
-                ps.name,
-                ps.tries,
-                outcome.code if outcome.code is not None else "no answer",
-                seconds * 1000,
-                f" ({outcome.msg})" if outcome.msg else "",
-            )
 
     def _report(self, m: MessageState, q: QueueState, failed: list[PushState]) -> None:
         if not q.error_queue:
@@ -371,14 +310,29 @@ class Pusher:
         failures = [
             {"name": ps.name, "url": ps.url, "code": ps.status_code, "msg": ps.msg} for ps in failed
         ]
-        self.store.post_internal(q.project, q.error_queue, error_report(m, failures, headers), {})
+        report = error_report(m, failures, headers)
+        report_id = self.store.post_internal(q.project, q.error_queue, report, {})
+        self.journal.reported(m, q, failed, report_id)
 
     # ------------------------------------------------------------------ acks, removals
 
-    def ack(self, q: QueueState, mid: str, reservation_id: str, name: str) -> None:
-        """Acknowledge a 202'd push (API delete with subscriber_name, or the ack URL)."""
+    def ack(
+        self, q: QueueState, mid: str, reservation_id: str, name: str, *, via: str = "api"
+    ) -> None:
+        """Acknowledge a 202'd push: ``via`` the API delete (with subscriber_name) or ``url``."""
+        record = self.journal.ack
+        try:
+            self._ack(q, mid, reservation_id, name)
+        except APIError as exc:
+            record(q, mid, name, reservation_id, via=via, error=(exc.status_code, exc.msg))
+            raise
+        record(q, mid, name, reservation_id, via=via, error=None)
+
+    def _ack(self, q: QueueState, mid: str, reservation_id: str, name: str) -> None:
         m = self.store.message(q, mid, finished=True)
-        ps = next((p for p in m.push or () if p.name == name), None)
+        named = [p for p in m.push or () if p.name == name]  # names may repeat (see api)
+        ps = next((p for p in named if p.reservation_id == reservation_id), None)
+        ps = ps or (named[0] if named else None)
         if ps is None:
             raise not_found(f"Subscriber {name!r} has no push of this message")
         if ps.reservation_id != reservation_id:
@@ -399,6 +353,24 @@ class Pusher:
         else:
             self._check_done(m, q)
         self.store.save(m)
+
+    def expire_now(self, m: MessageState, subscriber: str | None) -> list[dict[str, str]]:
+        """End the 202 reservations of ``m`` now (``POST /_dev/expire``): pushed again at once.
+
+        Exactly what ``retries_delay`` running out does (the expiry counts as a try), without
+        a test having to race a short window. Returns what was expired.
+        """
+        expired = []
+        for ps in list(m.push or ()):
+            if ps.status != "reserved" or ps.reservation_id is None:
+                continue
+            if subscriber is not None and ps.name != subscriber:
+                continue
+            if ps.timer is not None:
+                ps.timer.cancel()
+            expired.append({"subscriber": ps.name, "reservation_id": ps.reservation_id})
+            self._expired(m, ps, ps.reservation_id)
+        return expired
 
     def drop_subscribers(self, m: MessageState, q: QueueState, names: set[str]) -> None:
         """Forget pending pushes of ``m`` to removed subscribers; finish it if none is left."""

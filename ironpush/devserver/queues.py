@@ -4,6 +4,13 @@ v3 rules enforced here: a push queue is created explicitly with at least one sub
 queue's type never changes, pull queues take no subscribers or push settings, push queues take
 no alerts (400 ``Push queues do not support alerts.``) and no ``dead_letter``. Alerts are stored
 and listed (ids assigned by the server) but never fire: the dev server does not send alerts.
+Alerts in a ``PATCH`` are added (iron-mq 0.9 ``add_alerts``); in a ``PUT`` on an existing
+queue they replace the queue's alerts (iron-mq 0.9 ``update_alerts`` sends exactly that).
+
+Subscriber names may repeat when a subscriber list is given whole (create, update, replace:
+hosted IronMQ keeps both, as the Ruby client's tests expect); adding subscribers (``POST
+…/subscribers``) updates the one of the same name, as documented. A subscriber may not push
+into its own queue (``ironmq:///`` naming it): every delivery would post another message.
 """
 
 from __future__ import annotations
@@ -11,8 +18,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ..client.models import Subscriber
 from ..errors import APIError
-from .entities import IdGenerator, QueueState, SubscriberSpec
+from .entities import IdGenerator, QueueState
+from .fanout import parse_queue_url
 from .persistence import Persistence
 from .validation import QueuePatch, bad
 
@@ -67,7 +76,13 @@ class QueueAdmin:
         """Create (PUT) a queue, or update it when it exists (its type cannot change)."""
         q = self.projects.get(project, {}).get(name)
         if q is not None:
-            return self.update_queue(project, name, patch)
+            alerts, patch.alerts = patch.alerts, None
+            if alerts and q.is_push:
+                raise bad("Push queues do not support alerts.")
+            q = self.update_queue(project, name, patch)
+            if alerts is not None:
+                self.replace_alerts(project, name, alerts)
+            return q
         qtype = patch.type or ("multicast" if patch.push_given else "pull")
         q = QueueState(project, name, type=qtype)
         if q.is_push and not patch.subscribers:
@@ -103,8 +118,18 @@ class QueueAdmin:
             )
         if patch.error_queue and patch.error_queue == q.name:
             raise bad("error_queue cannot be the queue itself")
+        self._check_no_loop(q, patch.subscribers or ())
         if patch.alerts:
             self._check_alerts(q.alerts, patch.alerts)
+
+    @staticmethod
+    def _check_no_loop(q: QueueState, subs: Iterable[Subscriber]) -> None:
+        for sub in subs:
+            if sub.url.startswith("ironmq:"):
+                target = parse_queue_url(sub.url)
+                same_project = target.project in (None, q.project)
+                if target.is_local and same_project and target.queue == q.name:
+                    raise bad(f"subscriber {sub.name!r} pushes into its own queue (a loop)")
 
     @staticmethod
     def _check_alerts(current: list[dict[str, Any]], new: list[dict[str, Any]]) -> None:
@@ -140,25 +165,28 @@ class QueueAdmin:
             raise bad("Queue is a pull queue: subscribers need a push queue (type is fixed)")
         return q
 
-    def add_subscribers(self, project: str, name: str, subs: list[SubscriberSpec]) -> None:
+    def add_subscribers(self, project: str, name: str, subs: list[Subscriber]) -> None:
+        """Add, or update the subscriber of the same name (all of them, if several share it)."""
         q = self.push_queue(project, name)
+        self._check_no_loop(q, subs)
         for sub in subs:
-            for i, current in enumerate(q.subscribers):
-                if current.name == sub.name:
-                    q.subscribers[i] = sub
-                    break
-            else:
+            at = next((i for i, s in enumerate(q.subscribers) if s.name == sub.name), None)
+            if at is None:
                 q.subscribers.append(sub)
+                continue
+            rest = [s for s in q.subscribers[at + 1 :] if s.name != sub.name]
+            q.subscribers[at:] = [sub, *rest]
         self.save_queue(q)
 
-    def replace_subscribers(self, project: str, name: str, subs: list[SubscriberSpec]) -> None:
+    def replace_subscribers(self, project: str, name: str, subs: list[Subscriber]) -> None:
         q = self.push_queue(project, name)
+        self._check_no_loop(q, subs)
         removed = {s.name for s in q.subscribers} - {s.name for s in subs}
         q.subscribers = list(subs)
         self._dropped_subscribers(q, removed)
         self.save_queue(q)
 
-    def remove_subscribers(self, project: str, name: str, subs: list[SubscriberSpec]) -> None:
+    def remove_subscribers(self, project: str, name: str, subs: list[Subscriber]) -> None:
         q = self.push_queue(project, name)
         names = set()
         for sub in subs:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -57,8 +56,12 @@ class DevServer:
     memory), ``token`` (required token; None accepts any), ``project_id`` (the only project
     served; None serves any), ``push_timeout`` (seconds, fractional OK), ``max_concurrent_pushes``,
     ``finished_retention``/``max_finished`` (how long/how many finished push messages keep their
-    statuses), ``log_level`` (uvicorn's). Timings accept fractions (``retries_delay=0.05``) so
-    tests run fast; the hosted service's minimum ``retries_delay`` is 3 s.
+    statuses), ``log_level`` (uvicorn's), ``strict`` (refuse what hosted IronMQ refuses:
+    reservation timeouts under 30 s, ``retries_delay`` under 3 s, fractions of a second, bodies
+    over 64 KB), ``max_push_backlog``/``backlog_wait`` (back-pressure: a post to a push queue
+    waits while more pushes are due than that, then gets 503 ``Retry-After: 1``). Without
+    ``strict``, timings accept fractions (``retries_delay=0.05``) so tests run fast; the hosted
+    service's minimum ``retries_delay`` is 3 s.
     """
 
     def __init__(
@@ -75,6 +78,9 @@ class DevServer:
         max_finished: int = 20_000,
         public_url: str | None = None,
         log_level: str = "warning",
+        strict: bool = False,
+        max_push_backlog: int = 2048,
+        backlog_wait: float = 5.0,
     ) -> None:
         self.config = DevConfig(
             token=token,
@@ -85,6 +91,9 @@ class DevServer:
             finished_retention=finished_retention,
             max_finished=max_finished,
             public_url=public_url,
+            strict=strict,
+            max_push_backlog=max_push_backlog,
+            backlog_wait=backlog_wait,
         )
         self.host = host
         self.app = create_app(self.config)
@@ -104,6 +113,11 @@ class DevServer:
     @property
     def port(self) -> int:
         return self._thread.port
+
+    @property
+    def bound_address(self) -> tuple[str, int]:
+        """The listening socket's address, ``(host, port)`` (once started)."""
+        return self._thread.bound_address
 
     @property
     def project_id(self) -> str:
@@ -128,24 +142,25 @@ class DevServer:
         url = self.config.public_url or local_url(self.host, self.port)
         # Pushes wait for this: ack URLs need the bound port, unknown before the socket existed.
         asyncio.run_coroutine_threadsafe(_activate(engine, url), engine.loop).result(10)
-        log.info("ironpush dev server on %s", self.url)
+        log.debug("ironpush dev server on %s", self.url)
         return self
+
+    def is_alive(self) -> bool:
+        """Whether the server still runs (False before ``start()``, after ``stop()`` or a crash)."""
+        return self._started and self._thread.is_alive()
 
     def stop(self) -> None:
         """Stop serving (in-flight requests finish; state is flushed to the db file)."""
         if self._started:
+            # Open event streams (a tail, an inspector tab) end now instead of holding the stop.
+            self.engine.loop.call_soon_threadsafe(self.engine.pusher.events.close)
             self._thread.stop()
             self._started = False
 
     def __enter__(self) -> DevServer:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
     # ------------------------------------------------------------------ clients and helpers
@@ -166,12 +181,12 @@ class DevServer:
         # Caller's options win (e.g. another project id on a server that serves any).
         return {"cloud": self.url, "project_id": self.project_id, "token": self.token, **options}
 
-    def _dev(self, method: str, path: str, **params: Any) -> Any:
+    def _dev(self, method: str, path: str, json: Any = None, **params: Any) -> Any:
         headers = {"Authorization": f"OAuth {self.token}"}
         query = {k: v for k, v in params.items() if v is not None}
-        timeout = float(query.get("timeout", 0)) + 10
+        timeout = float(query.get("timeout", 0)) + float((json or {}).get("wait", 0)) + 10
         response = httpx.request(
-            method, self.url + path, params=query, headers=headers, timeout=timeout
+            method, self.url + path, params=query, json=json, headers=headers, timeout=timeout
         )
         response.raise_for_status()
         return response.json()
@@ -197,6 +212,37 @@ class DevServer:
         """Wait until no message (of ``queue``) is being pushed; False if ``timeout`` passed."""
         data = self._dev("GET", "/_dev/idle", queue=queue, timeout=timeout)
         return bool(data["idle"])
+
+    def expire(
+        self,
+        queue: str,
+        message_id: str,
+        *,
+        subscriber: str | None = None,
+        project: str | None = None,
+        wait: float = 10.0,
+    ) -> list[dict[str, Any]]:
+        """End a message's reservations now (``POST /_dev/expire``); what was expired.
+
+        A 202'd push is pushed again at once with a new reservation (a pull reservation goes
+        back to the queue), so a test needs no short ``retries_delay`` race. Waits up to
+        ``wait`` seconds for a reservation to exist (a 202 still on its way); raises
+        ``httpx.HTTPStatusError`` (409) if none appears.
+
+        ::
+
+            [gone] = dev.expire("jobs", message_id, subscriber="worker")
+        """
+        body = {
+            "project": project or self.project_id,
+            "queue": queue,
+            "message_id": message_id,
+            "subscriber": subscriber,
+            "wait": wait,
+        }
+        data = self._dev("POST", "/_dev/expire", json=body)
+        result: list[dict[str, Any]] = data["expired"]
+        return result
 
 
 async def _activate(engine: Engine, url: str) -> None:

@@ -1,7 +1,11 @@
 """Checking request bodies: every malformed field becomes a precise 400 ``{"msg": ...}``.
 
 Push headers are checked with :func:`ironpush.protocol.validate_push_headers`, the same function
-the client uses, so a message the client accepts is never refused here and vice versa.
+the client uses, so a message the client accepts is never refused here and vice versa. Durations
+and sizes follow :class:`~ironpush.devserver.limits.Limits` (relaxed, or hosted with ``strict``).
+Fields an official client sends that the v3 API no longer uses (a message's ``timeout`` and
+``expires_in``, a queue's ``name``/``size``/``total_messages`` in a create body) are ignored,
+as hosted IronMQ does (the Ruby client's own push tests post ``timeout`` and expect 201).
 """
 
 from __future__ import annotations
@@ -9,12 +13,11 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
-from ..client.models import derive_subscriber_name
+from ..client.models import Subscriber, derive_subscriber_name
 from ..errors import APIError, ValidationError
 from ..protocol import (
     FORBIDDEN_PUSH_HEADERS,
@@ -23,7 +26,14 @@ from ..protocol import (
     QUEUE_TYPES,
     validate_push_headers,
 )
-from .entities import SubscriberSpec
+from .fanout import check_subscriber_url
+from .limits import (
+    HOSTED_MIN_RETRIES_DELAY,
+    HOSTED_MIN_TIMEOUT,
+    MAX_EXPIRATION,
+    MAX_TIMEOUT,
+    Limits,
+)
 
 __all__ = [
     "NewMessage",
@@ -31,6 +41,7 @@ __all__ = [
     "bad",
     "number",
     "optional_str",
+    "parse_alert_ids",
     "parse_alerts",
     "parse_json",
     "parse_messages",
@@ -38,8 +49,6 @@ __all__ = [
     "parse_subscribers",
 ]
 
-MAX_TIMEOUT = 86_400
-MAX_EXPIRATION = 2_592_000
 MAX_RETRIES = 100
 MAX_ALERTS = 5
 ALERT_TYPES = ("fixed", "progressive")
@@ -83,6 +92,22 @@ def obj(data: Any, what: str = "request body") -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
         raise bad(f"{what} must be a JSON object")
     return data
+
+
+def objects(
+    value: Any, what: str, *, limit: tuple[int, str] | None = None, allow_empty: bool = False
+) -> Iterator[Mapping[str, Any]]:
+    """The objects of the JSON array ``value`` of ``what`` ("messages"), checked one by one.
+
+    Not empty (unless ``allow_empty``), at most ``limit`` = (count, "per request") entries;
+    lazy, so each entry is checked before the next one is looked at.
+    """
+    if not isinstance(value, list) or (not value and not allow_empty):
+        raise bad(f"{what} must be a non-empty array")
+    if limit is not None and len(value) > limit[0]:
+        raise bad(f"at most {limit[0]} {what} {limit[1]}")
+    for item in value:
+        yield obj(item, f"each {what.removesuffix('s')}")
 
 
 def number(
@@ -145,22 +170,18 @@ def push_headers(value: Any) -> dict[str, str]:
         raise bad(str(exc)) from None
 
 
-def parse_messages(data: Any, *, max_size: int) -> list[NewMessage]:
+def parse_messages(data: Any, *, limits: Limits) -> list[NewMessage]:
     """``{"messages": [{"body", "delay"?, "push_headers"?}, ...]}``: 1..100 messages."""
-    items = obj(data).get("messages")
-    if not isinstance(items, list) or not items:
-        raise bad("messages must be a non-empty array")
-    if len(items) > MAX_MESSAGES_PER_CALL:
-        raise bad(f"at most {MAX_MESSAGES_PER_CALL} messages per request")
+    max_size = limits.max_message_size
     out = []
-    for item in items:
-        message = obj(item, "each message")
+    limit = (MAX_MESSAGES_PER_CALL, "per request")
+    for message in objects(obj(data).get("messages"), "messages", limit=limit):
         body = message.get("body")
         if not isinstance(body, str):
             raise bad("each message needs a string body")
         if len(body.encode()) > max_size:
             raise bad(f"message body is larger than {max_size} bytes")
-        delay = number(message, "delay", low=0, high=MAX_DELAY) or 0.0
+        delay = limits.seconds(message, "delay", high=MAX_DELAY) or 0.0
         out.append(NewMessage(body, delay, push_headers(message.get("push_headers"))))
     return out
 
@@ -189,7 +210,7 @@ class QueuePatch:
     message_timeout: float | None = None
     message_expiration: float | None = None
     push_given: bool = False
-    subscribers: list[SubscriberSpec] | None = None
+    subscribers: list[Subscriber] | None = None
     retries: int | None = None
     retries_delay: float | None = None
     error_queue: str | None = None
@@ -197,8 +218,12 @@ class QueuePatch:
     alerts: list[dict[str, Any]] | None = None
 
 
-def parse_queue_patch(data: Any) -> QueuePatch:
-    """``{"queue": {...}}`` of create/update (a bare settings object is accepted too)."""
+def parse_queue_patch(data: Any, *, limits: Limits) -> QueuePatch:
+    """``{"queue": {...}}`` of create/update (a bare settings object is accepted too).
+
+    ``message_timeout``/``message_expiration`` of 0 mean "not given" (the default on create,
+    unchanged on update): the official Go client sends both, as 0 when unset.
+    """
     body = obj(data)
     queue = obj(body.get("queue"), "queue") if "queue" in body else body
     patch = QueuePatch()
@@ -206,11 +231,15 @@ def parse_queue_patch(data: Any) -> QueuePatch:
     if qtype is not None and qtype not in QUEUE_TYPES:
         raise bad(f"type must be one of {', '.join(QUEUE_TYPES)}")
     patch.type = qtype
-    patch.message_timeout = number(
-        queue, "message_timeout", low=0, high=MAX_TIMEOUT, strict_low=True
+    patch.message_timeout = limits.seconds(
+        queue,
+        "message_timeout",
+        high=MAX_TIMEOUT,
+        hosted_min=HOSTED_MIN_TIMEOUT,
+        zero_is_default=True,
     )
-    patch.message_expiration = number(
-        queue, "message_expiration", low=0, high=MAX_EXPIRATION, strict_low=True
+    patch.message_expiration = limits.seconds(
+        queue, "message_expiration", high=MAX_EXPIRATION, zero_is_default=True
     )
     if queue.get("push") is not None:
         push = obj(queue["push"], "push")
@@ -218,7 +247,9 @@ def parse_queue_patch(data: Any) -> QueuePatch:
         if "subscribers" in push:
             patch.subscribers = parse_subscribers(push.get("subscribers"))
         patch.retries = integer(push, "retries", low=0, high=MAX_RETRIES)
-        patch.retries_delay = number(push, "retries_delay", low=0, high=MAX_TIMEOUT)
+        patch.retries_delay = limits.seconds(
+            push, "retries_delay", high=MAX_TIMEOUT, hosted_min=HOSTED_MIN_RETRIES_DELAY
+        )
         patch.error_queue = optional_str(push, "error_queue")
     if queue.get("dead_letter") is not None:
         dead = obj(queue["dead_letter"], "dead_letter")
@@ -232,46 +263,29 @@ def parse_queue_patch(data: Any) -> QueuePatch:
     return patch
 
 
-def parse_subscribers(value: Any, *, names_only: bool = False) -> list[SubscriberSpec]:
-    """A subscribers array. ``names_only`` (removal) needs just ``name`` (or ``url``)."""
-    if not isinstance(value, list) or not value:
-        raise bad("subscribers must be a non-empty array")
-    out: list[SubscriberSpec] = []
-    for item in value:
-        sub = obj(item, "each subscriber")
+def parse_subscribers(value: Any, *, names_only: bool = False) -> list[Subscriber]:
+    """A subscribers array. ``names_only`` (removal) needs just ``name`` (or ``url``).
+
+    Names may repeat: hosted IronMQ keeps both entries (the Ruby client's
+    ``test_post_and_instantiate`` creates two subscribers of one name and expects two). A
+    missing or empty name (the Go client sends ``""`` when unset) is derived from the URL.
+    """
+    out: list[Subscriber] = []
+    for sub in objects(value, "subscribers"):
         url = sub.get("url")
         name = sub.get("name")
-        if name is not None and (not isinstance(name, str) or not name):
-            raise bad("a subscriber name must be a non-empty string")
+        if name is not None and not isinstance(name, str):
+            raise bad("a subscriber name must be a string")
         if names_only:
             if not name and not isinstance(url, str):
                 raise bad("each subscriber to remove needs a name")
-            out.append(SubscriberSpec(name or "", url if isinstance(url, str) else ""))
+            out.append(Subscriber(name or "", url if isinstance(url, str) else ""))
             continue
         if not isinstance(url, str) or not url:
             raise bad("each subscriber needs a url")
         check_subscriber_url(url)
-        out.append(SubscriberSpec(name or derive_subscriber_name(url), url, sub_headers(sub)))
-    names = [s.name for s in out if s.name]
-    if len(set(names)) != len(names):
-        raise bad("subscriber names must be unique")
+        out.append(Subscriber(name or derive_subscriber_name(url), url, sub_headers(sub)))
     return out
-
-
-def check_subscriber_url(url: str) -> None:
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        raise bad(f"invalid subscriber url {url!r}") from None
-    if parts.scheme in ("http", "https"):
-        if not parts.hostname:
-            raise bad(f"subscriber url {url!r} has no host")
-        return
-    if parts.scheme == "ironmq":
-        if parts.netloc or not parts.path.strip("/"):
-            raise bad("the dev server supports ironmq:///queue_name (same project) only")
-        return
-    raise bad(f"unsupported subscriber url scheme {parts.scheme!r} (http, https or ironmq:///)")
 
 
 def sub_headers(sub: Mapping[str, Any]) -> dict[str, str]:
@@ -295,13 +309,9 @@ def sub_headers(sub: Mapping[str, Any]) -> dict[str, str]:
 
 
 def parse_alerts(value: Any, *, allow_empty: bool = False) -> list[dict[str, Any]]:
-    if not isinstance(value, list) or (not value and not allow_empty):
-        raise bad("alerts must be a non-empty array")
-    if len(value) > MAX_ALERTS:
-        raise bad(f"at most {MAX_ALERTS} alerts per queue")
     out = []
-    for item in value:
-        alert = obj(item, "each alert")
+    limit = (MAX_ALERTS, "per queue")
+    for alert in objects(value, "alerts", limit=limit, allow_empty=allow_empty):
         atype = alert.get("type")
         if atype not in ALERT_TYPES:
             raise bad("alert type must be fixed or progressive")
@@ -328,3 +338,22 @@ def parse_alerts(value: Any, *, allow_empty: bool = False) -> list[dict[str, Any
     if len(set(keys)) != len(keys):
         raise bad("At least one new alert duplicates current queue alerts.")
     return out
+
+
+def parse_alert_ids(data: Any) -> list[str]:
+    """The ids of an alert removal: ``{"alerts": [{"id": ...}]}`` (Ruby, Java, the v1 docs) or
+    iron-mq 0.9's ``{"queue": {"alerts": ["<id>", ...]}}`` (Iron.io's own test of that client
+    expects ``Alerts were deleted.``); entries may be ids or ``{"id"}`` objects in either."""
+    body = obj(data)
+    if "queue" in body and "alerts" not in body:
+        body = obj(body["queue"], "queue")
+    items = body.get("alerts")
+    if not isinstance(items, list) or not items:
+        raise bad("alerts must be a non-empty array of ids or {id} objects")
+    ids = []
+    for item in items:
+        alert_id = item if isinstance(item, str) else optional_str(obj(item, "each alert"), "id")
+        if not alert_id:
+            raise bad("each alert to remove needs an id")
+        ids.append(alert_id)
+    return ids

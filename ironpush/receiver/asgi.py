@@ -1,4 +1,7 @@
-"""Small raw-ASGI helpers for the receiver's hot path (no Starlette Request/Response objects)."""
+"""Small raw-ASGI helpers for the receiver's hot path (no Starlette Request/Response objects).
+
+Status codes are not chosen here: see :mod:`.answers`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +9,18 @@ import json
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
-__all__ = ["JSON_HEADERS", "STATUS", "Disconnected", "Receive", "Scope", "Send", "TooLarge"]
+__all__ = [
+    "JSON_HEADERS",
+    "Disconnected",
+    "Receive",
+    "Scope",
+    "Send",
+    "TooLarge",
+    "loads_json",
+    "read_body",
+    "respond",
+    "route_path",
+]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Any]
@@ -23,25 +37,24 @@ class TooLarge(Exception):
     """The body passed the limit."""
 
 
-def json_body(**fields: Any) -> bytes:
-    return json.dumps(fields, separators=(",", ":")).encode()
+_fast_loads: Callable[[bytes], Any] | None
+try:  # the optional speed-up (pip install 'ironpush[speedups]'): 2-3x faster on a 1 KB body
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover - depends on the environment
+    _fast_loads = None
 
 
-#: Precomputed ``{"status": ...}`` answers: building JSON per push costs measurable throughput.
-STATUS = {
-    name: json_body(status=name)
-    for name in (
-        "acked",
-        "dropped",
-        "deferred",
-        "duplicate",
-        "in_progress",
-        "retry",
-        "error",
-        "busy",
-        "queued",
-    )
-}
+def loads_json(body: bytes) -> Any:
+    """``json.loads(body)``, with orjson when installed. A body is valid exactly when
+    ``json.loads`` says so (where orjson refuses what the standard library accepts, such as
+    ``NaN``, the standard library decides); one difference remains with orjson: integers beyond
+    64 bits come back as floats."""
+    if _fast_loads is not None:
+        try:
+            return _fast_loads(body)
+        except ValueError:
+            pass
+    return json.loads(body)
 
 
 def route_path(scope: Scope) -> str:
@@ -64,12 +77,15 @@ async def respond(
     await send({"type": "http.response.body", "body": body})
 
 
-async def read_body(receive: Receive, limit: int) -> bytes:
+async def read_body(
+    receive: Receive, limit: int, *, first: MutableMapping[str, Any] | None = None
+) -> bytes:
+    """The request body, at most ``limit`` bytes (``first``: a message received already)."""
     # Count while streaming: a lying or absent Content-Length cannot make us buffer more.
     chunks: list[bytes] = []
     size = 0
+    message = await receive() if first is None else first
     while True:
-        message = await receive()
         if message["type"] == "http.disconnect":
             raise Disconnected
         chunk = message.get("body", b"")
@@ -80,4 +96,5 @@ async def read_body(receive: Receive, limit: int) -> bytes:
             chunks.append(chunk)
         if not message.get("more_body", False):
             break
+        message = await receive()
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)

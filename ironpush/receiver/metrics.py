@@ -30,7 +30,7 @@ COUNTER_NAMES = (
     "duplicates",  # redeliveries answered without running the handler
     "verification_failures",  # 401/403
     "rejected",  # 400/413: bad headers, bad JSON, body too large
-    "busy",  # 503 because the deferred capacity was full or the router was draining
+    "busy",  # 503: deferred capacity full, the router draining, or the store unavailable
     "jobs_failed",  # deferred jobs that raised (not acknowledged)
     "late_acks",  # acks refused with 403/404: the reservation had expired
     "ack_failures",  # acks (or dead-letter posts) given up for another reason

@@ -23,10 +23,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from starlette.datastructures import Headers
+
 from ..errors import ConfigError
 from ..protocol import Delivery
 
-__all__ = ["Ack", "Defer", "Drop", "Outcome", "PushMessage", "Retry"]
+__all__ = ["Ack", "Defer", "Drop", "Outcome", "PushHeaders", "PushMessage", "Retry"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,33 @@ Outcome = Ack | Defer | Retry | Drop | None
 Handler = Callable[["PushMessage"], "Outcome | Awaitable[Outcome]"]
 
 _UNSET: Any = object()
+
+
+class PushHeaders(Headers):
+    """A push's request headers without the push secret (case-insensitive, like Starlette's).
+
+    Filtered on first use: most handlers never look at the headers, so a push costs no copy::
+
+        headers = PushHeaders(scope["headers"], hidden=b"x-ironpush-secret")
+        headers["iron-message-id"]
+    """
+
+    def __init__(self, raw: list[tuple[bytes, bytes]], *, hidden: bytes) -> None:
+        # Headers.__init__ is not called: it would copy, and ``_list`` below is lazy.
+        self._raw = raw
+        self._hidden = hidden
+        self._kept: list[tuple[bytes, bytes]] | None = None
+
+    @property
+    def _list(self) -> list[tuple[bytes, bytes]]:
+        if self._kept is None:
+            hidden = self._hidden
+            self._kept = [(name, value) for name, value in self._raw if name.lower() != hidden]
+        return self._kept
+
+    @_list.setter
+    def _list(self, value: list[tuple[bytes, bytes]]) -> None:
+        self._kept = value
 
 
 @dataclass(eq=False, slots=True)

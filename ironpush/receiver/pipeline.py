@@ -1,12 +1,15 @@
-"""The per-push pipeline of :class:`~ironpush.receiver.PushRouter`.
+"""What happens to one push, step by step (the router's hot path).
 
-verify the push secret (before the body is read) -> check ``Content-Length`` -> parse the
-``Iron-*`` headers -> read the body under the limit -> parse JSON (JSON routes) -> claim the
-message in the dedupe store -> call the handler -> turn its outcome into the status code, and
-for ``Defer`` start the job whose success is acknowledged through the outbox.
+verify the push secret (before the body is read) → check ``Content-Length`` → parse the
+``Iron-*`` headers → read the body under the limit → parse JSON (JSON routes) → claim the
+message in the store → call the handler → record its outcome in the store → answer by
+:mod:`.answers`; for ``Defer(job)``, start the job, whose success is recorded and then
+acknowledged through the outbox.
 
-This is plain ASGI code on purpose: it is the hot path, and Starlette's Request/Router layers
-cost more than everything below (see ``benchmarks/bench_receiver.py``).
+Plain ASGI on purpose: Starlette's Request/Router layers would cost more than all of this::
+
+    pipeline = PushPipeline(shared)               # the router's settings, store, counters...
+    await pipeline(route, scope, receive, send)
 """
 
 from __future__ import annotations
@@ -17,373 +20,265 @@ import inspect
 import json
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl
 
 import anyio
-from starlette.datastructures import Headers
 
-from ..errors import ValidationError
-from ..protocol import Delivery, parse_delivery
-from ..signing import dump_ack_token, verify_push_secret
-from .asgi import (
-    STATUS,
-    Disconnected,
-    Receive,
-    Scope,
-    Send,
-    TooLarge,
-    json_body,
-    read_body,
-    respond,
+from ..errors import StoreUnavailable, ValidationError
+from ..protocol import (
+    HEADER_MESSAGE_ID,
+    HEADER_RESERVATION_ID,
+    HEADER_SUBSCRIBER_MESSAGE_ID,
+    HEADER_SUBSCRIBER_MESSAGE_URL,
+    HEADER_SUBSCRIBER_NAME,
+    Delivery,
+    delivery_from_values,
 )
-from .deferred import Runtime, call_store, delivery_json
+from ..signing import dump_ack_token, verify_push_secret
+from .answers import ANSWERS, Answer, Situation, ackable, json_body, reply, situation_of
+from .asgi import Disconnected, Receive, Scope, Send, TooLarge, loads_json, read_body
+from .health import RefusalWindow
 from .metrics import Counters
 from .outcomes import _UNSET as _UNPARSED
-from .outcomes import Ack, Defer, Drop, PushMessage, Retry
-from .stores.legacy import Store
+from .outcomes import Ack, Defer, Drop, PushHeaders, PushMessage, Retry
+from .push import Push
+from .routes import Route, is_async
+from .runtime import Background, Runtime, Shared
+from .settings import RouterSettings
+from .stores.base import Store
 
-if TYPE_CHECKING:
-    from .router import Route
-
-__all__ = ["PushPipeline", "is_async"]
+__all__ = ["PushPipeline"]
 
 logger = logging.getLogger("ironpush.receiver")
 
-#: Called in a worker thread with a sync handler's (or job's) result: records the message as
-#: handled and returns the newest delivery, or None when the result does not finish it.
-Recorder = Callable[[Any], "str | None"]
+#: Longest a deferred push waits for the outbox to catch up (far inside IronMQ's push timeout).
+_BACKLOG_WAIT = 1.0
 
-
-def call_then_record(call: Callable[[], Any], record: Recorder | None) -> tuple[Any, str | None]:
-    """Run a sync handler or job, then record it as handled in the same worker thread.
-
-    Going back to the event loop first and then queueing for a store thread left, under load,
-    hundreds of milliseconds between a handler's side effect and the record that it happened;
-    a kill -9 in that window makes the redelivery run the handler again (the fault run measured
-    it). Recording here shrinks the window to one SQLite write.
-    """
-    result = call()
-    if record is None or inspect.isawaitable(result):
-        return result, None
-    try:
-        return result, record(result)
-    except Exception:  # the store failed: the event loop side records it again, and reports
-        logger.exception("recording a handled message failed; retrying from the event loop")
-        return result, None
-
-
-def is_async(fn: Any) -> bool:
-    while isinstance(fn, functools.partial):
-        fn = fn.func
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)  # noqa: B004 - an instance with an async __call__
+# The Iron-* header names, lower-cased, as the header pass looks them up.
+_MESSAGE_ID, _RESERVATION_ID, _SUBSCRIBER_NAME, _MESSAGE_URL, _SUBSCRIBER_MESSAGE_ID = (
+    name.lower().encode("latin-1")
+    for name in (
+        HEADER_MESSAGE_ID,
+        HEADER_RESERVATION_ID,
+        HEADER_SUBSCRIBER_NAME,
+        HEADER_SUBSCRIBER_MESSAGE_URL,
+        HEADER_SUBSCRIBER_MESSAGE_ID,
     )
+)
 
 
 class PushPipeline:
-    """The push-handling half of PushRouter (a mixin: the router provides the attributes)."""
+    """Receives the pushes of the router's routes and answers each by the contract."""
 
-    keys: tuple[str | bytes, ...]
-    verify: bool
-    store: Store
-    dedupe: bool
-    body_limit: int
-    dead_letter_queue: str | None
-    secret_param: str
-    claim_lease: float
-    external_lease: float
-    dedupe_ttl: float
-    counters: Counters
-    _header_b: bytes
+    def __init__(self, shared: Shared) -> None:
+        # Copied to attributes: each push reads them, one lookup each.
+        self.settings: RouterSettings = shared.settings
+        self.store: Store = shared.store
+        self.counters: Counters = shared.counters
+        self.background: Background = shared.background
+        self.refusals: RefusalWindow = shared.refusals
+        self._secret_header = shared.settings.secret_header.lower().encode("latin-1")
+        self._soft_backlog = max(1, shared.settings.max_unsent_acks // 10)
 
-    def _runtime_now(self) -> Runtime:
-        raise NotImplementedError
+    # --- before the claim: the request ----------------------------------------------------
 
-    async def _store(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await call_store(self.store.blocking, fn, *args, **kwargs)
-
-    async def _push(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        counters = self.counters
-        counters.totals["received"] += 1
-        hmap: dict[bytes, bytes] = {}
-        iron: dict[str, str] = {}
-        kept: list[tuple[bytes, bytes]] = []  # what the handler sees: never the push secret
-        secret_header = self._header_b
-        for name, value in scope["headers"]:  # one pass over the headers, on every push
-            lower = name.lower()
-            hmap[lower] = value
-            if lower == secret_header:
-                continue
-            kept.append((name, value))
-            if lower[:5] == b"iron-":
-                iron[lower.decode("latin-1")] = value.decode("latin-1")
-        if self.verify:
-            presented = hmap.get(secret_header) or self._query_secret(scope)
+        self.counters.totals["received"] += 1
+        settings = self.settings
+        raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
+        if type(raw_headers) is not list:  # ASGI allows any iterable; it is read twice here
+            raw_headers = list(raw_headers)
+        # One C-level pass: servers send lower-case names (uvicorn, hypercorn, httpx's
+        # ASGITransport); a repeated header keeps its last value, like a Python loop would.
+        found: dict[bytes, bytes] = dict(raw_headers)
+        if not b"".join(found).islower():  # some upper-case name: match case-insensitively
+            found = {name.lower(): value for name, value in raw_headers}
+        presented = found.get(self._secret_header)
+        declared = found.get(b"content-length")
+        if settings.verify:
+            presented = presented or self._query_secret(scope)
             if not presented or not verify_push_secret(presented, route.secrets):
-                status = 403 if presented else 401
-                counters.totals["verification_failures"] += 1
-                logger.warning(
-                    "push refused on %s: %s push secret",
-                    route.path,
-                    "wrong" if presented else "missing",
-                )
-                await respond(
-                    send,
-                    status,
-                    json_body(error="push secret wrong" if presented else "push secret missing"),
-                )
-                return None
-        declared = hmap.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.body_limit:
-            return await self._reject(send, route, None, 413, "body too large", started)
+                situation: Situation = "secret_wrong" if presented else "secret_missing"
+                return await self._answer(send, route, None, situation, started)
+        if declared is not None and declared.isdigit() and int(declared) > settings.body_limit:
+            return await self._answer(send, route, None, "too_large", started)
         try:
-            delivery = parse_delivery(iron)
+            delivery = delivery_from_values(
+                found.get(_MESSAGE_ID, b"").decode("latin-1"),
+                found.get(_RESERVATION_ID, b"").decode("latin-1"),
+                found.get(_SUBSCRIBER_NAME, b"").decode("latin-1"),
+                found.get(_MESSAGE_URL, b"").decode("latin-1"),
+                found.get(_SUBSCRIBER_MESSAGE_ID, b"").decode("latin-1"),
+            )
         except ValidationError as exc:
-            return await self._reject(send, route, None, 400, str(exc), started)
+            return await self._answer(send, route, None, "bad_request", started, str(exc))
         if delivery.subscriber_name is None:  # legacy pushes do not name the subscriber
             delivery = replace(delivery, subscriber_name=route.subscriber)
-        try:
-            body = await read_body(receive, self.body_limit)
-        except TooLarge:
-            return await self._reject(send, route, delivery, 413, "body too large", started)
-        except Disconnected:
-            return None
+        message = await receive()
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            body: bytes = message.get("body", b"")  # the usual push: the body in one message
+            too_large = len(body) > settings.body_limit
+        else:
+            try:
+                body = await read_body(receive, settings.body_limit, first=message)
+            except Disconnected:
+                return None
+            except TooLarge:
+                too_large = True
+            else:
+                too_large = False
+        if too_large:
+            return await self._answer(send, route, delivery, "too_large", started)
         parsed: Any = _UNPARSED
         if route.json:
             try:
-                parsed = json.loads(body)
+                parsed = loads_json(body)
             except (ValueError, RecursionError):  # RecursionError: e.g. b"[" * 100_000
-                return await self._reject(
-                    send, route, delivery, 400, "body is not valid JSON", started
-                )
-        runtime = self._runtime_now()
-        return await self._handle(
-            route, delivery, body, parsed, Headers(raw=kept), runtime, send, started
-        )
+                why = "body is not valid JSON"
+                return await self._answer(send, route, delivery, "bad_request", started, why)
+        headers = PushHeaders(raw_headers, hidden=self._secret_header)
+        await self._claimed(route, delivery, body, parsed, headers, send, started)
+        return None
 
     def _query_secret(self, scope: Scope) -> bytes | None:
         query: bytes = scope.get("query_string", b"")
         if not query:
             return None
         for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
-            if name == self.secret_param:
+            if name == self.settings.secret_param:
                 # UTF-8, not latin-1: a percent-escape such as %E2%82%AC decodes to a character
                 # latin-1 cannot encode, and a garbage secret must be a 403, not a crash.
                 return value.encode()
         return None
 
-    async def _reject(
-        self,
-        send: Send,
-        route: Route,
-        delivery: Delivery | None,
-        status: int,
-        why: str,
-        started: float,
-    ) -> None:
-        self.counters.totals["rejected"] += 1
-        logger.warning("push refused on %s: %s", route.path, why)
-        self._log(route, delivery, "rejected", status, started)
-        await respond(send, status, json_body(error=why))
+    # --- the claim and the handler ----------------------------------------------------------
 
-    def _log(
-        self, route: Route, delivery: Delivery | None, outcome: str, status: int, started: float
-    ) -> None:
-        self.counters.outcome(route.queue, route.subscriber, outcome)
-        if logger.isEnabledFor(logging.INFO):
-            message_id = delivery.message_id if delivery else "-"
-            ms = (time.perf_counter() - started) * 1000
-            logger.info(
-                "push %s queue=%s subscriber=%s outcome=%s status=%d duration_ms=%.1f",
-                message_id,
-                route.queue,
-                route.subscriber,
-                outcome,
-                status,
-                ms,
-                extra={
-                    "message_id": message_id,
-                    "queue": route.queue,
-                    "subscriber": route.subscriber,
-                    "outcome": outcome,
-                    "status": status,
-                    "duration_ms": round(ms, 3),
-                },
-            )
-
-    async def _handle(
+    async def _claimed(
         self,
         route: Route,
         delivery: Delivery,
         body: bytes,
         parsed: Any,
-        headers: Headers,
-        runtime: Runtime,
+        headers: PushHeaders,
         send: Send,
         started: float,
     ) -> None:
+        settings = self.settings
+        runtime = self.background.current()
         key = (delivery.message_id, delivery.subscriber_name or route.subscriber)
-        text = delivery_json(delivery)
-        claim_id: str | None = None
-        attempt = 1
-        if self.dedupe:
-            store = self.store
-            try:
-                if store.blocking:
-                    claim = await self._store(
-                        store.claim, key, text, lease=self.claim_lease, ttl=self.dedupe_ttl
-                    )
-                else:  # the memory store: no coroutine round trip on the hot path
-                    claim = store.claim(key, text, lease=self.claim_lease, ttl=self.dedupe_ttl)
-            except Exception:  # e.g. SQLite busy past its timeout: IronMQ retries later
-                logger.exception("dedupe store failed for message %s", delivery.message_id)
-                self.counters.totals["busy"] += 1
-                self._log(route, delivery, "busy", 503, started)
-                await respond(send, 503, STATUS["busy"])
-                return
-            if claim.status != "new":
-                self.counters.totals["duplicates"] += 1
-                # busy: a handler or job holds the message and will ack the delivery just recorded.
-                status = 200 if claim.status == "done" else 202
-                self._log(
-                    route,
-                    delivery,
-                    "duplicate" if status == 200 else "in_progress",
-                    status,
-                    started,
-                )
-                await respond(send, status, STATUS["duplicate" if status == 200 else "in_progress"])
-                return
-            claim_id, attempt = claim.claim_id, claim.attempt
-            runtime.active.add(claim_id)
-        msg = PushMessage(
-            body,
-            headers,
-            route.queue,
-            delivery,
-            attempt,
-            parsed,
-            self._token_factory(route.queue, delivery),
-        )
-        keep_active = False
-        record = self._recorder(key, text) if claim_id is not None else None
         try:
-            outcome, recorded = await self._call(route, msg, record)
-            if isinstance(outcome, Defer):
-                keep_active = await self._defer(
-                    route, msg, outcome, key, claim_id, text, runtime, send, started
-                )
+            claim = await self.store.claim(
+                key, delivery, lease=settings.claim_lease, ttl=settings.dedupe_ttl
+            )
+        except Exception as exc:  # e.g. SQLite busy past its timeout: IronMQ retries later
+            return await self._store_failed(send, route, delivery, started, exc)
+        if claim.status != "new":
+            # busy: a handler or job holds the message and will ack the delivery just recorded.
+            situation: Situation = "duplicate" if claim.status == "done" else "in_progress"
+            return await self._answer(send, route, delivery, situation, started)
+        claim_id = claim.claim_id or ""
+        tokens = (
+            functools.partial(dump_ack_token, route.queue, delivery, settings.keys)
+            if settings.keys
+            else None
+        )
+        msg = PushMessage(body, headers, route.queue, delivery, claim.attempt, parsed, tokens)
+        push = Push(route, delivery, key, claim_id, started)
+        active = runtime.active
+        active.add(claim_id)
+        keep_active = False
+        try:
+            result = await self._call(route, msg)
+            if result is None:  # the usual outcome: done
+                await self._settle(push, "acked", runtime, send, None, msg)
+            elif isinstance(result, Defer):
+                keep_active = await self._defer(push, result, runtime, send)
             else:
-                await self._finish(
-                    route, msg, outcome, key, claim_id, text, runtime, send, started, recorded
-                )
+                await self._settle(push, situation_of(result), runtime, send, result, msg)
         finally:
-            if claim_id is not None and not keep_active:
-                runtime.active.discard(claim_id)
+            if not keep_active:
+                active.discard(claim_id)
+        return None
 
-    def _token_factory(self, queue: str, delivery: Delivery) -> Callable[[], str] | None:
-        if not self.keys:
-            return None
-        return functools.partial(dump_ack_token, queue, delivery, self.keys)
-
-    def _recorder(self, key: tuple[str, str], text: str, *, job: bool = False) -> Recorder | None:
-        """What a worker thread calls right after a sync handler or job returns (see below)."""
-        if not (self.dedupe and self.store.blocking):
-            return None
-        store, ttl = self.store, self.dedupe_ttl
-
-        def record(result: Any) -> str | None:
-            if not job and result is not None and not isinstance(result, Ack | Drop):
-                return None  # Defer, Retry, errors: not handled yet
-            outcome = "dropped" if isinstance(result, Drop) else "acked"
-            return store.complete(key, outcome=outcome, ttl=ttl, delivery=text)
-
-        return record
-
-    async def _call(
-        self, route: Route, msg: PushMessage, record: Recorder | None = None
-    ) -> tuple[Any, str | None]:
-        """The handler's outcome, and the newest delivery when it was already recorded."""
-        recorded: str | None = None
+    async def _call(self, route: Route, msg: PushMessage) -> object:
+        """The handler's outcome, or the exception it raised (logged here)."""
         try:
             if route.is_async:
                 result = await route.handler(msg)  # type: ignore[misc]
             else:
-                call = functools.partial(route.handler, msg)
-                result, recorded = await anyio.to_thread.run_sync(call_then_record, call, record)
+                result = await anyio.to_thread.run_sync(route.handler, msg)
                 if inspect.isawaitable(result):
                     result = await result
         except Exception as exc:
             logger.exception("handler %s failed for message %s", route.path, msg.id)
-            return exc, None
+            return exc
         if result is None or isinstance(result, Ack | Defer | Retry | Drop):
-            return result, recorded
+            if isinstance(result, Retry):
+                logger.info(
+                    "handler %s asked to retry message %s: %s", route.path, msg.id, result.reason
+                )
+            return result
         logger.error(
             "handler %s returned %s; return None, Ack(), Defer(...), Retry() or Drop(...)",
             route.path,
             type(result).__name__,
         )
-        return TypeError("bad handler result"), None
+        return TypeError("bad handler result")
 
-    async def _finish(
+    # --- after the handler: record, answer ----------------------------------------------------
+
+    async def _settle(
         self,
-        route: Route,
-        msg: PushMessage,
-        outcome: Any,
-        key: tuple[str, str],
-        claim_id: str | None,
-        text: str,
+        push: Push,
+        situation: Situation,
         runtime: Runtime,
         send: Send,
-        started: float,
-        recorded: str | None = None,
+        result: object,
+        msg: PushMessage | None = None,
     ) -> None:
-        counters = self.counters.totals
-        if isinstance(outcome, Retry | Exception):
-            if claim_id is not None:  # not handled: the redelivery must run the handler again
-                await self._store(self.store.release, key, claim_id)
-            counters["retried"] += 1
-            status = 503 if isinstance(outcome, Retry) else 500
-            if isinstance(outcome, Retry):
-                logger.info(
-                    "handler %s asked to retry message %s: %s", route.path, msg.id, outcome.reason
-                )
-            self._log(route, msg.delivery, "retry" if status == 503 else "error", status, started)
-            await respond(send, status, STATUS["retry" if status == 503 else "error"])
-            return
-        dropped = isinstance(outcome, Drop)
-        if self.dedupe:
-            store, done = self.store, "dropped" if dropped else "acked"
-            if recorded is not None:
-                newest = recorded  # recorded in the handler's own thread
-            elif store.blocking:
-                newest = await self._store(
-                    store.complete, key, outcome=done, ttl=self.dedupe_ttl, delivery=text
-                )
-            else:
-                newest = store.complete(key, outcome=done, ttl=self.dedupe_ttl, delivery=text)
-            if newest != text:
+        """Apply the situation's store action (first: a completion is recorded before anything
+        else can delay it), then what follows from it, then answer."""
+        try:
+            newest = await self._store_step(push, ANSWERS[situation])
+            if newest is not None and newest is not push.delivery and newest != push.delivery:
                 # A redelivery arrived (and got 202) while the handler ran: IronMQ now waits for
                 # an ack of that newest reservation, not for this response.
                 logger.info(
-                    "message %s was redelivered while handled: acking the newest push", msg.id
+                    "message %s was redelivered while handled: acking the newest", push.key[0]
                 )
-                await runtime.outbox.put_ack(route.queue, newest)
-        if dropped:
-            await self._dropped(route, msg, outcome, runtime)
-        else:
-            counters["acked"] += 1
-        self._log(route, msg.delivery, "dropped" if dropped else "acked", 200, started)
-        await respond(send, 200, STATUS["dropped" if dropped else "acked"])
+                await runtime.outbox.queue_ack(push.route.queue, newest)
+            if isinstance(result, Drop) and msg is not None:
+                await self._dead_letter(push, result, runtime, msg)
+        except Exception as exc:
+            return await self._store_failed(send, push.route, push.delivery, push.started, exc)
+        await self._answer(send, push.route, push.delivery, situation, push.started)
+        return None
 
-    async def _dropped(self, route: Route, msg: PushMessage, drop: Drop, runtime: Runtime) -> None:
-        self.counters.totals["dropped"] += 1
+    async def _store_step(self, push: Push, answer: Answer) -> Delivery | None:
+        """Do ``answer.store``; the newest delivery recorded when it completes the message."""
+        action, store, settings = answer.store, self.store, self.settings
+        if action == "acked" or action == "dropped":
+            return await store.complete(
+                push.key, outcome=action, ttl=settings.dedupe_ttl, delivery=push.delivery
+            )
+        if action == "release":
+            await store.release(push.key, push.claim_id)
+        elif action == "hold":
+            await store.hold(push.key, push.claim_id, state="deferred", lease=settings.claim_lease)
+        elif action == "hand_off":
+            lease = settings.external_lease
+            await store.hold(push.key, push.claim_id, state="external", lease=lease)
+        return None
+
+    async def _dead_letter(
+        self, push: Push, drop: Drop, runtime: Runtime, msg: PushMessage
+    ) -> None:
+        route = push.route
         logger.warning("message %s on %s dropped: %s", msg.id, route.queue, drop.reason)
-        dlq = route.dead_letter_queue or self.dead_letter_queue
+        dlq = route.dead_letter_queue or self.settings.dead_letter_queue
         if dlq:
             report = {
                 "source_msg_id": msg.id,
@@ -394,110 +289,149 @@ class PushPipeline:
             }
             await runtime.outbox.put_post(dlq, json.dumps(report))
 
-    async def _defer(
-        self,
-        route: Route,
-        msg: PushMessage,
-        defer: Defer,
-        key: tuple[str, str],
-        claim_id: str | None,
-        text: str,
-        runtime: Runtime,
-        send: Send,
-        started: float,
-    ) -> bool:
-        """Answer 202 and start the job; True when the claim stays active (a job runs)."""
-        delivery = msg.delivery
-        ackable = (
-            bool(delivery.subscriber_message_url)
-            if delivery.flavour == "legacy"
-            else bool(delivery.reservation_id)
-        )
-        if not ackable or not runtime.runner.try_reserve():
-            if claim_id is not None:
-                await self._store(self.store.release, key, claim_id)
-            if not ackable:
-                logger.error("cannot defer message %s: the push has no reservation to ack", msg.id)
-                await self._finish(
-                    route, msg, ValueError("not ackable"), key, None, text, runtime, send, started
-                )
-                return False
-            self.counters.totals["busy"] += 1
-            self._log(route, delivery, "busy", 503, started)
-            await respond(send, 503, STATUS["busy"])
+    async def _defer(self, push: Push, defer: Defer, runtime: Runtime, send: Send) -> bool:
+        """Hold the claim, answer 202 and start the job; True when a job keeps the claim."""
+        if not ackable(push.delivery):
+            logger.error("cannot defer message %s: the push has no reservation to ack", push.key[0])
+            await self._settle(push, "unackable", runtime, send, defer)
             return False
-        external = defer.job is None
-        if claim_id is not None:
-            lease = self.external_lease if external else self.claim_lease
-            await self._store(
-                self.store.hold,
-                key,
-                claim_id,
-                state="external" if external else "deferred",
-                lease=lease,
-            )
-        self.counters.totals["deferred"] += 1
-        self._log(route, delivery, "deferred", 202, started)
+        if defer.job is not None:
+            # IronMQ confirming acks slower than jobs finish: answer this push a little later
+            # (bounded) so the pusher slows to the ack rate before the backlog's hard bound.
+            await runtime.outbox.wait_below(self._soft_backlog, timeout=_BACKLOG_WAIT)
+        if not runtime.runner.try_reserve():
+            await self._settle(push, "busy", runtime, send, defer)
+            return False
+        situation = situation_of(defer)
         try:
-            await respond(send, 202, STATUS["deferred"])
+            await self._store_step(push, ANSWERS[situation])
+        except Exception as exc:
+            runtime.runner.unreserve()
+            await self._store_failed(send, push.route, push.delivery, push.started, exc)
+            return False
+        try:
+            await self._answer(send, push.route, push.delivery, situation, push.started)
         finally:
-            if external:
+            if defer.job is None:
                 runtime.runner.unreserve()
             else:
-                runtime.runner.start(self._run_job(route, msg, defer, key, claim_id, text, runtime))
-        return not external
+                # The job's task keeps only the Push and the Defer: not the message (body,
+                # parsed JSON, headers) unless the job was given it.
+                runtime.runner.start(self._run_job(push, defer, runtime))
+        return defer.job is not None
 
-    async def _run_job(
-        self,
-        route: Route,
-        msg: PushMessage,
-        defer: Defer,
-        key: tuple[str, str],
-        claim_id: str | None,
-        text: str,
-        runtime: Runtime,
-    ) -> None:
+    async def _run_job(self, push: Push, defer: Defer, runtime: Runtime) -> None:
         job = defer.job
-        assert job is not None
-        recorded: str | None = None
+        if job is None:  # pragma: no cover - _defer starts jobs only
+            return
         try:
             try:
                 if is_async(job):
                     await job(*defer.args, **defer.kwargs)
                 else:
                     call = functools.partial(job, *defer.args, **defer.kwargs)
-                    record = self._recorder(key, text, job=True) if claim_id is not None else None
-                    result, recorded = await anyio.to_thread.run_sync(
-                        call_then_record,
-                        call,
-                        record,
-                        limiter=runtime.runner.limiter,
-                        abandon_on_cancel=True,
+                    limiter = runtime.runner.limiter
+                    result = await anyio.to_thread.run_sync(
+                        call, limiter=limiter, abandon_on_cancel=True
                     )
                     if inspect.isawaitable(result):
                         await result
             except asyncio.CancelledError:
                 # Shutdown: not done, so let the next push (here or on another worker) run it.
                 with anyio.CancelScope(shield=True):
-                    if claim_id is not None:
-                        await self._store(self.store.release, key, claim_id)
+                    await self._release_quietly(push)
                 raise
             except Exception:
                 self.counters.totals["jobs_failed"] += 1
                 logger.exception(
                     "deferred job for message %s on %s failed; IronMQ will push again",
-                    msg.id,
-                    route.queue,
+                    push.key[0],
+                    push.route.queue,
                 )
-                if claim_id is not None:
-                    await self._store(self.store.release, key, claim_id)
+                await self._release_quietly(push)
                 return
-            newest = recorded or text
-            if self.dedupe and recorded is None:
-                newest = await self._store(
-                    self.store.complete, key, outcome="acked", ttl=self.dedupe_ttl, delivery=text
-                )
-            await runtime.outbox.put_ack(route.queue, newest)
+            await self._job_done(push, runtime)
         finally:
-            if claim_id is not None:
-                runtime.active.discard(claim_id)
+            runtime.active.discard(push.claim_id)
+            runtime.runner.release()
+
+    async def _job_done(self, push: Push, runtime: Runtime) -> None:
+        try:
+            newest = await self._store_step(push, ANSWERS["acked"])  # first: record it
+            await runtime.outbox.queue_ack(push.route.queue, newest or push.delivery)
+        except Exception:
+            # Not recorded, so not acked: the claim's lease runs out and a redelivery runs it
+            # again (at-least-once), rather than an ack the store knows nothing about.
+            logger.exception("could not record the deferred job of message %s", push.key[0])
+
+    async def _release_quietly(self, push: Push) -> None:
+        try:
+            await self.store.release(push.key, push.claim_id)
+        except Exception:  # the lease runs out instead
+            logger.exception("could not release the claim of message %s", push.key[0])
+
+    # --- answers ----------------------------------------------------------------------------
+
+    async def _store_failed(
+        self, send: Send, route: Route, delivery: Delivery, started: float, exc: Exception
+    ) -> None:
+        if isinstance(exc, StoreUnavailable):
+            logger.warning("store unavailable for message %s: %s", delivery.message_id, exc)
+        else:
+            logger.exception("store failed for message %s", delivery.message_id)
+        await self._answer(send, route, delivery, "store_unavailable", started)
+
+    async def _answer(
+        self,
+        send: Send,
+        route: Route,
+        delivery: Delivery | None,
+        situation: Situation,
+        started: float,
+        why: str | None = None,
+    ) -> None:
+        """Count, log one line for the delivery, and send the situation's answer."""
+        answer = ANSWERS[situation]
+        counters = self.counters
+        if answer.counter is not None:
+            counters.totals[answer.counter] += 1
+        outcome = answer.outcome or situation
+        counters.outcome(route.queue, route.subscriber, outcome)
+        if answer.refusal is not None:
+            self.refusals.record(started, answer.refusal)
+        level = logging.WARNING if 400 <= answer.status < 500 else logging.INFO
+        if logger.isEnabledFor(level):
+            _log_delivery(level, route, delivery, outcome, answer.status, started, why)
+        await reply(send, situation, None if why is None else json_body(error=why))
+
+
+def _log_delivery(
+    level: int,
+    route: Route,
+    delivery: Delivery | None,
+    outcome: str,
+    status: int,
+    started: float,
+    why: str | None,
+) -> None:
+    message_id = delivery.message_id if delivery else "-"
+    ms = (time.perf_counter() - started) * 1000
+    logger.log(
+        level,
+        "push %s queue=%s subscriber=%s outcome=%s status=%d duration_ms=%.1f%s",
+        message_id,
+        route.queue,
+        route.subscriber,
+        outcome,
+        status,
+        ms,
+        f" ({why})" if why else "",
+        extra={
+            "message_id": message_id,
+            "queue": route.queue,
+            "subscriber": route.subscriber,
+            "outcome": outcome,
+            "status": status,
+            "duration_ms": round(ms, 3),
+        },
+    )

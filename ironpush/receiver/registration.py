@@ -12,23 +12,47 @@ calls :func:`subscribe_app`. For every route it makes sure that
 and reports what it changed. Running it twice changes nothing the second time. A queue whose
 type cannot hold the subscriber (a pull queue, or another push type than the route asks for)
 is an error: v3 fixes a queue's type when it is created.
+
+**Stale subscribers.** A route that was renamed or removed leaves its subscriber registered,
+and every push to it would fail (403 or 404) until it lands on the error queue. Every push
+queue of the project is checked for subscribers whose URL is under ``base_url`` but that the
+router no longer declares; they are reported, and with ``prune=True`` removed. A subscriber
+at another URL is never touched: it belongs to someone else. (Mount routers at paths that do
+not nest, e.g. not one at ``/ironmq`` and another at ``/ironmq/admin``.)
+
+::
+
+    report = subscribe_app(mq, "myservice.app:router", "https://api.example.com/ironmq")
+    print(report.text())   # one line per route, then "stale: mailer — remove with ..."
 """
 
 from __future__ import annotations
 
 import importlib
+import shlex
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from ..cli.rendering import subscriber_doc
-from ..client.models import PushConfig, QueueInfo
+from ..client.models import PushConfig, QueueInfo, Subscriber
 from ..client.sync_client import IronMQ
 from ..errors import NotFound, ValidationError
 from ..redact import redact_url
 from .router import PushRouter, Subscription
+from .routes import lease_warning
 
-__all__ = ["Change", "SubscribeReport", "load_router", "subscribe_app", "sync_subscriptions"]
+__all__ = [
+    "Change",
+    "Stale",
+    "SubscribeReport",
+    "find_stale",
+    "load_router",
+    "subscribe_app",
+    "sync_subscriptions",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,19 +66,46 @@ class Change:
     detail: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Stale:
+    """A subscriber under the router's base URL that no route declares any more.
+
+    ``removed`` is true when it was pruned (on a dry run: when it would be).
+    """
+
+    queue: str
+    subscriber: Subscriber
+    removed: bool = False
+
+    def text(self, *, dry_run: bool) -> str:
+        name = self.subscriber.name
+        if self.removed:
+            verb = "would remove" if dry_run else "removed"
+            return f"{self.queue}: {name} {verb} (stale, {redact_url(self.subscriber.url)})"
+        command = f"ironpush unsubscribe {shlex.quote(self.queue)} {shlex.quote(name)}"
+        return f"stale: {name} — remove with `{command}` or rerun with `--prune`"
+
+
 @dataclass(slots=True)
 class SubscribeReport:
-    """What :func:`sync_subscriptions` found and changed."""
+    """What :func:`sync_subscriptions` found and changed.
+
+    ``warnings`` are things to fix in the router that IronMQ accepted anyway (e.g. a retry
+    budget shorter than the claim lease).
+    """
 
     dry_run: bool
     changes: list[Change] = field(default_factory=list)
     subscriptions: list[Subscription] = field(default_factory=list)
+    stale: list[Stale] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> int:
         return sum(c.action != "unchanged" for c in self.changes)
 
     def as_json(self) -> dict[str, Any]:
+        """``{"dry_run", "changed", "changes": [...], "stale": [...], "warnings": [...]}``."""
         subs = {(s.queue, s.subscriber.name): s.subscriber for s in self.subscriptions}
         return {
             "dry_run": self.dry_run,
@@ -68,6 +119,15 @@ class SubscribeReport:
                 }
                 for c in self.changes
             ],
+            "stale": [
+                {
+                    "queue": s.queue,
+                    "subscriber": subscriber_doc(s.subscriber),
+                    "action": "removed" if s.removed else "stale",
+                }
+                for s in self.stale
+            ],
+            "warnings": list(self.warnings),
         }
 
     def text(self) -> str:
@@ -76,6 +136,7 @@ class SubscribeReport:
             f"{c.queue}: {c.subscriber} {c.action}{' — ' + c.detail if c.detail else ''}"
             for c in self.changes
         ]
+        lines += [s.text(dry_run=self.dry_run) for s in self.stale]
         lines.append(f"{verb} {self.changed} of {len(self.changes)} subscription(s)")
         return "\n".join(lines)
 
@@ -102,13 +163,48 @@ def load_router(ref: str) -> PushRouter:
 
 
 def subscribe_app(
-    client: IronMQ, ref: str, base_url: str, *, dry_run: bool = False
+    client: IronMQ, ref: str, base_url: str, *, dry_run: bool = False, prune: bool = False
 ) -> SubscribeReport:
-    """Register every route of the router ``ref`` (``module:router``) mounted at ``base_url``."""
+    """Register every route of the router ``ref`` (``module:router``) mounted at ``base_url``.
+
+    Stale subscribers under ``base_url`` are reported, and removed with ``prune=True``; a
+    route whose retry budget is too short for the router's claim lease is a warning.
+    """
     router = load_router(ref)
     if not router.routes:
         raise ValidationError(f"{ref} declares no routes")
-    return sync_subscriptions(client, router.subscriptions(base_url), dry_run=dry_run)
+    subscriptions = router.subscriptions(base_url)
+    report = sync_subscriptions(client, subscriptions, dry_run=dry_run)
+    report.warnings = [
+        warning
+        for route in router.routes
+        if (warning := lease_warning(route, router.claim_lease)) is not None
+    ]
+    for stale in find_stale(client, subscriptions, base_url):
+        if prune and not dry_run:
+            client.queue(stale.queue).remove_subscribers(stale.subscriber.name)
+        report.stale.append(Stale(stale.queue, stale.subscriber, removed=prune))
+    return report
+
+
+def find_stale(client: IronMQ, subscriptions: list[Subscription], base_url: str) -> Iterator[Stale]:
+    """Subscribers of any push queue whose URL is under ``base_url`` and no route declares."""
+    declared = {(s.queue, s.subscriber.name) for s in subscriptions}
+    for name in client.iter_queues():
+        info = _info(client, name)
+        if info is None or not info.is_push:
+            continue
+        for sub in info.subscribers:
+            if (name, sub.name) not in declared and _under(sub.url, base_url):
+                yield Stale(name, sub)
+
+
+def _under(url: str, base_url: str) -> bool:
+    """``url`` (query and fragment aside) is ``base_url`` or a path below it."""
+    parts = urlsplit(url)
+    bare = urlunsplit((parts.scheme, parts.netloc, parts.path, "", "")).rstrip("/")
+    base = base_url.rstrip("/")
+    return bare == base or bare.startswith(base + "/")
 
 
 def sync_subscriptions(
@@ -182,11 +278,11 @@ def _sync_one(
         action, detail = "updated", _difference(current.url, sub.subscriber.url)
     if action != "unchanged" and not dry_run:
         client.queue(sub.queue).add_subscribers(sub.subscriber)
-    stale = _stale_settings(info, settings)
-    if stale:
+    outdated = _outdated_settings(info, settings)
+    if outdated:
         if not dry_run:
-            client.update_queue(sub.queue, **stale)
-        note = "settings " + ", ".join(f"{k}={v}" for k, v in stale.items())
+            client.update_queue(sub.queue, **outdated)
+        note = "settings " + ", ".join(f"{k}={v}" for k, v in outdated.items())
         detail = f"{detail}; {note}" if detail else note
         action = action if action != "unchanged" else "settings"
     return Change(sub.queue, name, action, detail)
@@ -198,7 +294,7 @@ def _difference(old_url: str, new_url: str) -> str:
     return "secret header rotated"
 
 
-def _stale_settings(info: QueueInfo, wanted: dict[str, Any]) -> dict[str, Any]:
+def _outdated_settings(info: QueueInfo, wanted: dict[str, Any]) -> dict[str, Any]:
     push = info.push
     current = {
         "retries": push.retries if push else None,

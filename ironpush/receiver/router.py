@@ -24,16 +24,9 @@ your own lifespan) to also flush an outbox left by a crash at startup and to dra
 at shutdown: new ``Defer`` work is refused (503), running jobs get ``shutdown_grace`` seconds,
 the outbox is flushed, and the rest is left to IronMQ's redelivery.
 
-**Endpoints** under the mount (user route paths may not start with ``/_``):
-
-- ``POST {path}`` for each route: the pushes (any other method: 405; unknown path: 404);
-- ``GET /_health``: JSON status and counters (for a Docker ``HEALTHCHECK``);
-- ``GET /_metrics``: Prometheus text (needs ``pip install 'ironpush[metrics]'``);
-- ``POST /_ack`` with an ack token as the body: acknowledge an externally processed push with
-  the **newest** reservation id the router has seen (answers ``{"status": "acked"}``, or
-  ``"late"`` when IronMQ had already given the message to a redelivery);
-- ``POST /_release`` with an ack token: the external work failed, let the next push run the
-  handler again.
+**Endpoints** under the mount (user route paths may not start with ``/_``): ``POST {path}`` for
+each route (any other method: 405; unknown path: 404), and ``/_health``, ``/_metrics``,
+``/_ack``, ``/_release`` (see :mod:`ironpush.receiver.endpoints`).
 
 **Verification.** Each route's subscriber is registered with a push secret bound to its
 ``(queue, subscriber)`` (see :mod:`ironpush.signing`), sent by IronMQ in the ``X-Ironpush-Secret``
@@ -43,75 +36,41 @@ wrong secret **403**; both before the body is read.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack
 from urllib.parse import urlencode
 
 from ..client.models import Subscriber
 from ..protocol import PUSH_TYPES
-from ..signing import (
-    DEFAULT_SECRET_HEADER,
-    DEFAULT_SECRET_PARAM,
-    Keys,
-    normalize_keys,
-    push_secret,
-    push_secrets,
-)
-from .asgi import JSON_HEADERS, Receive, Scope, Send, json_body, respond, route_path
-from .deferred import OutboxSettings, Runtime, call_store
+from ..signing import DEFAULT_SECRET_HEADER, DEFAULT_SECRET_PARAM, Keys, push_secret, push_secrets
+from .answers import reply
+from .asgi import JSON_HEADERS, Receive, Scope, Send, route_path
 from .endpoints import InternalEndpoints
+from .health import RefusalWindow
 from .metrics import Counters, prometheus_collector
-from .outcomes import Ack, Defer, Drop, Handler, Outcome, PushMessage, Retry
-from .pipeline import PushPipeline, is_async
-from .stores import MemoryStore, SQLiteStore
-from .stores.legacy import Store
+from .outbox import OutboxSettings
+from .outcomes import Handler
+from .pipeline import PushPipeline
+from .routes import Route, RouteOptions, is_async, lease_warning
+from .runtime import Background, Shared
+from .settings import RouterSettings, resolve_keys, resolve_store
+from .stores import Store
 
 if TYPE_CHECKING:
     from os import PathLike
 
     from ..client.sync_client import AsyncIronMQ
 
-__all__ = [
-    "DEFAULT_BODY_LIMIT",
-    "Ack",
-    "Defer",
-    "Drop",
-    "Outcome",
-    "PushMessage",
-    "PushRouter",
-    "Retry",
-    "Route",
-    "Subscription",
-]
+__all__ = ["PushRouter", "Subscription"]
 
 logger = logging.getLogger("ironpush.receiver")
 
-DEFAULT_BODY_LIMIT = 256 * 1024
 H = TypeVar("H", bound=Handler)
 _RESERVED_PREFIX = "/_"
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """One declared route: a path, the queue and subscriber it serves, and its handler."""
-
-    path: str
-    queue: str
-    subscriber: str
-    handler: Handler
-    json: bool = False
-    push_type: str | None = None
-    retries: int | None = None
-    retries_delay: float | None = None
-    error_queue: str | None = None
-    dead_letter_queue: str | None = None
-    is_async: bool = field(default=False, repr=False)
-    secrets: tuple[bytes, ...] = field(default=(), repr=False)
+_ALLOW_POST = [*JSON_HEADERS, (b"allow", b"POST")]
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +103,7 @@ class Subscription:
         return {k: v for k, v in settings.items() if v is not None}
 
 
-class PushRouter(PushPipeline, InternalEndpoints):
+class PushRouter:
     """An ASGI app that receives IronMQ pushes and answers them by the receiver contract.
 
     Options (keyword-only):
@@ -154,20 +113,28 @@ class PushRouter(PushPipeline, InternalEndpoints):
       ``verify=False`` (local experiments only: a warning is logged).
     - ``client``: an :class:`~ironpush.AsyncIronMQ` for acks and dead-letter posts
       (default: built on first use from configuration, honouring ``IRONMQ_EMULATOR_HOST``).
-    - ``store``: a :class:`~ironpush.receiver.stores.MemoryStore` (default), a
-      :class:`~ironpush.receiver.stores.SQLiteStore`, or a path (an SQLite file); ``dedupe=False``
-      turns deduplication off.
+    - ``store``: a :class:`~ironpush.receiver.stores.Store` (default: a
+      :class:`~ironpush.receiver.stores.MemoryStore`), or a path or URL to open one (a path is
+      an SQLite file); ``dedupe=False`` turns deduplication off (the store keeps the outbox).
     - ``body_limit`` (bytes, default 256 KB; larger pushes get 413), ``max_deferred``
-      (concurrent deferred jobs, default 32; beyond it — or with that many acks not yet
-      confirmed by IronMQ — new deferred work gets 503), ``dead_letter_queue`` (where
+      (concurrent deferred jobs, default 32; beyond it new deferred work gets 503),
+      ``max_unsent_acks`` (acks of finished jobs not yet confirmed by IronMQ, default 10,000,
+      about 1 KB each: beyond a tenth of it a ``Defer(job)`` push waits up to 1 s for the
+      outbox to catch up, so the pusher slows to the ack rate; beyond all of it — IronMQ
+      slow or down — new deferred work gets 503), ``dead_letter_queue`` (where
       ``Drop`` posts the message), ``secret_header`` / ``secret_param`` (where the push secret
       travels).
-    - Timing: ``claim_lease`` (s, 30: a crashed process's claims expire after this),
+    - Timing: ``claim_lease`` (s, 10: renewed every lease/3 while the work runs, so a crashed
+      process's claims expire after this; keep it under half of each route's
+      ``(retries + 1) * retries_delay``, see :func:`~ironpush.receiver.routes.lease_warning`),
       ``external_lease`` (s, 900: how long ``Defer()`` work by an external worker blocks
       re-running the handler), ``dedupe_ttl`` (s, 1 day: how long handled messages are
       remembered), ``shutdown_grace`` (s, 10), ``flush_timeout`` (s, 5), ``ack_wait`` (s, 5:
       how long ``POST /_ack`` waits for IronMQ), ``ack_token_max_age`` (s, 1 day).
-    - ``outbox``: :class:`OutboxSettings` (senders, backoff, give-up age).
+    - Health: ``/_health`` answers 503 when the store's probe fails or takes longer than
+      ``health_timeout`` (s, 0.5), or when more than ``unhealthy_refusals`` (0.9) of the
+      pushes of the last 30 s were refused with 503.
+    - ``outbox``: :class:`~ironpush.receiver.outbox.OutboxSettings` (senders, backoff, give-up).
 
     Dedupe semantics: a redelivery of a handled message gets 200 without the handler; one that
     arrives while the handler or a deferred job still runs gets 202 and its reservation becomes
@@ -192,12 +159,13 @@ class PushRouter(PushPipeline, InternalEndpoints):
         client: AsyncIronMQ | None = None,
         store: Store | str | PathLike[str] | None = None,
         dedupe: bool = True,
-        body_limit: int = DEFAULT_BODY_LIMIT,
+        body_limit: int = 256 * 1024,
         max_deferred: int = 32,
+        max_unsent_acks: int = 10_000,
         dead_letter_queue: str | None = None,
         secret_header: str = DEFAULT_SECRET_HEADER,
         secret_param: str = DEFAULT_SECRET_PARAM,
-        claim_lease: float = 30.0,
+        claim_lease: float = 10.0,
         external_lease: float = 900.0,
         dedupe_ttl: float = 86_400.0,
         shutdown_grace: float = 10.0,
@@ -205,62 +173,85 @@ class PushRouter(PushPipeline, InternalEndpoints):
         ack_wait: float = 5.0,
         ack_token_max_age: float | None = None,
         outbox: OutboxSettings | None = None,
+        unhealthy_refusals: float = 0.9,
+        health_timeout: float = 0.5,
     ) -> None:
-        self.keys = self._resolve_keys(secret_keys, verify)
-        self.verify = verify
-        self.store: Store
-        if store is None:
-            self.store = MemoryStore()
-        elif isinstance(store, str | os.PathLike):
-            self.store = SQLiteStore(store)
-        else:
-            self.store = store
-        self.dedupe = dedupe
-        if body_limit < 1 or max_deferred < 1 or claim_lease <= 0:
-            raise ValueError("body_limit, max_deferred and claim_lease must be positive")
-        self.body_limit = body_limit
-        self.max_deferred = max_deferred
-        self.dead_letter_queue = dead_letter_queue
-        self.secret_header = secret_header
-        self.secret_param = secret_param
-        self.claim_lease = claim_lease
-        self.external_lease = external_lease
-        self.dedupe_ttl = dedupe_ttl
-        self.shutdown_grace = shutdown_grace
-        self.flush_timeout = flush_timeout
-        self.ack_wait = ack_wait
-        self.ack_token_max_age = ack_token_max_age
-        self.outbox_settings = outbox or OutboxSettings()
+        self.settings = RouterSettings(
+            keys=resolve_keys(secret_keys, verify=verify),
+            verify=verify,
+            body_limit=body_limit,
+            max_deferred=max_deferred,
+            max_unsent_acks=max_unsent_acks,
+            dead_letter_queue=dead_letter_queue,
+            secret_header=secret_header,
+            secret_param=secret_param,
+            claim_lease=claim_lease,
+            external_lease=external_lease,
+            dedupe_ttl=dedupe_ttl,
+            shutdown_grace=shutdown_grace,
+            flush_timeout=flush_timeout,
+            ack_wait=ack_wait,
+            ack_token_max_age=ack_token_max_age,
+            outbox=outbox or OutboxSettings(),
+            unhealthy_refusals=unhealthy_refusals,
+            health_timeout=health_timeout,
+        )
+        self.store: Store = resolve_store(store, dedupe=dedupe)
         self.counters = Counters()
         self._routes: dict[str, Route] = {}
-        self._header_b = secret_header.lower().encode("latin-1")
-        self._client = client
-        self._owns_client = client is None
-        self._runtime: Runtime | None = None
-        self._closed = False
-
-    @staticmethod
-    def _resolve_keys(secret_keys: Keys | None, verify: bool) -> tuple[str | bytes, ...]:
-        if secret_keys is None:
-            from ..config import load_settings  # reads iron.json/env: only when keys are not given
-
-            secret_keys = load_settings(require_credentials=False).secret_keys or None
-        if secret_keys is None and not verify:
-            logger.warning(
-                "PushRouter(verify=False): pushes are NOT verified; anyone who can reach this "
-                "URL can post messages. Use this for local experiments only."
-            )
-            return ()
-        return normalize_keys(secret_keys)
+        self.background = Background(
+            store=self.store, counters=self.counters, settings=self.settings, client=client
+        )
+        shared = Shared(self.settings, self.store, self.counters, self.background, RefusalWindow())
+        self.pipeline = PushPipeline(shared)
+        self.endpoints = InternalEndpoints(shared, routes=self._routes)
 
     def __repr__(self) -> str:
         return f"PushRouter(routes={list(self._routes)!r}, store={self.store!r})"
 
+    @property
+    def keys(self) -> tuple[str | bytes, ...]:
+        """The signing keys, oldest first (empty with ``verify=False`` and no keys)."""
+        return self.settings.keys
+
+    @property
+    def secret_header(self) -> str:
+        """The header the push secret travels in."""
+        return self.settings.secret_header
+
+    @property
+    def secret_param(self) -> str:
+        """The query parameter the push secret travels in (``secret_in="query"``)."""
+        return self.settings.secret_param
+
+    @property
+    def claim_lease(self) -> float:
+        """Seconds a claim outlives its owner (see :func:`~.routes.lease_warning`)."""
+        return self.settings.claim_lease
+
     # --- declaring routes -----------------------------------------------------------------
 
     def route(
+        self, path: str, *, queue: str, subscriber: str, **options: Unpack[RouteOptions]
+    ) -> Callable[[H], H]:
+        """Declare the handler for pushes of ``queue`` to ``subscriber`` at ``path``.
+
+        The decorator form of :meth:`add_route` (same options)::
+
+            @router.route("/orders", queue="orders", subscriber="billing", json=True)
+            async def billing(msg: PushMessage) -> None: ...
+        """
+
+        def decorate(handler: H) -> H:
+            self.add_route(path, handler, queue=queue, subscriber=subscriber, **options)
+            return handler
+
+        return decorate
+
+    def add_route(
         self,
         path: str,
+        handler: Handler,
         *,
         queue: str,
         subscriber: str,
@@ -270,38 +261,16 @@ class PushRouter(PushPipeline, InternalEndpoints):
         retries_delay: float | None = None,
         error_queue: str | None = None,
         dead_letter_queue: str | None = None,
-    ) -> Callable[[H], H]:
-        """Declare the handler for pushes of ``queue`` to ``subscriber`` at ``path``.
+    ) -> Route:
+        """Declare ``handler`` for pushes of ``queue`` to ``subscriber`` at ``path``.
 
         ``json=True`` parses the body first (an undecodable body gets 400). ``push_type``,
         ``retries``, ``retries_delay`` and ``error_queue`` are registered on the queue by
-        ``ironpush subscribe``; ``dead_letter_queue`` overrides the router's for ``Drop``::
+        ``ironpush subscribe``; ``dead_letter_queue`` overrides the router's for ``Drop``.
+        Logs a warning when the retry budget is tight for ``claim_lease``::
 
-            @router.route("/orders", queue="orders", subscriber="billing", json=True)
-            async def billing(msg: PushMessage) -> None: ...
+            router.add_route("/orders", billing, queue="orders", subscriber="billing")
         """
-
-        def decorate(handler: H) -> H:
-            self.add_route(
-                path,
-                handler,
-                queue=queue,
-                subscriber=subscriber,
-                json=json,
-                push_type=push_type,
-                retries=retries,
-                retries_delay=retries_delay,
-                error_queue=error_queue,
-                dead_letter_queue=dead_letter_queue,
-            )
-            return handler
-
-        return decorate
-
-    def add_route(
-        self, path: str, handler: Handler, *, queue: str, subscriber: str, **options: Any
-    ) -> Route:
-        """The non-decorator form of :meth:`route` (same options); returns the :class:`Route`."""
         if not path.startswith("/") or path.startswith(_RESERVED_PREFIX):
             raise ValueError(f"route path {path!r} must start with '/' and not with '/_'")
         path = path.rstrip("/") or "/"
@@ -313,18 +282,26 @@ class PushRouter(PushPipeline, InternalEndpoints):
             raise ValueError(f"queue {queue!r} subscriber {subscriber!r} already has a route")
         if not callable(handler):
             raise TypeError("a route handler must be callable")
-        if options.get("push_type") not in (None, *PUSH_TYPES):
+        if push_type not in (None, *PUSH_TYPES):
             raise ValueError(f"push_type must be one of {PUSH_TYPES}")
-        secrets = push_secrets(queue, subscriber, self.keys) if self.keys else ()
+        keys = self.settings.keys
         route = Route(
             path,
             queue,
             subscriber,
             handler,
+            json=json,
+            push_type=push_type,
+            retries=retries,
+            retries_delay=retries_delay,
+            error_queue=error_queue,
+            dead_letter_queue=dead_letter_queue,
             is_async=is_async(handler),
-            secrets=secrets,
-            **options,
+            secrets=push_secrets(queue, subscriber, keys) if keys else (),
         )
+        warning = lease_warning(route, self.settings.claim_lease)
+        if warning is not None:
+            logger.warning(warning)
         self._routes[path] = route
         return route
 
@@ -348,12 +325,12 @@ class PushRouter(PushPipeline, InternalEndpoints):
         """
         if secret_in not in ("header", "query"):
             raise ValueError("secret_in must be 'header' or 'query'")
-        base = base_url.rstrip("/")
+        base, keys = base_url.rstrip("/"), self.settings.keys
         out: list[Subscription] = []
         for route in self._routes.values():
             url, headers = base + route.path, {}
-            if self.keys:
-                secret = push_secret(route.queue, route.subscriber, self.keys)
+            if keys:
+                secret = push_secret(route.queue, route.subscriber, keys)
                 if secret_in == "header":
                     headers[self.secret_header] = secret
                 else:
@@ -387,96 +364,42 @@ class PushRouter(PushPipeline, InternalEndpoints):
 
     async def startup(self) -> None:
         """Start the background machinery now (it also starts by itself on the first push)."""
-        self._closed = False
-        self._runtime_now()
+        await self.background.startup()
 
     async def shutdown(self) -> None:
         """Refuse new deferred work, wait for running jobs, flush the outbox, close the client."""
-        self._closed = True
-        runtime, self._runtime = self._runtime, None
-        if runtime is not None:
-            await runtime.close(grace=self.shutdown_grace, flush_timeout=self.flush_timeout)
-        if self._owns_client and self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
-    def _runtime_now(self) -> Runtime:
-        runtime = self._runtime
-        loop = asyncio.get_running_loop()
-        if runtime is not None and runtime.loop is loop:
-            return runtime
-        # First use, or a new event loop (tests): tasks of an old loop died with it.
-        if self._owns_client:
-            self._client = None
-        runtime = Runtime(
-            store=self.store,
-            outbox_store=self.store,
-            counters=self.counters,
-            get_client=self._get_client,
-            capacity=self.max_deferred,
-            lease=self.claim_lease,
-            outbox_settings=self.outbox_settings,
-        )
-        runtime.start()
-        runtime.runner.accepting = not self._closed
-        self._runtime = runtime
-        return runtime
-
-    async def _get_client(self) -> AsyncIronMQ:
-        if self._client is None:
-            from urllib.request import getproxies
-
-            from ..client.sync_client import AsyncIronMQ
-
-            # The lean backend costs a fraction of httpx's CPU per ack (benchmarks/README.md);
-            # it does not speak to proxies, so a configured proxy keeps httpx.
-            backend: Literal["httpx", "lean"] = "httpx" if getproxies() else "lean"
-            self._client = AsyncIronMQ(backend=backend)
-            self._owns_client = True
-        return self._client
+        self.endpoints.probe.cancel()
+        await self.background.shutdown()
 
     def _set_client(self, client: AsyncIronMQ) -> None:
         # Used by ironpush.testing to record acks; the caller owns (and closes) the client.
-        self._client = client
-        self._owns_client = False
-
-    async def _store(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        return await call_store(self.store.blocking, fn, *args, **kwargs)
+        self.background.set_client(client)
 
     def metrics_collector(self) -> Any:
         """A prometheus-client collector for this router (register it in your registry)."""
-        return prometheus_collector(self.counters, self._gauges_sync)
-
-    def _gauges_sync(self) -> dict[str, float]:
-        runtime = self._runtime
-        return {
-            "outbox_depth": float(self.store.depth()),
-            "inflight_jobs": float(runtime.runner.in_flight if runtime else 0),
-        }
+        return prometheus_collector(self.counters, self.endpoints.gauges_now)
 
     # --- ASGI -------------------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            path = route_path(scope)
-            route = self._routes.get(path)
-            if route is not None:
-                if scope["method"] == "POST":
-                    await self._push(route, scope, receive, send)
-                else:
-                    await respond(
-                        send,
-                        405,
-                        json_body(error="method not allowed"),
-                        [*JSON_HEADERS, (b"allow", b"POST")],
-                    )
-                return
-            await self._internal(path, scope, receive, send)
+            await self.handle(route_path(scope), scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan_protocol(receive, send)
         elif kind == "websocket":
             await send({"type": "websocket.close", "code": 1000})
+
+    async def handle(self, path: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer the HTTP request ``scope`` for ``path``, relative to the mount point (what
+        :class:`~ironpush.receiver.mount.PushMount` calls, having matched the prefix)."""
+        route = self._routes.get(path)
+        if route is None:
+            await self.endpoints(path, scope, receive, send)
+        elif scope["method"] == "POST":
+            await self.pipeline(route, scope, receive, send)
+        else:
+            await reply(send, "method_not_allowed", headers=_ALLOW_POST)
 
     async def _lifespan_protocol(self, receive: Receive, send: Send) -> None:
         while True:

@@ -31,7 +31,7 @@ from ironpush.devserver import DevServer
 from ironpush.receiver.outcomes import Defer, PushMessage
 from ironpush.receiver.router import PushRouter
 from ironpush.server_thread import ServerThread
-from ironpush.signing import push_secret
+from ironpush.signing import load_ack_token, push_secret
 
 KEYS = ["e2e-old-key", "e2e-new-key"]
 HERE = Path(__file__).parent
@@ -108,7 +108,7 @@ def test_deferred_job_is_acked_and_the_push_deleted(mq: IronMQ, queue_name: str)
         return Defer(jobs.append, msg.text)
 
     with serve(router) as base:
-        subscribe(mq, router, base, delay=2.0)  # the ack must beat the reservation
+        subscribe(mq, router, base, delay=30.0)  # the reservation outlives any ack
         [mid] = mq.queue(queue_name).post("payload")
         status = status_of(mq, queue_name, mid)
     assert (status.status, status.status_code, status.tries) == ("deleted", 202, 1)
@@ -131,23 +131,28 @@ def test_job_longer_than_retries_delay_runs_once_and_acks_the_new_reservation(
         assert redelivered.wait(10)  # outlive the 202 reservation
 
     with serve(router) as base:
-        subscribe(mq, router, base, delay=0.1)
+        subscribe(mq, router, base, delay=30.0)
         [mid] = mq.queue(queue_name).post("slow")
-        wait_until(lambda: len(dev.deliveries(message_id=mid)) >= 2, what="a redelivery")
+        wait_until(lambda: runs == [mid], what="the job")
+        # the 202 reservation runs out now (a dev-server control, not a short retries_delay)
+        dev.expire(queue_name, mid, subscriber="worker")
+        wait_until(lambda: len(answered(dev, mid)) >= 2, what="the redelivery's answer")
         redelivered.set()
         status = status_of(mq, queue_name, mid)
     deliveries = dev.deliveries(message_id=mid)
     assert status.status == "deleted"
     assert runs == [mid]
     codes = [d["status_code"] for d in deliveries]
-    assert len({d["reservation_id"] for d in deliveries}) == len(deliveries) >= 2
-    assert router.counters.totals["duplicates"] >= 1
-    if codes[-1] == 202:  # the usual end: the job's ack of the newest reservation succeeded
-        assert set(codes) == {202}
-        assert router.counters.totals["late_acks"] == 0
-    else:  # a push raced the ack after the job finished: answered 200 from the dedupe store
-        assert set(codes[:-1]) == {202}
-        assert codes[-1] == 200
+    assert len({d["reservation_id"] for d in deliveries}) == len(deliveries) == 2
+    assert router.counters.totals["duplicates"] == 1
+    # the job's ack used the newest reservation: no late ack, no further push
+    assert codes == [202, 202]
+    assert router.counters.totals["late_acks"] == 0
+
+
+def answered(dev: DevServer, message_id: str) -> list[int]:
+    """The status codes the router answered for ``message_id``'s pushes so far."""
+    return [d["status_code"] for d in dev.deliveries(message_id=message_id) if d["status_code"]]
 
 
 def test_failing_job_is_redelivered_and_then_succeeds(mq: IronMQ, queue_name: str) -> None:
@@ -190,16 +195,21 @@ def test_external_worker_acks_with_the_token_through_the_router(
 ) -> None:
     router, tokens = external_worker_router(queue_name)
     with serve(router) as base:
-        subscribe(mq, router, base, delay=0.5)
+        subscribe(mq, router, base, delay=30.0)
         [mid] = mq.queue(queue_name).post("x")
-        # the worker is slower than retries_delay: IronMQ pushed again, the router kept the newest
-        wait_until(lambda: len(dev.deliveries(message_id=mid)) >= 2, what="a redelivery")
+        wait_until(lambda: bool(tokens), what="the push")
+        # the worker is slower than retries_delay: the reservation runs out (now, on demand),
+        # IronMQ pushes again and the router keeps the newest reservation
+        [expired] = dev.expire(queue_name, mid, subscriber="worker")
+        assert expired["reservation_id"] == load_ack_token(tokens[0], KEYS)[1].reservation_id
+        wait_until(lambda: answered(dev, mid) == [202, 202], what="the redelivery's answer")
         # the token's own reservation has expired: only the newest one can succeed
         answer = httpx.post(base + "/_ack", content=tokens[0], timeout=10)
         assert answer.json() == {"status": "acked"}
         status = status_of(mq, queue_name, mid)
     assert status.status == "deleted"
     assert len(tokens) == 1
+    assert router.counters.totals["late_acks"] == 0
 
 
 def test_external_worker_acks_with_the_token_through_the_client(
@@ -207,7 +217,7 @@ def test_external_worker_acks_with_the_token_through_the_client(
 ) -> None:
     router, tokens = external_worker_router(queue_name)
     with serve(router) as base:
-        subscribe(mq, router, base, delay=5.0)  # the reservation outlives the worker
+        subscribe(mq, router, base, delay=30.0)  # the reservation outlives the worker
         [mid] = mq.queue(queue_name).post("x")
         wait_until(lambda: bool(tokens), what="the push")
         with dev.client(secret_keys=KEYS) as worker:
@@ -321,6 +331,34 @@ def receiver_process(port: int, env: dict[str, str]) -> Iterator[subprocess.Pope
         proc.wait(10)
 
 
+def jobs_receiver(
+    mq: IronMQ, queue: str, tmp_path: Path, *, emulator: str, retries_delay: float
+) -> tuple[int, dict[str, str]]:
+    """A port and the environment for ``receiver_app.py`` (files in ``tmp_path``: the SQLite
+    store ``dedupe.db``, the ``ledger.db`` of side effects, the ``go`` flag), with ``queue``
+    registered to push to it (100 retries, ``retries_delay``)."""
+    port = free_port()
+    env = {
+        "E2E_STORE": str(tmp_path / "dedupe.db"),
+        "E2E_LEDGER": str(tmp_path / "ledger.db"),
+        "E2E_FLAG": str(tmp_path / "go"),
+        "E2E_QUEUE": queue,
+        "E2E_CLAIM_LEASE": "1.0",
+        "IRONPUSH_SECRET_KEYS": ",".join(KEYS),
+        "IRONMQ_EMULATOR_HOST": emulator,
+    }
+    url = f"http://127.0.0.1:{port}/ironmq/jobs"
+    secret = push_secret(queue, "worker", KEYS)
+    mq.create_queue(
+        queue,
+        type="multicast",
+        retries=100,
+        retries_delay=retries_delay,
+        subscribers=[Subscriber("worker", url, {"X-Ironpush-Secret": secret})],
+    )
+    return port, env
+
+
 def ledger(path: Path, event: str) -> list[int]:
     if not path.exists():
         return []
@@ -348,25 +386,8 @@ def claim_state(path: Path, message_id: str) -> str | None:
 def test_kill_9_during_a_deferred_job_is_processed_once_after_restart(
     mq: IronMQ, dev: DevServer, queue_name: str, tmp_path: Path
 ) -> None:
-    port, ledger_path, flag = free_port(), tmp_path / "ledger.db", tmp_path / "go"
-    env = {
-        "E2E_STORE": str(tmp_path / "dedupe.db"),
-        "E2E_LEDGER": str(ledger_path),
-        "E2E_FLAG": str(flag),
-        "E2E_QUEUE": queue_name,
-        "E2E_CLAIM_LEASE": "1.0",
-        "IRONPUSH_SECRET_KEYS": ",".join(KEYS),
-        "IRONMQ_EMULATOR_HOST": dev.url,
-    }
-    url = f"http://127.0.0.1:{port}/ironmq/jobs"
-    secret = push_secret(queue_name, "worker", KEYS)
-    mq.create_queue(
-        queue_name,
-        type="multicast",
-        retries=100,
-        retries_delay=0.2,
-        subscribers=[Subscriber("worker", url, {"X-Ironpush-Secret": secret})],
-    )
+    ledger_path, flag = tmp_path / "ledger.db", tmp_path / "go"
+    port, env = jobs_receiver(mq, queue_name, tmp_path, emulator=dev.url, retries_delay=0.2)
     with receiver_process(port, env) as first:
         [mid] = mq.queue(queue_name).post("work")
         wait_until(lambda: ledger(ledger_path, "job_start") == [first.pid], what="the job")
@@ -385,27 +406,11 @@ def test_kill_9_during_a_deferred_job_is_processed_once_after_restart(
 def test_kill_9_after_the_job_but_before_the_ack_is_answered_from_the_sqlite_store(
     mq: IronMQ, dev: DevServer, queue_name: str, tmp_path: Path
 ) -> None:
-    port, ledger_path, flag = free_port(), tmp_path / "ledger.db", tmp_path / "go"
-    flag.touch()  # the job finishes at once
-    store = tmp_path / "dedupe.db"
-    env = {
-        "E2E_STORE": str(store),
-        "E2E_LEDGER": str(ledger_path),
-        "E2E_FLAG": str(flag),
-        "E2E_QUEUE": queue_name,
-        "IRONPUSH_SECRET_KEYS": ",".join(KEYS),
-        # acks cannot reach IronMQ: the message stays reserved until the 202 runs out
-        "IRONMQ_EMULATOR_HOST": f"127.0.0.1:{free_port()}",
-    }
-    url = f"http://127.0.0.1:{port}/ironmq/jobs"
-    secret = push_secret(queue_name, "worker", KEYS)
-    mq.create_queue(
-        queue_name,
-        type="multicast",
-        retries=100,
-        retries_delay=1.0,
-        subscribers=[Subscriber("worker", url, {"X-Ironpush-Secret": secret})],
-    )
+    ledger_path, store = tmp_path / "ledger.db", tmp_path / "dedupe.db"
+    (tmp_path / "go").touch()  # the job finishes at once
+    # acks cannot reach IronMQ: the message stays reserved until the 202 runs out
+    nowhere = f"127.0.0.1:{free_port()}"
+    port, env = jobs_receiver(mq, queue_name, tmp_path, emulator=nowhere, retries_delay=1.0)
     with receiver_process(port, env) as first:
         [mid] = mq.queue(queue_name).post("work")
         # kill once the job's success is recorded in the dedupe store (the ack cannot be sent)

@@ -111,10 +111,10 @@ class FaultProxy:
         upstream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         try:
             while True:
-                request = await _read_message(reader)
+                request = await read_message(reader)
                 if request is None:
                     return
-                method, path = _request_line(request)
+                method, path = request_line(request)
                 fault = self.plan(method, path)
                 self.counts[fault] += 1
                 if fault is Fault.STATUS_503:
@@ -127,7 +127,7 @@ class FaultProxy:
                     upstream = await asyncio.open_connection(*self.upstream)
                 upstream[1].write(request)
                 await upstream[1].drain()
-                response = await _read_message(upstream[0])
+                response = await read_message(upstream[0])
                 if response is None or fault is Fault.DROP_AFTER:
                     return
                 writer.write(response)
@@ -140,13 +140,13 @@ class FaultProxy:
                 upstream[1].close()
 
 
-def _request_line(message: bytes) -> tuple[str, str]:
+def request_line(message: bytes) -> tuple[str, str]:
     line = message.split(b"\r\n", 1)[0].decode("latin-1")
     method, path, _ = line.split(" ", 2)
     return method, path
 
 
-async def _read_message(reader: asyncio.StreamReader) -> bytes | None:
+async def read_message(reader: asyncio.StreamReader) -> bytes | None:
     """One whole HTTP/1.1 message (head + body) as raw bytes, or None at end of stream."""
     try:
         head = await reader.readuntil(b"\r\n\r\n")

@@ -1,4 +1,5 @@
-"""The receiver under load, short CI versions of ``benchmarks/load_receiver.py``.
+"""The receiver under load, short CI versions of ``benchmarks/load_receiver.py`` (the load kit,
+``benchmarks/loadkit/``, is shared with the benchmark).
 
 One receiver process (uvicorn, one worker) with deferred jobs, 200 concurrent connections
 pushing, acks recorded by a counting sink. Asserted: every answer is 202, 503 (back-pressure)
@@ -18,14 +19,15 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support import build_push, wait_until_async
 
+from benchmarks.loadkit.app import PATH, make_router
+from benchmarks.loadkit.inflight import run_inflight
+from benchmarks.loadkit.sustained import run_sustained
 from ironpush.client import AsyncIronMQ
 from ironpush.receiver.outcomes import Defer, PushMessage
 from ironpush.receiver.router import PushRouter
 from ironpush.receiver.stores import SQLiteStore
-from ironpush.testing import build_push
-
-from .load_app import PATH, make_router, run_inflight, run_sustained, wait_until
 
 
 def show(title: str, summary: dict[str, object]) -> str:
@@ -121,16 +123,17 @@ def pusher(
 
 
 @pytest.mark.anyio
-async def test_acks_not_yet_confirmed_count_against_max_deferred() -> None:
+async def test_acks_not_yet_confirmed_are_bounded_and_new_deferred_work_gets_503() -> None:
     # Found by the load run: jobs freed their slot as soon as their ack was queued, so when
     # acks were slower than jobs (a busy event loop, a distant IronMQ) the outbox grew without
     # bound: 4,800 unsent acks and +17 MB after 30 s, each ack later than the one before.
+    # Unsent acks are now bounded by ``max_unsent_acks``: past it, new deferred work gets 503.
     client, gate, acked = slow_ironmq()
 
     async def handler(msg: PushMessage) -> Defer:
         return Defer(quick_job)
 
-    router = make_router(handler, max_deferred=2, client=client)
+    router = make_router(handler, max_deferred=2, max_unsent_acks=2, client=client)
     transport = httpx.ASGITransport(app=router)
     async with httpx.AsyncClient(transport=transport, base_url="http://receiver") as http:
         push = pusher(router, http)
@@ -144,19 +147,19 @@ async def test_acks_not_yet_confirmed_count_against_max_deferred() -> None:
 
         try:
             assert [(await push(m)).status_code for m in ("m0", "m1")] == [202, 202]
-            await wait_until(jobs_done_acks_waiting, 5, "both jobs done, both acks unsent")
+            await wait_until_async(jobs_done_acks_waiting, 5, "both jobs done, both acks unsent")
             refused = await push("m2")
             assert refused.status_code == 503  # before the fix: 202, and the outbox grew
             assert refused.json() == {"status": "busy"}
             gate.set()
-            await wait_until(lambda: sorted(acked) == ["m0", "m1"], 5, "the two acks")
+            await wait_until_async(lambda: sorted(acked) == ["m0", "m1"], 5, "the two acks")
 
             async def room() -> bool:
                 return (await health())["outbox_depth"] == 0
 
-            await wait_until(room, 5, "an empty outbox")
+            await wait_until_async(room, 5, "an empty outbox")
             assert (await push("m2")).status_code == 202  # IronMQ retried: room again
-            await wait_until(lambda: "m2" in acked, 5, "the third ack")
+            await wait_until_async(lambda: "m2" in acked, 5, "the third ack")
         finally:
             await router.shutdown()
             await client.aclose()
@@ -197,14 +200,18 @@ async def test_acks_sent_by_another_worker_leave_no_waiter_behind(tmp_path: Path
     try:
         answers = await asyncio.gather(*(pushes[i % 2](f"m{i}") for i in range(400)))
         assert {r.status_code for r in answers} == {202}
-        await wait_until(lambda: len(set(acked)) == 400, 20, "400 acks")
-        await wait_until(lambda: routers[0].store.depth() == 0, 5, "an empty outbox")
+        await wait_until_async(lambda: len(set(acked)) == 400, 20, "400 acks")
+
+        async def outbox_empty() -> bool:
+            return bool(await routers[0].store.depth() == 0)
+
+        await wait_until_async(outbox_empty, 5, "an empty outbox")
         assert len(acked) == 400  # each ack sent once, by one of the two workers
         for router in routers:
-            runtime = router._runtime
+            runtime = router.background.running
             assert runtime is not None
             # Before the fix: ~100 of each router's 200 futures were never resolved or freed.
-            assert len(runtime.outbox._waiters) == 0
+            assert runtime.outbox.waiting == 0
     finally:
         for router, client, http in zip(routers, clients, https, strict=True):
             await router.shutdown()

@@ -8,8 +8,9 @@ executing), *deferred* (a ``Defer`` job runs), *external* (an external worker or
 holds the ack token), *idle* (the last attempt failed: the next push runs the handler again) or
 *done* (handled; remembered for ``ttl`` seconds so a redelivery answers 200 without the handler).
 An active claim carries a lease that its owner renews while the work runs, and the identity of
-that owner (:class:`Owner`): a claim whose owner is a dead process on this host is taken over at
-once; a remote owner's claim when its lease runs out.
+that owner (:class:`Owner`): a running or deferred claim whose owner is a dead process on this
+host is taken over at once; an *external* claim (the work left the process) and a remote owner's
+claim only when the lease runs out.
 
 Every active claim also remembers the **newest delivery** seen for the message: a redelivery
 that arrives while the work runs replaces it, and the final ack uses it (a v3 reservation
@@ -154,8 +155,9 @@ class Store(Protocol):
         """Claim ``key`` for a push of ``delivery``; see :class:`Claim` for the answers.
 
         Atomic across processes: of N concurrent claims of a free key exactly one is "new".
-        A key whose active claim's lease ran out, or whose owner is a dead local process, is
-        taken over ("new", attempt + 1). A busy key records ``delivery`` as the newest.
+        A key whose active claim's lease ran out, or whose running/deferred claim's owner is a
+        dead local process, is taken over ("new", attempt + 1). A busy key records ``delivery``
+        as the newest.
         """
         ...
 

@@ -1,0 +1,425 @@
+"""The alternating-slot benchmark harness (how every server benchmark here measures).
+
+A loaded 2-core machine drifts by more than the differences we measure, and a fresh server per
+round is too noisy to mean anything. So every contestant's server runs at once (each an uvicorn
+subprocess, idle while not measured, pinned to one CPU with ``taskset`` and the load generator
+to the other), and ``wrk`` measures them in short alternating slots (about 2 s, 16-20 cycles,
+the order rotated each cycle). A contestant's figure is its rate divided by the reference's
+rate *in the same cycle*: the median of those per-cycle ratios with the interquartile range.
+The second figure is the server's CPU time per request, read from ``/proc/<pid>/stat`` around
+each slot (the process and its children, every thread included).
+
+Needs ``wrk`` (Debian/Ubuntu: ``apt-get install -y wrk``); the benchmarks never run in CI.
+
+::
+
+    specs = [ServerSpec("bare", "benchmarks.receiver_apps:bare"),
+             ServerSpec("router", "benchmarks.receiver_apps:router")]
+    with Servers(specs, cpus=servers_cpu) as servers:
+        slots = alternate([Contestant(name, servers[name], Load("/orders", script))
+                           for name in ("bare", "router")], cycles=16, slot=2.0, cpus=load_cpu)
+    print(summarize(per_cycle_ratios(slots, "router", "bare")))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Median and interquartile range of a list of values."""
+
+    median: float
+    q1: float
+    q3: float
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.median:.2f}x (IQR {self.q1:.2f}-{self.q3:.2f})"
+
+
+def summarize(values: Sequence[float]) -> Summary:
+    """Median and quartiles (``statistics.quantiles``, inclusive method)."""
+    if not values:
+        return Summary(float("nan"), float("nan"), float("nan"), 0)
+    if len(values) == 1:
+        return Summary(values[0], values[0], values[0], 1)
+    q1, median, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    return Summary(median, q1, q3, len(values))
+
+
+def rotated(items: Sequence[str], cycle: int) -> list[str]:
+    """The measuring order of one cycle: each cycle starts one contestant later."""
+    k = cycle % len(items)
+    return [*items[k:], *items[:k]]
+
+
+# --------------------------------------------------------------------------- CPU pinning
+
+
+def cpu_plan() -> tuple[str | None, str | None]:
+    """(servers' CPU list, load generator's CPU list) for ``taskset``, or Nones when the
+    machine has one CPU or no ``taskset``: servers on every CPU but the last, load on the last."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2 or shutil.which("taskset") is None:
+        return None, None
+    return ",".join(map(str, cpus[:-1])), str(cpus[-1])
+
+
+def pinned(command: list[str], cpus: str | None) -> list[str]:
+    return ["taskset", "-c", cpus, *command] if cpus else command
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and its live descendants (uvicorn workers), all threads."""
+    total = 0.0
+    for one in [pid, *_descendants(pid)]:
+        try:
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        kids = children.get(todo.pop(), [])
+        out += kids
+        todo += kids
+    return out
+
+
+# --------------------------------------------------------------------------- servers
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSpec:
+    """One uvicorn server: ``app`` is its import string (``benchmarks.receiver_apps:bare``)."""
+
+    name: str
+    app: str
+    env: Mapping[str, str] = field(default_factory=dict)
+    workers: int = 1
+    port: int = 0  # 0: a free port
+    factory: bool = True  # ``app`` names a function that builds the app (uvicorn --factory)
+
+
+@dataclass
+class RunningServer:
+    spec: ServerSpec
+    port: int
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def cpu(self) -> float:
+        return cpu_seconds(self.proc.pid)
+
+
+class Servers:
+    """Start every server at once, wait until each answers HTTP, stop them all on exit."""
+
+    def __init__(self, specs: Sequence[ServerSpec], *, cpus: str | None = None) -> None:
+        self.specs = list(specs)
+        self.cpus = cpus
+        self.running: dict[str, RunningServer] = {}
+
+    def __getitem__(self, name: str) -> RunningServer:
+        return self.running[name]
+
+    def __enter__(self) -> Servers:
+        try:
+            for spec in self.specs:
+                self.running[spec.name] = self._start(spec)
+            for server in self.running.values():
+                _wait_ready(server)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _start(self, spec: ServerSpec) -> RunningServer:
+        port = spec.port or free_port()
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            spec.app,
+            "--app-dir",
+            str(ROOT),
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
+        if spec.factory:
+            command.append("--factory")
+        if spec.workers > 1:
+            command += ["--workers", str(spec.workers)]
+        env = {**os.environ, **spec.env, "PYTHONPATH": str(ROOT)}
+        proc = subprocess.Popen(pinned(command, self.cpus), env=env, cwd=ROOT)
+        return RunningServer(spec, port, proc)
+
+    def stop(self) -> None:
+        for server in self.running.values():
+            if server.proc.poll() is None:
+                server.proc.send_signal(signal.SIGTERM)
+        for server in self.running.values():
+            try:
+                server.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                server.proc.kill()
+                server.proc.wait(5)
+        self.running.clear()
+
+
+def _wait_ready(server: RunningServer, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"server {server.spec.name} exited with {server.proc.returncode}")
+        try:
+            httpx.get(server.url + "/", timeout=2)  # any answer: it is serving
+            return
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"server {server.spec.name} did not start") from None
+            time.sleep(0.1)
+
+
+# --------------------------------------------------------------------------- load
+
+
+@dataclass(frozen=True, slots=True)
+class Load:
+    """What ``wrk`` sends: a Lua script (its ``init(args)`` gets a per-slot unique prefix)."""
+
+    path: str
+    script: str
+    connections: int = 32
+
+
+@dataclass(frozen=True, slots=True)
+class WrkResult:
+    requests: int
+    non_2xx: int
+    socket_errors: int
+    seconds: float
+
+
+def wrk_available() -> bool:
+    return shutil.which("wrk") is not None
+
+
+def run_wrk(url: str, load: Load, *, duration: float, prefix: str, cpus: str | None) -> WrkResult:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(load.script)
+    try:
+        command = [
+            "wrk",
+            "-t1",
+            f"-c{load.connections}",
+            f"-d{max(1, round(duration))}s",
+            "-s",
+            script.name,
+            url + load.path,
+            "--",
+            prefix,
+        ]
+        out = subprocess.run(
+            pinned(command, cpus), capture_output=True, text=True, check=True
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    total = re.search(r"(\d+) requests in ([\d.]+)(m?s)", out)
+    if total is None:
+        raise RuntimeError(f"cannot read wrk's output:\n{out}")
+    seconds = float(total.group(2)) / (1000 if total.group(3) == "ms" else 1)
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return WrkResult(
+        requests=int(total.group(1)),
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=sum(int(g) for g in errors.groups()) if errors else 0,
+        seconds=seconds,
+    )
+
+
+# --------------------------------------------------------------------------- alternation
+
+
+@dataclass(frozen=True, slots=True)
+class Contestant:
+    name: str
+    server: RunningServer
+    load: Load
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """One contestant measured in one cycle."""
+
+    name: str
+    cycle: int
+    requests: int
+    non_2xx: int
+    socket_errors: int
+    seconds: float
+    cpu_seconds: float
+
+    @property
+    def rate_2xx(self) -> float:
+        return (self.requests - self.non_2xx) / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.cpu_seconds / self.requests * 1e6 if self.requests else float("nan")
+
+
+def measure(contestant: Contestant, *, cycle: int, duration: float, cpus: str | None) -> Slot:
+    before = contestant.server.cpu()
+    prefix = f"{contestant.name}-{cycle}-{time.monotonic_ns()}"
+    result = run_wrk(
+        contestant.server.url, contestant.load, duration=duration, prefix=prefix, cpus=cpus
+    )
+    used = contestant.server.cpu() - before
+    return Slot(
+        contestant.name,
+        cycle,
+        result.requests,
+        result.non_2xx,
+        result.socket_errors,
+        result.seconds,
+        used,
+    )
+
+
+def alternate(
+    contestants: Sequence[Contestant],
+    *,
+    cycles: int = 16,
+    slot: float = 2.0,
+    warmup: float = 1.0,
+    cpus: str | None = None,
+    progress: bool = True,
+) -> list[Slot]:
+    """Measure every contestant once per cycle, in an order rotated each cycle.
+
+    Each contestant is first warmed up once for ``warmup`` seconds: those slots are returned
+    too, with ``cycle == -1`` (the statistics leave them out). Returns every slot, in the
+    order measured.
+    """
+    by_name = {c.name: c for c in contestants}
+    names = list(by_name)
+    slots = [measure(by_name[n], cycle=-1, duration=warmup, cpus=cpus) for n in names]
+    for cycle in range(cycles):
+        for name in rotated(names, cycle):
+            slots.append(measure(by_name[name], cycle=cycle, duration=slot, cpus=cpus))
+        if progress:
+            rates = {s.name: s.rate_2xx for s in slots if s.cycle == cycle}
+            shown = " ".join(f"{n}={rates[n]:.0f}" for n in names)
+            print(f"cycle {cycle + 1}/{cycles}: {shown}", file=sys.stderr, flush=True)
+    return slots
+
+
+def per_cycle_ratios(slots: Sequence[Slot], name: str, reference: str) -> list[float]:
+    """``name``'s 2xx rate over ``reference``'s, one value per cycle both were measured in."""
+    rates: dict[tuple[str, int], float] = {(s.name, s.cycle): s.rate_2xx for s in slots}
+    cycles = sorted({s.cycle for s in slots if s.cycle >= 0})  # warm-ups left out
+    return [
+        rates[(name, c)] / rates[(reference, c)]
+        for c in cycles
+        if (name, c) in rates and rates.get((reference, c))
+    ]
+
+
+def dump_slots(slots: Sequence[Slot]) -> list[dict[str, float | int | str]]:
+    return [{**asdict(s), "rate_2xx": s.rate_2xx} for s in slots]
+
+
+# --------------------------------------------------------------------------- recording
+
+
+def machine() -> str:
+    """A one-line description of the machine and software measured on."""
+    import platform
+
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{os.cpu_count()} CPUs ({cpu or platform.machine()}), Python "
+        f"{platform.python_version()}, {time.strftime('%Y-%m-%d')}"
+    )
+
+
+def write_between_markers(path: Path, marker: str, text: str) -> None:
+    """Replace what lies between ``<!-- marker:begin -->`` and ``<!-- marker:end -->``."""
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
+    content = path.read_text()
+    if begin not in content or end not in content:
+        raise RuntimeError(f"{path} has no {begin} ... {end} markers")
+    head, rest = content.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    path.write_text(f"{head}{begin}\n{text.strip()}\n{end}{tail}")
+
+
+def write_json(path: Path, data: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")

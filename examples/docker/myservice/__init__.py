@@ -1,0 +1,1 @@
+"""The sample service that ``examples/docker/Dockerfile`` packages."""

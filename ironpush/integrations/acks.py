@@ -1,0 +1,358 @@
+"""Acknowledge a deferred push from any worker: the ack token, the shared store and IronMQ.
+
+A handler hands the push to a job engine with its ``msg.ack_token`` and returns ``Defer()``;
+the router answers 202 and holds the message as *external* in its store. The worker, given the
+receivers' store (the same ``IRONPUSH_STORE``), their secret keys (``IRONPUSH_SECRET_KEYS``)
+and IronMQ credentials, then calls:
+
+- :func:`acknowledge` when the job succeeded: marks the message handled in the store, reads the
+  **newest** reservation the receivers recorded (IronMQ pushed again while the job ran? each
+  such push got 202 and its reservation replaced the one in the token), and acknowledges that
+  one on IronMQ directly. Returns ``"acked"``, ``"late"`` (IronMQ had already given the message
+  to a redelivery: the receivers answer it 200 from the store) or ``"done"`` (the store says
+  the push was already handled: nothing is sent, so a job that runs twice acks once).
+- :func:`release` when the job finally failed: the claim is given up, so the next push (IronMQ
+  redelivers after ``retries_delay``) runs the handler again.
+
+Async workers (arq, your own asyncio code) settle a block: acknowledged when it succeeds,
+released when it raises::
+
+    from ironpush import AsyncIronMQ
+    from ironpush.integrations.acks import settle
+    from ironpush.receiver.stores import open_store
+
+    mq, store = AsyncIronMQ(), open_store(os.environ["IRONPUSH_STORE"])
+
+    async def render(ctx, token: str, order_id: int) -> None:
+        async with settle(token, client=mq, store=store):
+            await do_render(order_id)
+
+Sync workers (RQ, Dramatiq, threads) use :class:`PushAcks`, which runs these on an event loop
+thread of its own (one per process, recreated after a fork)::
+
+    acks = PushAcks()             # IRONPUSH_STORE, IRONPUSH_SECRET_KEYS, IRON_* from the env
+    with acks.settle(token):      # or acks.ack(token) -> "acked" | "late" | "done",
+        render(order_id)          #    acks.release(token) -> bool
+
+Without a store, :func:`acknowledge` acks the reservation in the token, which is ``"late"`` when
+IronMQ redelivered meanwhile (the job outlived ``retries_delay``); give workers the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from ..client.base import load_ack_token as _load_with_settings
+from ..errors import NotFound, ReservationExpired, StoreUnavailable
+from ..protocol import Delivery
+from ..signing import Keys, load_ack_token
+
+if TYPE_CHECKING:
+    from ..client.async_client import AsyncIronMQ
+    from ..receiver.stores.base import Key, Store
+
+__all__ = [
+    "DEFAULT_DEDUPE_TTL",
+    "AckResult",
+    "PushAcks",
+    "acknowledge",
+    "message_key",
+    "newest_delivery",
+    "newest_delivery_sync",
+    "release",
+    "settle",
+]
+
+logger = logging.getLogger("ironpush.acks")
+T = TypeVar("T")
+
+AckResult = Literal["acked", "late", "done"]
+#: How long the store remembers a handled message: the router's ``dedupe_ttl`` default.
+DEFAULT_DEDUPE_TTL = 86_400.0
+
+
+def message_key(delivery: Delivery) -> Key:
+    """The store key of a push: ``(message id, subscriber name)``, as the router claims it."""
+    return (delivery.message_id, delivery.subscriber_name or "")
+
+
+async def newest_delivery(
+    store: Store | None, delivery: Delivery, *, ttl: float = DEFAULT_DEDUPE_TTL
+) -> Delivery:
+    """Mark the push of ``delivery`` handled in ``store``; the newest delivery, to acknowledge.
+
+    ``delivery`` itself when there is no store (or it does not deduplicate), or when no newer
+    push was recorded.
+    """
+    if store is None or not store.dedupes:
+        return delivery
+    return await store.complete(message_key(delivery), outcome="acked", ttl=ttl, delivery=delivery)
+
+
+def newest_delivery_sync(
+    store: Store, delivery: Delivery, *, ttl: float = DEFAULT_DEDUPE_TTL
+) -> Delivery:
+    """:func:`newest_delivery` for sync code (``IronMQ.ack(token, store=...)``).
+
+    Runs on this process's ack loop thread, so one store object is always used from one event
+    loop (an asyncio Redis or PostgreSQL pool is bound to the loop it first ran on).
+    """
+    return _loop_thread().call(newest_delivery(store, delivery, ttl=ttl))
+
+
+async def acknowledge(
+    token: str,
+    *,
+    client: AsyncIronMQ,
+    store: Store | None = None,
+    max_age: float | None = None,
+    ttl: float = DEFAULT_DEDUPE_TTL,
+) -> AckResult:
+    """The job of this ack token succeeded: acknowledge its push with the newest reservation.
+
+    ``client`` carries the IronMQ credentials and the secret keys that verify the token
+    (``secret_keys=`` or ``IRONPUSH_SECRET_KEYS``); ``store`` is the receivers' store; ``ttl``
+    must match the router's ``dedupe_ttl``. Raises :class:`~ironpush.errors.SignatureError` for a
+    bad or expired token (``max_age``, default one day)::
+
+        result = await acknowledge(token, client=mq, store=store)   # "acked", "late", "done"
+    """
+    queue, delivery = _load_with_settings(client.settings, token, max_age)
+    newest = delivery
+    if store is not None and store.dedupes:
+        try:
+            if await store.newest(message_key(delivery)) is None:
+                # Nothing active: handled already (a job that ran twice, or a takeover that ran
+                # it again), so IronMQ has nothing of ours to acknowledge any more.
+                logger.info(
+                    "push %s on %s: already handled, no ack sent", delivery.message_id, queue
+                )
+                return "done"
+            newest = await newest_delivery(store, delivery, ttl=ttl)
+        except StoreUnavailable as exc:
+            # Acking the token's own reservation loses nothing: it is current unless IronMQ
+            # pushed again, and then the late ack leaves the message to redelivery.
+            logger.warning(
+                "push %s on %s: store unavailable (%s); acking the token's reservation",
+                delivery.message_id,
+                queue,
+                exc,
+            )
+    try:
+        await client.acknowledge(queue, newest)
+    except (ReservationExpired, NotFound):
+        logger.warning(
+            "late ack of push %s on %s: IronMQ already gave it to a redelivery, which the "
+            "receivers answer from the store",
+            delivery.message_id,
+            queue,
+        )
+        return "late"
+    logger.info("push %s on %s acknowledged", delivery.message_id, queue)
+    return "acked"
+
+
+async def release(
+    token: str,
+    *,
+    store: Store | None,
+    keys: Keys | None = None,
+    max_age: float | None = None,
+) -> bool:
+    """The job of this ack token finally failed: give up its claim so the next push reruns it.
+
+    IronMQ pushes the message again after ``retries_delay`` (the 202's reservation runs out);
+    that push then runs the handler again (``msg.attempt`` + 1). ``keys`` default to
+    ``IRONPUSH_SECRET_KEYS``. True when a claim was held; False without a store (the claim then
+    blocks the handler until the router's ``external_lease`` ends)::
+
+        await release(token, store=store)
+    """
+    _queue, delivery = load_ack_token(token, _keys(keys), max_age=max_age)
+    if store is None or not store.dedupes:
+        return False
+    released = await store.release(message_key(delivery), None)
+    logger.info(
+        "push %s released%s: the next push runs the handler again",
+        delivery.message_id,
+        "" if released else " (nothing was held)",
+    )
+    return released
+
+
+@contextlib.asynccontextmanager
+async def settle(
+    token: str,
+    *,
+    client: AsyncIronMQ,
+    store: Store | None,
+    max_age: float | None = None,
+    ttl: float = DEFAULT_DEDUPE_TTL,
+) -> AsyncIterator[None]:
+    """Acknowledge the push when the block succeeds; release it when the block raises.
+
+    For a job whose engine does not retry it (IronMQ's next push does): the exception is
+    re-raised after the release::
+
+        async with settle(token, client=mq, store=store):
+            await render(order_id)
+    """
+    try:
+        yield
+    except Exception:
+        await release(token, store=store, keys=client.settings.secret_keys or None, max_age=max_age)
+        raise
+    await acknowledge(token, client=client, store=store, max_age=max_age, ttl=ttl)
+
+
+def _keys(keys: Keys | None) -> Keys:
+    if keys is not None:
+        return keys
+    from ..config import load_settings
+
+    return load_settings(require_credentials=False).secret_keys
+
+
+# --------------------------------------------------------------------------- sync workers
+
+
+class _LoopThread:
+    """An event loop in a daemon thread (daemon: a worker's exit must never wait for it)."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self.loop.run_forever, name="ironpush-acks", daemon=True
+        )
+        self._thread.start()
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+
+_shared: _LoopThread | None = None
+_shared_lock = threading.Lock()
+
+
+def _loop_thread() -> _LoopThread:
+    """This process's ack loop (a forked child gets a new one: threads do not survive a fork)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None or _shared.pid != os.getpid():
+            _shared = _LoopThread()
+        return _shared
+
+
+class PushAcks:
+    """Blocking :func:`acknowledge` / :func:`release` for sync workers (Celery, RQ, Dramatiq).
+
+    ``store`` is a store or a store spec (default: ``IRONPUSH_STORE``; none set: no store, see
+    the module docs); ``client`` a factory of the :class:`~ironpush.AsyncIronMQ` to ack with
+    (default: built from configuration, ``IRON_*`` / ``IRONMQ_EMULATOR_HOST``, with
+    ``IRONPUSH_SECRET_KEYS``). Both are created lazily in each process, on its ack loop thread,
+    so an object made before a prefork worker forks is safe to use in its children::
+
+        acks = PushAcks(store="redis://cache:6379/0")
+
+        def job(token: str, order_id: int) -> None:     # an RQ job
+            render(order_id)
+            acks.ack(token)
+    """
+
+    def __init__(
+        self,
+        *,
+        store: Store | str | None = None,
+        client: Callable[[], AsyncIronMQ] | None = None,
+        ttl: float = DEFAULT_DEDUPE_TTL,
+        max_age: float | None = None,
+        timeout: float = 120.0,
+    ) -> None:
+        self._store_spec = store
+        self._client_factory = client
+        self.ttl = ttl
+        self.max_age = max_age
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._store: Store | None = None
+        self._client: AsyncIronMQ | None = None
+
+    def __repr__(self) -> str:
+        spec = self._store_spec if isinstance(self._store_spec, str) else self._store
+        return f"PushAcks(store={_describe(spec)})"
+
+    def ack(self, token: str) -> AckResult:
+        """:func:`acknowledge` the push of ``token`` (blocking)."""
+        store, client = self._objects()
+        return self._run(
+            acknowledge(token, client=client, store=store, max_age=self.max_age, ttl=self.ttl)
+        )
+
+    def release(self, token: str) -> bool:
+        """:func:`release` the push of ``token`` (blocking)."""
+        store, client = self._objects()
+        keys = client.settings.secret_keys or None
+        return self._run(release(token, store=store, keys=keys, max_age=self.max_age))
+
+    @contextlib.contextmanager
+    def settle(self, token: str) -> Iterator[None]:
+        """Acknowledge the push when the block succeeds; release it when the block raises.
+
+        For a job whose engine does not retry it (IronMQ's next push runs the handler, which
+        enqueues it again); the exception is re-raised after the release::
+
+            with acks.settle(token):
+                render(order_id)
+        """
+        try:
+            yield
+        except Exception:
+            self.release(token)
+            raise
+        self.ack(token)
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return _loop_thread().call(coro, self.timeout)
+
+    def _objects(self) -> tuple[Store | None, AsyncIronMQ]:
+        with self._lock:
+            if self._pid != os.getpid() or self._client is None:
+                # First use in this process (or a forked child): objects of another process's
+                # loop cannot be used here.
+                self._store = self._run(self._open_store())
+                self._client = self._make_client()
+                self._pid = os.getpid()
+            return self._store, self._client
+
+    async def _open_store(self) -> Store | None:
+        from ..receiver.stores import open_store, store_from_env
+
+        spec = self._store_spec
+        if spec is None:
+            return store_from_env()
+        return open_store(spec)
+
+    def _make_client(self) -> AsyncIronMQ:
+        if self._client_factory is not None:
+            return self._client_factory()
+        from ..client.async_client import AsyncIronMQ
+
+        return AsyncIronMQ()
+
+
+def _describe(spec: object) -> str:
+    if spec is None:
+        return "None"
+    if isinstance(spec, str):
+        from ..redact import redact_url
+
+        return repr(redact_url(spec))
+    return repr(spec)

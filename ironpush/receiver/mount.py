@@ -1,0 +1,73 @@
+"""``PushMount``: serve a :class:`~ironpush.PushRouter` under a path prefix of any ASGI app,
+dispatched before the app's own routing.
+
+Starlette's ``Mount("/ironmq", app=router)`` works, but every push then pays for the parent's
+middleware stack (``ServerErrorMiddleware``, ``ExceptionMiddleware``, each wrapping ``send``),
+its ``Router`` trying each route's regular expression in turn, and ``Mount`` building a child
+scope (path params, ``root_path``, ``app_root_path``) and merging it into the scope.
+``PushMount`` does one string comparison on the path and calls the router's
+:meth:`~ironpush.PushRouter.handle` with the path below the prefix; every other request
+(and the lifespan) goes to the app unchanged::
+
+    from starlette.applications import Starlette
+    from ironpush import PushRouter
+    from ironpush.receiver.mount import PushMount
+
+    router = PushRouter(secret_keys=["..."])
+    app = Starlette(routes=[...], lifespan=router.lifespan)
+    app = PushMount(app, router=router, path="/ironmq")      # serve this one (uvicorn main:app)
+
+    # or as middleware (FastAPI too), keeping `app` the object you serve:
+    #   app.add_middleware(PushMount, router=router, path="/ironmq")
+
+As the outer wrapper, pushes skip the app's middleware (they need none: the router verifies,
+answers and logs by itself); added with ``add_middleware``, middleware added after it still
+sees them. Pass ``lifespan=router.lifespan`` to the app (or enter ``router.lifespan(app)`` in
+yours) so that the router starts and drains with the app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from .asgi import Receive, Scope, Send, route_path
+
+if TYPE_CHECKING:
+    from .router import PushRouter
+
+__all__ = ["PushMount"]
+
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class PushMount:
+    """An ASGI app: requests under ``path`` go to ``router``, all others to ``app``.
+
+    ``path`` is the mount point (``"/ironmq"``: the router's ``/orders`` route answers at
+    ``/ironmq/orders``), matched on whole segments (``/ironmqx`` is not under it) after the
+    server's ``root_path``. Usable as a wrapper or with ``app.add_middleware(PushMount, ...)``::
+
+        app = PushMount(app, router=router, path="/ironmq")
+    """
+
+    def __init__(self, app: ASGIApp, *, router: PushRouter, path: str = "/ironmq") -> None:
+        prefix = "/" + path.strip("/")
+        if prefix == "/":
+            raise ValueError("PushMount needs a path prefix such as '/ironmq'")
+        self.app = app
+        self.router = router
+        self.prefix = prefix
+        self._length = len(prefix)
+
+    def __repr__(self) -> str:
+        return f"PushMount(path={self.prefix!r}, router={self.router!r})"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = route_path(scope)
+            n = self._length
+            if path.startswith(self.prefix) and (len(path) == n or path[n] == "/"):
+                await self.router.handle(path[n:] or "/", scope, receive, send)
+                return
+        await self.app(scope, receive, send)

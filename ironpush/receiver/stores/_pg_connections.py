@@ -1,0 +1,123 @@
+"""The connections of :class:`~ironpush.receiver.stores.postgres.PostgresStore`.
+
+Why not psycopg_pool: its checkout (locks, a ``wait_for`` per waiting call) cost a large
+share of a statement's CPU here (``benchmarks/bench_store_clients.py``). The store needs far
+less: up to ``size`` autocommit connections, each with one reusable cursor, handed out
+last-in first-out (the warm one) and given back at once; a connection that failed is closed,
+never reused. Waiting for a connection is bounded by the
+caller's timeout (the store wraps every call in ``asyncio.timeout``)::
+
+    connections = Connections(dsn, size=16, connect_timeout=2)
+    lease = await connections.get()
+    try:
+        await lease.cursor.execute("SELECT 1")
+    finally:
+        connections.put(lease)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+
+__all__ = ["Connections", "Lease"]
+
+
+@dataclass(slots=True)
+class Lease:
+    """One connection and its cursor; ``broken`` set by the caller after a failure."""
+
+    conn: psycopg.AsyncConnection[Any]
+    cursor: psycopg.AsyncCursor[Any]
+    broken: bool = False
+
+
+class Connections:
+    """Up to ``size`` connections to ``dsn``, opened on demand; see the module docs."""
+
+    def __init__(self, dsn: str, *, size: int, connect_timeout: int) -> None:
+        self._dsn = dsn
+        self._size = max(1, size)
+        self._connect_timeout = connect_timeout
+        self._idle: collections.deque[Lease] = collections.deque()
+        self._waiters: collections.deque[asyncio.Future[Lease | None]] = collections.deque()
+        self._open = 0  # connections open or being opened
+        self._closed = False
+
+    async def get(self) -> Lease:
+        """A free connection: an idle one, a new one below ``size``, or the next one given
+        back (wait bounded by the caller's timeout)."""
+        while True:
+            if self._closed:
+                raise psycopg.OperationalError("the store is closed")
+            if self._idle:
+                return self._idle.pop()
+            if self._open < self._size:
+                return await self._connect()
+            waiter: asyncio.Future[Lease | None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                lease = await waiter
+            except asyncio.CancelledError:
+                handed = waiter.result() if waiter.done() and not waiter.cancelled() else None
+                if handed is not None:
+                    self.put(handed)  # handed to us as we were cancelled: pass it on
+                raise
+            if lease is not None:
+                return lease
+            # None: a connection was closed, so there is room to open one: try again.
+
+    async def _connect(self) -> Lease:
+        self._open += 1
+        try:
+            conn = await psycopg.AsyncConnection.connect(
+                self._dsn,
+                autocommit=True,
+                connect_timeout=self._connect_timeout,
+                prepare_threshold=0,  # every statement prepared on its first use
+            )
+        except BaseException:
+            self._open -= 1
+            self._wake(None)
+            raise
+        return Lease(conn, conn.cursor())
+
+    def put(self, lease: Lease) -> None:
+        """Give a connection back (closed instead when it failed or is not idle)."""
+        idle = psycopg.pq.TransactionStatus.IDLE
+        if lease.broken or self._closed or lease.conn.info.transaction_status != idle:
+            self._discard(lease)
+            self._wake(None)
+            return
+        if not self._wake(lease):
+            self._idle.append(lease)
+
+    def _wake(self, lease: Lease | None) -> bool:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(lease)
+                return True
+        return False
+
+    def _discard(self, lease: Lease) -> None:
+        self._open -= 1
+        with contextlib.suppress(Exception):
+            lease.conn.pgconn.finish()  # no goodbye round trip to a server that may be gone
+
+    def drop_idle(self) -> None:
+        """Close the idle connections (after a server restart they are all dead)."""
+        while self._idle:
+            self._discard(self._idle.pop())
+        for _ in range(len(self._waiters)):
+            self._wake(None)
+
+    async def close(self) -> None:
+        """Close every idle connection; those in use are closed when given back."""
+        self._closed = True
+        self.drop_idle()
