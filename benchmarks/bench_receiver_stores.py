@@ -242,7 +242,7 @@ def markdown(results: dict[str, dict[str, Any]], settings: dict[str, Any]) -> st
         lines.append(
             f"| {r['label']} | {r['rate_2xx']:,.0f} | {ratio} | {goal} "
             f"| {r['non_2xx_share']:.1%} | {r['cpu_us_per_request']:.0f} "
-            f"| {'—' if engine is None else f'{engine:.0f}'} |"
+            f"| {_engine_cell(engine)} |"
         )
     restarted = {n: r["engine_restarts"] for n, r in results.items() if r["engine_restarts"]}
     if restarted:
@@ -261,6 +261,14 @@ def markdown(results: dict[str, dict[str, Any]], settings: dict[str, Any]) -> st
             "wrk does not count the answers still in flight when a slot ends).",
         ]
     return "\n".join(lines)
+
+
+def _engine_cell(engine: float | None) -> str:
+    if engine is None:
+        return "—"
+    # Below 0: PostgreSQL backends of other jobs exited during the slots (their CPU left the
+    # cluster's total), so the figure means nothing.
+    return f"{engine:.0f}" if engine >= 0 else "n/a"
 
 
 def main() -> None:
@@ -311,7 +319,6 @@ def main() -> None:
         if defer:
             expected = sum(s.requests - s.non_2xx for s in slots if s.name in defer)
             settings["acks"] = (expected, wait_for_acks(servers["fake_ironmq"].url, expected))
-    cleanup(rows, run)
     results = result_rows(rows, slots, engine)
     table = markdown(results, settings)
     print(table)
@@ -329,21 +336,32 @@ def main() -> None:
         )  # fmt: skip
         write_between_markers(README, MARKER, table)
         print(f"written: {RESULTS.relative_to(ROOT)}, {README.relative_to(ROOT)}")
+    cleanup(rows, run)
 
 
 def cleanup(rows: list[Row], run: str) -> None:
-    """Drop the run's Redis keys and PostgreSQL schemas."""
+    """Drop the run's Redis keys and PostgreSQL schemas (best effort: other jobs restart the
+    shared servers)."""
     import psycopg
     import redis
 
-    client = redis.Redis.from_url(REDIS_URL)
-    for key in client.scan_iter(match=f"bench_{run}_*", count=1000):
-        client.delete(key)
-    client.close()
-    with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
-        for row in rows:
-            if row.store == "postgres":
-                conn.execute(f'DROP SCHEMA IF EXISTS "bench_{run}_{row.name}" CASCADE')
+    try:
+        client = redis.Redis.from_url(REDIS_URL)
+        batch: list[bytes] = []
+        for key in client.scan_iter(match=f"bench_{run}_*", count=5000):
+            batch.append(key)
+            if len(batch) >= 5000:
+                client.unlink(*batch)
+                batch.clear()
+        if batch:
+            client.unlink(*batch)
+        client.close()
+        with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:
+            for row in rows:
+                if row.store == "postgres":
+                    conn.execute(f'DROP SCHEMA IF EXISTS "bench_{run}_{row.name}" CASCADE')
+    except (redis.RedisError, psycopg.Error) as exc:
+        print(f"cleanup of run {run} incomplete: {exc}", file=sys.stderr)
 
 
 def _jsonable(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
