@@ -84,6 +84,7 @@ class Proc:
         self.out: list[str] = []
         self.err: list[str] = []
         self._queues: dict[str, queue.Queue[str]] = {}
+        self._pumps: list[threading.Thread] = []
         assert self.proc.stderr is not None
         self._pump(self.proc.stderr, self.err)
         if read_stdout:
@@ -98,7 +99,9 @@ class Proc:
             for line in stream:
                 into.append(line.rstrip("\n"))
 
-        threading.Thread(target=run, daemon=True).start()
+        pump = threading.Thread(target=run, daemon=True)
+        pump.start()
+        self._pumps.append(pump)
 
     def wait_for(
         self, predicate: Callable[[list[str]], Any], *, timeout: float = 20.0, err: bool = False
@@ -111,7 +114,8 @@ class Proc:
             if found:
                 return found
             if self.proc.poll() is not None and not found:
-                time.sleep(0.2)  # let the pumps catch the last lines
+                for pump in self._pumps:  # they end at EOF: every last line is in
+                    pump.join(timeout=10)
                 found = predicate(list(lines))
                 if found:
                     return found
