@@ -18,7 +18,8 @@ import signal
 import subprocess
 import sys
 import threading
-import time
+
+from support import wait_until
 
 from ironpush.client import IronMQ
 
@@ -60,12 +61,14 @@ class DevProcess:
 
     def wait_for(self, needle: str, timeout: float = 20.0) -> str:
         """The first output line containing ``needle`` (fails if the process ends first)."""
-        deadline = time.monotonic() + timeout
-        while not any(needle in line for line in self.lines):
-            assert self.proc.poll() is None, self.text()
-            assert time.monotonic() < deadline, f"no {needle!r} in:\n{self.text()}"
-            time.sleep(0.01)
-        return next(line for line in self.lines if needle in line)
+
+        def line() -> str | None:
+            found = next((line for line in self.lines if needle in line), None)
+            assert found is not None or self.proc.poll() is None, self.text()
+            return found
+
+        found: str = wait_until(line, timeout, f"a line with {needle!r}", report=self.text)
+        return found
 
     def client(self, *, project_id: str = "dev", token: str = "dev") -> IronMQ:
         return IronMQ(cloud=self.url, project_id=project_id, token=token)

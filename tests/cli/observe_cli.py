@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -21,6 +20,7 @@ from typing import IO, Any
 import pytest
 from click.testing import CliRunner, Result
 from devserver.subscriber_servers import Subscribers
+from support import wait_until
 
 from ironpush.cli import main
 from ironpush.devserver import DevServer
@@ -107,24 +107,21 @@ class Proc:
         self, predicate: Callable[[list[str]], Any], *, timeout: float = 20.0, err: bool = False
     ) -> Any:
         """Wait until ``predicate(lines)`` is truthy (stdout lines, or stderr with ``err``)."""
-        deadline = time.monotonic() + timeout
         lines = self.err if err else self.out
-        while True:
+
+        def seen() -> Any:
             found = predicate(list(lines))
-            if found:
+            if found or self.proc.poll() is None:
                 return found
-            if self.proc.poll() is not None and not found:
-                for pump in self._pumps:  # they end at EOF: every last line is in
-                    pump.join(timeout=10)
-                found = predicate(list(lines))
-                if found:
-                    return found
-                raise AssertionError(
-                    f"exited {self.proc.returncode}: {self.out[-20:]} {self.err[-20:]}"
-                )
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out: {self.out[-20:]} {self.err[-20:]}")
-            time.sleep(0.01)
+            for pump in self._pumps:  # they end at EOF: every last line is in
+                pump.join(timeout=10)
+            found = predicate(list(lines))
+            assert found, f"exited {self.proc.returncode}: {self.out[-20:]} {self.err[-20:]}"
+            return found
+
+        return wait_until(
+            seen, timeout, "the expected output", report=lambda: (self.out[-20:], self.err[-20:])
+        )
 
     def stop(self) -> int:
         if self.proc.poll() is None:

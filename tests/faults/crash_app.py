@@ -60,7 +60,7 @@ async def async_job(key: str, message_id: str) -> None:
 
 def sync_job(key: str, message_id: str) -> None:
     record("start", key, message_id)
-    time.sleep(SECONDS)
+    time.sleep(SECONDS)  # the long work, during which the process is killed
     record("done", key, message_id)
 
 
