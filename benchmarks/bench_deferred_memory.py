@@ -32,8 +32,8 @@ from typing import Any
 from benchmarks.bench_receiver import json_body
 from benchmarks.receiver_apps import KEYS, QUEUE, SECRET, SUBSCRIBER
 from ironpush import Defer, PushMessage, PushRouter
-from ironpush.protocol import Delivery, build_push_headers, message_url
-from ironpush.signing import DEFAULT_SECRET_HEADER
+from ironpush._protocol import Delivery, build_push_headers, message_url
+from ironpush._signing import DEFAULT_SECRET_HEADER
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

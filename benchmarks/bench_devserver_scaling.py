@@ -59,10 +59,10 @@ from benchmarks.harness import (
     write_json,
 )
 from benchmarks.scaling_subscriber import SubscriberProcess
-from ironpush.client.lean import LeanHTTPClient
-from ironpush.devserver.options import DevConfig
-from ironpush.devserver.state import Store
-from ironpush.devserver.validation import NewMessage
+from ironpush.client._lean import LeanHTTPClient
+from ironpush.devserver._options import DevConfig
+from ironpush.devserver._state import Store
+from ironpush.devserver._validation import NewMessage
 
 OPS = ("post", "reserve", "delete", "get", "size", "peek", "state", "push")
 GOAL = 1.3

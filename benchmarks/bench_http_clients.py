@@ -41,7 +41,7 @@ from benchmarks.harness import (
     summarize,
     write_between_markers,
 )
-from ironpush.client.lean import LeanHTTPClient
+from ironpush.client._lean import LeanHTTPClient
 
 README = ROOT / "benchmarks" / "README.md"
 MARKER = "bench_http_clients"

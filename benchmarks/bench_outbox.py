@@ -3,7 +3,7 @@
 The ack server is a minimal raw-ASGI endpoint (answers ``{"msg": "Deleted"}``) on uvicorn in a
 subprocess pinned apart from this process, so the figures measure the client side. Baseline:
 ``-n`` sequential ``DELETE`` requests over one keep-alive ``httpx.Client``. Contenders: the
-router's :class:`~ironpush.receiver.outbox.AckOutbox` (memory store, then SQLite store)
+router's :class:`~ironpush.receiver._outbox.AckOutbox` (memory store, then SQLite store)
 flushing ``-n`` queued acks through :class:`~ironpush.AsyncIronMQ` with the httpx backend and
 with the lean backend (the router's default), for several sender counts. Each cycle measures
 every contestant once, in a rotated order; each figure is the median of the per-cycle ratios
@@ -39,10 +39,10 @@ from benchmarks.harness import (
     summarize,
     write_between_markers,
 )
+from ironpush._protocol import Delivery
 from ironpush.client import AsyncIronMQ
-from ironpush.protocol import Delivery
-from ironpush.receiver.metrics import Counters
-from ironpush.receiver.outbox import AckOutbox, OutboxSettings
+from ironpush.receiver._metrics import Counters
+from ironpush.receiver._outbox import AckOutbox, OutboxSettings
 from ironpush.receiver.stores import MemoryStore, OutboxItem, SQLiteStore, Store
 
 GOAL = 4.0

@@ -9,7 +9,7 @@ the subscriber's counters. Figures:
 2. latency post→handler (p50/p99): the time from the driver sending a POST to the subscriber's
    handler running, measured at a paced rate (unloaded) and during the throughput run (loaded);
 3. the HTTP client's own cost: requests/s of ``httpx.AsyncClient`` vs the pusher's keep-alive
-   client (:mod:`ironpush.client.lean`) against the same subscriber.
+   client (:mod:`ironpush.client._lean`) against the same subscriber.
 
 Run: ``.venv/bin/python benchmarks/bench_push_throughput.py [--messages 20000]``.
 Target: >= 1,000 messages/s and p50 < 20 ms on a 2-core machine.
@@ -219,7 +219,7 @@ def run_paced(api: str, sub: str, total: int, rate: float) -> dict[str, float]:
 
 async def client_cost(sub: str, total: int, concurrency: int) -> dict[str, float]:
     """Requests/s of httpx.AsyncClient vs the pusher's client, same subscriber, same load."""
-    from ironpush.client.lean import LeanHTTPClient
+    from ironpush.client._lean import LeanHTTPClient
 
     url = sub + "/push"
     body = b"t:0"

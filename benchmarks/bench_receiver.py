@@ -2,7 +2,7 @@
 
 Every server is up at once (``benchmarks/receiver_apps.py``, one uvicorn worker each, pinned
 apart from ``wrk``), measured in alternating slots (``benchmarks/harness.py``). Each request is
-a push as IronMQ sends it (headers from ``ironpush.protocol.build_push_headers``, a unique
+a push as IronMQ sends it (headers from ``ironpush._protocol.build_push_headers``, a unique
 ``Iron-Message-Id`` per request so dedupe never short-circuits, the route's push secret, a
 1 KB JSON body). Figures: 2xx rate relative to the bare Starlette endpoint in the same cycle
 (median of per-cycle ratios, IQR), each goal's ratio to its own reference, server CPU per
@@ -48,8 +48,8 @@ from benchmarks.harness import (
     wrk_available,
 )
 from benchmarks.receiver_apps import QUEUE, SECRET, SUBSCRIBER
-from ironpush.protocol import Delivery, build_push_headers, message_url
-from ironpush.signing import DEFAULT_SECRET_HEADER
+from ironpush._protocol import Delivery, build_push_headers, message_url
+from ironpush._signing import DEFAULT_SECRET_HEADER
 
 ANCHOR = "bare"
 README = ROOT / "benchmarks" / "README.md"

@@ -41,10 +41,10 @@ from redis.backoff import NoBackoff
 
 from benchmarks.harness import ROOT, machine, rotated, summarize, write_between_markers
 from ironpush.receiver.stores._pg_connections import Connections
+from ironpush.receiver.stores._postgres import PostgresStore
+from ironpush.receiver.stores._postgres_sql import SQL
+from ironpush.receiver.stores._redis_scripts import SCRIPTS
 from ironpush.receiver.stores._resp import RespClient
-from ironpush.receiver.stores.postgres import PostgresStore
-from ironpush.receiver.stores.postgres_sql import SQL
-from ironpush.receiver.stores.redis_scripts import SCRIPTS
 
 REDIS_URL = os.environ.get("IRONPUSH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_DSN = os.environ.get("IRONPUSH_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")

@@ -53,7 +53,7 @@ from benchmarks.harness import (
     write_between_markers,
     write_json,
 )
-from ironpush.protocol import Delivery
+from ironpush._protocol import Delivery
 from ironpush.receiver.stores import OutboxItem, Store, open_store
 
 PG_DSN = os.environ.get("IRONPUSH_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test")

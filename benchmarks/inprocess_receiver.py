@@ -1,7 +1,7 @@
 """Where a push's time goes, in-process: the ``receiver_apps`` driven without a server.
 
 Each app gets the same pushes as ``bench_receiver`` (headers from
-``ironpush.protocol.build_push_headers``, a unique message id each, the push secret, a 1 KB
+``ironpush._protocol.build_push_headers``, a unique message id each, the push secret, a 1 KB
 JSON body) through a fake ASGI ``receive``/``send``; rounds of ``--pushes`` alternate between
 the apps (order rotated) and each round's thread CPU time per push is taken. Printed: the
 median µs per push and the median per-round ratio bare/app. ``--profile APP`` prints a
@@ -28,8 +28,8 @@ from typing import Any
 
 from benchmarks import receiver_apps
 from benchmarks.bench_receiver import json_body
-from ironpush.protocol import Delivery, build_push_headers, message_url
-from ironpush.signing import DEFAULT_SECRET_HEADER
+from ironpush._protocol import Delivery, build_push_headers, message_url
+from ironpush._signing import DEFAULT_SECRET_HEADER
 
 APPS = ["bare", "raw", "bare_json", "router", "mounted", "mounted_fast", "mounted_middleware",
         "defer_external"]  # fmt: skip

@@ -28,7 +28,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from ironpush import Defer, PushMessage, PushRouter
-from ironpush.signing import push_secret
+from ironpush._signing import push_secret
 
 KEYS = ["bench-old-key", "bench-new-key"]
 QUEUE, SUBSCRIBER = "orders", "billing"

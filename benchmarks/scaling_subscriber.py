@@ -22,7 +22,7 @@ from typing import Any, cast
 
 import httptools
 
-from ironpush.client.lean import LeanHTTPClient
+from ironpush.client._lean import LeanHTTPClient
 
 __all__ = ["SubscriberProcess"]
 

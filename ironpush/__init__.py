@@ -18,19 +18,7 @@ __version__ = "0.1.0"
 
 from typing import TYPE_CHECKING, Any
 
-from .client.async_client import AsyncIronMQ, AsyncQueue
-from .client.models import (
-    Alert,
-    ErrorReport,
-    Message,
-    PushConfig,
-    PushStatus,
-    QueueInfo,
-    Subscriber,
-)
-from .client.retry import RetryPolicy
-from .client.sync_client import IronMQ, Queue
-from .errors import (
+from ._errors import (
     APIError,
     BadRequest,
     ConfigError,
@@ -44,15 +32,27 @@ from .errors import (
     Unauthorized,
     ValidationError,
 )
-from .receiver.outbox import OutboxSettings
-from .receiver.outcomes import Ack, Defer, Drop, PushMessage, Retry
-from .receiver.router import PushRouter
+from ._signing import generate_key
+from .client._async_client import AsyncIronMQ, AsyncQueue
+from .client._models import (
+    Alert,
+    ErrorReport,
+    Message,
+    PushConfig,
+    PushStatus,
+    QueueInfo,
+    Subscriber,
+)
+from .client._retry import RetryPolicy
+from .client._sync_client import IronMQ, Queue
+from .receiver._outbox import OutboxSettings
+from .receiver._outcomes import Ack, Defer, Drop, PushMessage, Retry
+from .receiver._router import PushRouter
 from .receiver.stores import MemoryStore, SQLiteStore, Store
-from .signing import generate_key
 
 if TYPE_CHECKING:
-    from .receiver.stores.postgres import PostgresStore as PostgresStore
-    from .receiver.stores.redis import RedisStore as RedisStore
+    from .receiver.stores._postgres import PostgresStore as PostgresStore
+    from .receiver.stores._redis import RedisStore as RedisStore
 
 __all__ = [
     "APIError",

@@ -3,8 +3,8 @@ whose routes are renamed and removed (``stale_v1`` then ``stale_v2``)."""
 
 from __future__ import annotations
 
-from ironpush.receiver.outcomes import PushMessage
-from ironpush.receiver.router import PushRouter
+from ironpush.receiver._outcomes import PushMessage
+from ironpush.receiver._router import PushRouter
 
 
 def _handler(msg: PushMessage) -> None:

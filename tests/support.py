@@ -4,7 +4,7 @@
   condition until it holds, with a deadline, and on giving up say what was awaited, the last
   value seen and (``report=``) whatever the caller can tell about the state of the world.
 - :func:`build_push`: THE push builder (``ironpush.testing.build_push``, itself built on
-  ``ironpush.protocol.build_push_headers``); re-exported here so tests have one place to look.
+  ``ironpush._protocol.build_push_headers``); re-exported here so tests have one place to look.
 - :func:`free_port`, :func:`exchange_raw`: sockets on 127.0.0.1.
 """
 

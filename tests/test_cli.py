@@ -27,11 +27,11 @@ from support import free_port, wait_until
 from werkzeug import Request as WRequest
 from werkzeug import Response as WResponse
 
+from ironpush._protocol import Delivery
+from ironpush._signing import dump_ack_token
 from ironpush.cli import main
-from ironpush.cli.rendering import PUSH_STATUS_FIELDS
+from ironpush.cli._rendering import PUSH_STATUS_FIELDS
 from ironpush.devserver import DevServer
-from ironpush.protocol import Delivery
-from ironpush.signing import dump_ack_token
 
 TOKEN = "cli-TOKEN-0123456789abcdef"
 ROOT = Path(__file__).resolve().parent.parent

@@ -22,11 +22,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request as WRequest
 from werkzeug import Response as WResponse
 
-from ironpush.client import AsyncIronMQ, IronMQ
-from ironpush.client.models import Alert, ErrorReport, Message, PushStatus, QueueInfo, Subscriber
-from ironpush.client.retry import RetryPolicy
-from ironpush.client.transports import LeanTransport
-from ironpush.errors import (
+from ironpush._errors import (
     APIError,
     BadRequest,
     ConfigError,
@@ -37,7 +33,11 @@ from ironpush.errors import (
     Unauthorized,
     ValidationError,
 )
-from ironpush.protocol import Delivery
+from ironpush._protocol import Delivery
+from ironpush.client import AsyncIronMQ, IronMQ
+from ironpush.client._models import Alert, ErrorReport, Message, PushStatus, QueueInfo, Subscriber
+from ironpush.client._retry import RetryPolicy
+from ironpush.client._transports import LeanTransport
 
 pytestmark = pytest.mark.anyio
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from ironpush.config import ENV_VARS, Keystone, Settings, load_settings
-from ironpush.errors import ConfigError
+from ironpush._config import ENV_VARS, Keystone, Settings, load_settings
+from ironpush._errors import ConfigError
 
 TOKEN = "tok-SECRET-0123456789abcdef"
 PASSWORD = "ks-PASSWORD-hunter2"
@@ -425,7 +425,7 @@ def test_unreadable_home_file_is_warned_about_and_skipped(
 
     assert settings.project_id == "p"
     assert f"{home / '.iron.json'} (home file): cannot be read" in "\n".join(settings.sources)
-    [record] = [r for r in caplog.records if r.name == "ironpush.config"]
+    [record] = [r for r in caplog.records if r.name == "ironpush._config"]
     assert record.levelname == "WARNING"
     assert "skipped" in record.getMessage()
 
@@ -565,7 +565,7 @@ def test_short_signing_keys_are_accepted_with_a_warning(
     settings = load({"IRONPUSH_SECRET_KEYS": f"short-key,{long_key}"}, **CREDS)
 
     assert settings.secret_keys == ("short-key", long_key)
-    messages = [r.getMessage() for r in caplog.records if r.name == "ironpush.config"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "ironpush._config"]
     assert messages == [
         "IRONPUSH_SECRET_KEYS: key #1 is 9 bytes; use at least 32 (make one with `ironpush keygen`)"
     ]
@@ -578,7 +578,7 @@ def test_keys_of_32_bytes_or_more_give_no_warning(
     load({"IRONPUSH_SECRET_KEYS": "x" * 32}, secret_keys=["y" * 40], **CREDS)
     load({"IRONPUSH_SECRET_KEYS": "x" * 32}, **CREDS)
 
-    assert not [r for r in caplog.records if r.name == "ironpush.config"]
+    assert not [r for r in caplog.records if r.name == "ironpush._config"]
 
 
 @pytest.mark.parametrize("value", ["one-string-key", [SECRET_KEYS[0], 42], 7])

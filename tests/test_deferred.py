@@ -8,12 +8,12 @@ from typing import Any
 import anyio
 import pytest
 
-from ironpush.errors import APIError, NotFound, ReservationExpired, TransportError
-from ironpush.protocol import Delivery
-from ironpush.receiver.jobs import JobRunner
-from ironpush.receiver.metrics import Counters
-from ironpush.receiver.outbox import AckOutbox, OutboxSettings
-from ironpush.receiver.router import PushRouter
+from ironpush._errors import APIError, NotFound, ReservationExpired, TransportError
+from ironpush._protocol import Delivery
+from ironpush.receiver._jobs import JobRunner
+from ironpush.receiver._metrics import Counters
+from ironpush.receiver._outbox import AckOutbox, OutboxSettings
+from ironpush.receiver._router import PushRouter
 from ironpush.receiver.stores import MemoryStore, OutboxItem, SQLiteStore
 from ironpush.testing import PushSimulator
 

@@ -13,10 +13,10 @@ import httpx
 import pytest
 from support import wait_until
 
+from ironpush._errors import BadRequest, NotFound, ReservationExpired, Unauthorized
 from ironpush.client import IronMQ
-from ironpush.client.models import Alert
+from ironpush.client._models import Alert
 from ironpush.devserver import DevServer
-from ironpush.errors import BadRequest, NotFound, ReservationExpired, Unauthorized
 
 T = TypeVar("T")
 HOOK = "http://127.0.0.1:9/never-called"  # subscribers that are never pushed to in these tests

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ironpush.cli.dev import client_config_text, dev_command
+from ironpush.cli._dev import client_config_text, dev_command
 from ironpush.client import IronMQ
 from ironpush.devserver import DevServer
 from ironpush.server_thread import ServerThread

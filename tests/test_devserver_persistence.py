@@ -16,9 +16,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 from support import wait_until
 
-from ironpush.client.models import Alert
+from ironpush._protocol import parse_delivery
+from ironpush.client._models import Alert
 from ironpush.devserver import DevServer
-from ironpush.protocol import parse_delivery
 from ironpush.server_thread import ServerThread
 
 T = TypeVar("T")

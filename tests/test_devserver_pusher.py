@@ -15,11 +15,11 @@ import pytest
 from devserver.subscriber_servers import Hit, Subscribers
 from support import wait_until
 
+from ironpush._errors import ReservationExpired
+from ironpush._protocol import parse_delivery
 from ironpush.client import IronMQ
-from ironpush.client.models import ErrorReport
+from ironpush.client._models import ErrorReport
 from ironpush.devserver import DevServer
-from ironpush.errors import ReservationExpired
-from ironpush.protocol import parse_delivery
 
 T = TypeVar("T")
 RETRY = 0.15  # retries_delay used by the timing tests (the hosted minimum is 3 s)

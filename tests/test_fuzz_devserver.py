@@ -47,7 +47,7 @@ from starlette.applications import Starlette
 from support import exchange_raw
 
 from ironpush.devserver import DevConfig, DevServer, create_app
-from ironpush.devserver.api import ROUTES
+from ironpush.devserver._api import ROUTES
 
 TOKEN = "fuzz-dev-token-0123456789"
 EXAMPLES = int(os.environ.get("IRONPUSH_FUZZ_EXAMPLES", "150"))

@@ -43,11 +43,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support import exchange_raw
 
-from ironpush.protocol import Delivery
-from ironpush.receiver.outcomes import Defer, PushMessage
-from ironpush.receiver.router import PushRouter
+from ironpush._protocol import Delivery
+from ironpush._signing import dump_ack_token, push_secret
+from ironpush.receiver._outcomes import Defer, PushMessage
+from ironpush.receiver._router import PushRouter
 from ironpush.server_thread import ServerThread
-from ironpush.signing import dump_ack_token, push_secret
 from ironpush.testing import PushSimulator, build_push
 
 KEYS = ["fuzz-key-old", "fuzz-key-new"]
@@ -585,7 +585,8 @@ def expected_push_answer(
     is_new: bool,
 ) -> int | str | None:
     """The contract's answer for a verified push, in the order the router checks (see
-    ironpush/receiver/pipeline.py): declared size, message id, streamed size or disconnect, JSON."""
+    ironpush/receiver/_pipeline.py): declared size, message id, streamed size or disconnect,
+    JSON."""
     declared = [v for k, v in headers if k.lower() == b"content-length"]
     if declared and declared[-1].isdigit() and int(declared[-1]) > LIMIT:
         return 413

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from support import wait_until_async
 
-from ironpush.client.lean import HTTPFailure, LeanHTTPClient
+from ironpush.client._lean import HTTPFailure, LeanHTTPClient
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"

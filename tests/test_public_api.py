@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 import ironpush
-from ironpush import errors
+from ironpush import _errors as errors
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()

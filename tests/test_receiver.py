@@ -11,12 +11,12 @@ import anyio
 import pytest
 from support import wait_until_async
 
-from ironpush.errors import ConfigError
-from ironpush.protocol import Delivery
-from ironpush.receiver.outcomes import Ack, Defer, Drop, PushMessage, Retry
-from ironpush.receiver.router import PushRouter
+from ironpush._errors import ConfigError
+from ironpush._protocol import Delivery
+from ironpush._signing import load_ack_token, push_secret
+from ironpush.receiver._outcomes import Ack, Defer, Drop, PushMessage, Retry
+from ironpush.receiver._router import PushRouter
 from ironpush.receiver.stores import MemoryStore
-from ironpush.signing import load_ack_token, push_secret
 from ironpush.testing import PushSimulator
 
 pytestmark = pytest.mark.anyio

@@ -48,27 +48,27 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from itsdangerous import URLSafeTimedSerializer
 
-from ironpush.cli import main
-from ironpush.cli.dev import dev_command
-from ironpush.cli.serve import serve
-from ironpush.client import IronMQ
-from ironpush.client.async_client import AsyncIronMQ
-from ironpush.client.models import Subscriber
-from ironpush.config import Keystone, load_settings
-from ironpush.devserver import DevConfig, DevServer
-from ironpush.errors import SignatureError, Unauthorized
-from ironpush.protocol import Delivery
-from ironpush.receiver.outcomes import Defer, PushMessage
-from ironpush.receiver.router import PushRouter
-from ironpush.redact import redact_text
-from ironpush.server_thread import ServerThread
-from ironpush.signing import (
+from ironpush._config import Keystone, load_settings
+from ironpush._errors import SignatureError, Unauthorized
+from ironpush._protocol import Delivery
+from ironpush._redact import redact_text
+from ironpush._signing import (
     dump_ack_token,
     load_ack_token,
     push_secret,
     push_secrets,
     verify_push_secret,
 )
+from ironpush.cli import main
+from ironpush.cli._dev import dev_command
+from ironpush.cli._serve import serve
+from ironpush.client import IronMQ
+from ironpush.client._async_client import AsyncIronMQ
+from ironpush.client._models import Subscriber
+from ironpush.devserver import DevConfig, DevServer
+from ironpush.receiver._outcomes import Defer, PushMessage
+from ironpush.receiver._router import PushRouter
+from ironpush.server_thread import ServerThread
 from ironpush.testing import PushSimulator, build_push
 
 _compare_digest = hmac.compare_digest  # the real one, kept before tests replace it

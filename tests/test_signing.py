@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from ironpush.errors import ConfigError, SignatureError
-from ironpush.protocol import Delivery, delivery_from_dict, delivery_to_dict
-from ironpush.signing import (
+from ironpush._errors import ConfigError, SignatureError
+from ironpush._protocol import Delivery, delivery_from_dict, delivery_to_dict
+from ironpush._signing import (
     dump_ack_token,
     generate_key,
     load_ack_token,

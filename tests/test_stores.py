@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ironpush.errors import ConfigError
+from ironpush._errors import ConfigError
 from ironpush.receiver.stores import (
     STORE_ENV,
     MemoryStore,
@@ -85,8 +85,8 @@ def test_reprs_and_errors_never_show_passwords() -> None:
 @pytest.mark.parametrize(
     ("module", "blocked", "hint"),
     [
-        ("ironpush.receiver.stores.redis", "hiredis", "pip install 'ironpush[redis]'"),
-        ("ironpush.receiver.stores.postgres", "psycopg", "pip install 'ironpush[postgres]'"),
+        ("ironpush.receiver.stores._redis", "hiredis", "pip install 'ironpush[redis]'"),
+        ("ironpush.receiver.stores._postgres", "psycopg", "pip install 'ironpush[postgres]'"),
     ],
 )
 def test_a_missing_extra_fails_at_import_with_the_pip_command(

@@ -17,10 +17,10 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from ironpush.protocol import message_url, parse_delivery
-from ironpush.receiver.outcomes import Defer, PushMessage
-from ironpush.receiver.router import PushRouter
-from ironpush.signing import push_secret
+from ironpush._protocol import message_url, parse_delivery
+from ironpush._signing import push_secret
+from ironpush.receiver._outcomes import Defer, PushMessage
+from ironpush.receiver._router import PushRouter
 from ironpush.testing import FAKE_IRONMQ, PushSimulator, SyncPushSimulator, build_push
 
 KEYS = ["testing-key"]
@@ -50,7 +50,7 @@ def test_build_push_makes_v3_headers_with_the_secret(router: PushRouter) -> None
     assert headers["User-Agent"] == "IronMQ Pusherd"
     assert content == b'{"id": 1}'
     assert query == ""
-    # The v3 ack URL is the pusher's: built by ironpush.protocol.message_url.
+    # The v3 ack URL is the pusher's: built by ironpush._protocol.message_url.
     assert delivery.subscriber_message_url == message_url(
         FAKE_IRONMQ, "test", "orders", "m1", "billing", delivery.reservation_id
     )

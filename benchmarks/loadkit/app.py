@@ -33,9 +33,9 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from ironpush.receiver.outbox import OutboxSettings
-from ironpush.receiver.outcomes import Defer, PushMessage
-from ironpush.receiver.router import PushRouter
+from ironpush.receiver._outbox import OutboxSettings
+from ironpush.receiver._outcomes import Defer, PushMessage
+from ironpush.receiver._router import PushRouter
 
 QUEUE = "load"
 SUBSCRIBER = "worker"

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ironpush.receiver.outbox import OutboxSettings
+from ironpush.receiver._outbox import OutboxSettings
 
 from .ack_sink import AckSink, LoadPusher
 from .checks import BUSY_BODY, AckCheck, check_acks, instances, push_template, receiver_env

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from .async_client import AsyncIronMQ, AsyncQueue
-from .sync_client import IronMQ, Queue
+from ._async_client import AsyncIronMQ, AsyncQueue
+from ._sync_client import IronMQ, Queue
 
 __all__ = ["AsyncIronMQ", "AsyncQueue", "IronMQ", "Queue"]

@@ -24,8 +24,8 @@ Also runnable as ``python -m ironpush.devserver --port 8080 --db dev.sqlite``.
 
 from __future__ import annotations
 
-from .app import create_app
-from .options import DevConfig
-from .server import DevServer
+from ._app import create_app
+from ._options import DevConfig
+from ._server import DevServer
 
 __all__ = ["DevConfig", "DevServer", "create_app"]

@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from ..cli.dev import dev_command
-from ..cli.rendering import as_cli_error
+from ..cli._dev import dev_command
+from ..cli._rendering import as_cli_error
 
 PROG = "python -m ironpush.devserver"
 

@@ -48,14 +48,14 @@ import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from ..client.base import load_ack_token as _load_with_settings
-from ..errors import NotFound, ReservationExpired, StoreUnavailable
-from ..protocol import Delivery
-from ..signing import Keys, load_ack_token
+from .._errors import NotFound, ReservationExpired, StoreUnavailable
+from .._protocol import Delivery
+from .._signing import Keys, load_ack_token
+from ..client._base import load_ack_token as _load_with_settings
 
 if TYPE_CHECKING:
-    from ..client.async_client import AsyncIronMQ
-    from ..receiver.stores.base import Key, Store
+    from ..client._async_client import AsyncIronMQ
+    from ..receiver.stores._base import Key, Store
 
 __all__ = [
     "DEFAULT_DEDUPE_TTL",
@@ -118,7 +118,7 @@ async def acknowledge(
 
     ``client`` carries the IronMQ credentials and the secret keys that verify the token
     (``secret_keys=`` or ``IRONPUSH_SECRET_KEYS``); ``store`` is the receivers' store; ``ttl``
-    must match the router's ``dedupe_ttl``. Raises :class:`~ironpush.errors.SignatureError` for a
+    must match the router's ``dedupe_ttl``. Raises :class:`~ironpush._errors.SignatureError` for a
     bad or expired token (``max_age``, default one day)::
 
         result = await acknowledge(token, client=mq, store=store)   # "acked", "late", "done"
@@ -214,7 +214,7 @@ async def settle(
 def _keys(keys: Keys | None) -> Keys:
     if keys is not None:
         return keys
-    from ..config import load_settings
+    from .._config import load_settings
 
     return load_settings(require_credentials=False).secret_keys
 
@@ -343,7 +343,7 @@ class PushAcks:
     def _make_client(self) -> AsyncIronMQ:
         if self._client_factory is not None:
             return self._client_factory()
-        from ..client.async_client import AsyncIronMQ
+        from ..client._async_client import AsyncIronMQ
 
         return AsyncIronMQ()
 
@@ -352,7 +352,7 @@ def _describe(spec: object) -> str:
     if spec is None:
         return "None"
     if isinstance(spec, str):
-        from ..redact import redact_url
+        from .._redact import redact_url
 
         return repr(redact_url(spec))
     return repr(spec)

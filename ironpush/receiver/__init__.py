@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from .outcomes import Ack, Defer, Drop, PushMessage, Retry
-from .router import PushRouter
+from ._outcomes import Ack, Defer, Drop, PushMessage, Retry
+from ._router import PushRouter
 
 __all__ = ["Ack", "Defer", "Drop", "PushMessage", "PushRouter", "Retry"]

@@ -31,10 +31,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
-from .asgi import Receive, Scope, Send, route_path
+from ._asgi import Receive, Scope, Send, route_path
 
 if TYPE_CHECKING:
-    from .router import PushRouter
+    from ._router import PushRouter
 
 __all__ = ["PushMount"]
 

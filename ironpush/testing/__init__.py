@@ -2,7 +2,7 @@
 
 :class:`PushSimulator` (async) and :class:`SyncPushSimulator` (its sync twin, for plain
 ``def test_...`` functions) send valid pushes — the ``Iron-*`` headers and the push secret,
-built by :func:`build_push` with :mod:`ironpush.protocol` — to your app in-process, and record
+built by :func:`build_push` with :mod:`ironpush._protocol` — to your app in-process, and record
 the acks and dead-letter posts the router makes, through a client that answers like IronMQ.
 
 The pytest plugin is registered when ironpush is installed. It gives the test run a signing key
@@ -33,13 +33,13 @@ import os
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..config import SECRET_KEYS_ENV
-from ..signing import generate_key
-from .fake_ironmq import RecordedAck, RecordedPost
-from .pushes import FAKE_IRONMQ as FAKE_IRONMQ
-from .pushes import FAKE_PROJECT as FAKE_PROJECT
-from .pushes import build_push
-from .simulator import PushResult, PushSimulator, SyncPushSimulator
+from .._config import SECRET_KEYS_ENV
+from .._signing import generate_key
+from ._fake_ironmq import RecordedAck, RecordedPost
+from ._pushes import FAKE_IRONMQ as FAKE_IRONMQ
+from ._pushes import FAKE_PROJECT as FAKE_PROJECT
+from ._pushes import build_push
+from ._simulator import PushResult, PushSimulator, SyncPushSimulator
 
 if TYPE_CHECKING:
     from ..devserver import DevServer

@@ -9,7 +9,7 @@ import sys
 
 from click.testing import CliRunner
 
-from ironpush.cli import logs
+from ironpush.cli import _logs as logs
 
 LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d{3} (INFO|WARNING) +[\w.]+: ")
 
@@ -31,7 +31,7 @@ def test_importing_ironpush_configures_no_logging() -> None:
 def test_warnings_are_formatted_like_every_other_line() -> None:
     done = run_python(
         "import logging, warnings\n"
-        "from ironpush.cli import logs\n"
+        "from ironpush.cli import _logs as logs\n"
         "logs.configure('info')\n"
         "logging.getLogger('ironpush.devserver').info('a line')\n"
         "logging.getLogger('httpx').info('not shown: other libraries stay at WARNING')\n"

@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 
-from ironpush.cli.demo import summary_rows
+from ironpush.cli._demo import summary_rows
 
 EVENT = re.compile(r"^\+\s*(\d+\.\d\d)s  (\w+)\s+(\d+)  (\w+)\s+(.*)$")
 

@@ -9,8 +9,8 @@ import pytest
 from click.testing import Result
 from observe_cli import Subscribers, cli, dev, subs
 
+from ironpush._errors import NotFound
 from ironpush.devserver import DevServer
-from ironpush.errors import NotFound
 
 __all__ = ["cli", "dev", "subs"]  # fixtures
 

@@ -15,12 +15,12 @@ from starlette.routing import Mount
 from support import wait_until
 
 from ironpush import PushMessage, PushRouter
-from ironpush.cli.replay import replay_error_queue
-from ironpush.client.models import ErrorReport
+from ironpush._errors import ValidationError
+from ironpush.cli._replay import replay_error_queue
+from ironpush.client._models import ErrorReport
 from ironpush.devserver import DevServer
-from ironpush.devserver.replay import push_headers_from_report
-from ironpush.errors import ValidationError
-from ironpush.receiver.registration import sync_subscriptions
+from ironpush.devserver._replay import push_headers_from_report
+from ironpush.receiver._registration import sync_subscriptions
 from ironpush.server_thread import ServerThread
 
 __all__ = ["cli", "dev", "subs"]  # fixtures

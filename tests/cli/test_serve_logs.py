@@ -13,9 +13,9 @@ from serve_app import router
 from serve_process import run_serve
 from support import build_push, wait_until
 
-from ironpush.cli.serve_logging import AccessLogRedactor, RepeatLimiter, redact_path
+from ironpush._signing import push_secret
+from ironpush.cli._serve_logging import AccessLogRedactor, RepeatLimiter, redact_path
 from ironpush.devserver import DevServer
-from ironpush.signing import push_secret
 
 
 @pytest.fixture(scope="module")

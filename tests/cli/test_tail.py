@@ -11,9 +11,9 @@ from click.testing import Result
 from observe_cli import TOKEN, Proc, Subscribers, cli, dev, env_for, subs
 from support import free_port, wait_until
 
-from ironpush.cli.tail import OUTCOME_HELP, parse_since
+from ironpush.cli._tail import OUTCOME_HELP, parse_since
 from ironpush.devserver import DevServer
-from ironpush.devserver.events import OUTCOMES
+from ironpush.devserver._events import OUTCOMES
 
 __all__ = ["cli", "dev", "subs"]  # fixtures
 

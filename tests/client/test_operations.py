@@ -14,9 +14,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from ironpush.client import operations as ops
-from ironpush.client.models import Alert, Message, PushStatus, Subscriber
-from ironpush.errors import (
+from ironpush._errors import (
     APIError,
     BadRequest,
     NotFound,
@@ -25,7 +23,9 @@ from ironpush.errors import (
     Unauthorized,
     ValidationError,
 )
-from ironpush.protocol import Delivery, Reply, Request
+from ironpush._protocol import Delivery, Reply, Request
+from ironpush.client import _operations as ops
+from ironpush.client._models import Alert, Message, PushStatus, Subscriber
 
 T = TypeVar("T")
 Exchange = tuple[Request, Reply]

@@ -1,5 +1,5 @@
 """The transport seam: every call of both twins goes through one interface, testable without
-sockets (``ironpush.client.transports.MockTransport``), whichever backend production uses."""
+sockets (``ironpush.client._transports.MockTransport``), whichever backend production uses."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from typing import Any
 import httpx
 import pytest
 
+from ironpush._errors import NotFound, ServiceUnavailable, TransportError
+from ironpush._protocol import Delivery
 from ironpush.client import AsyncIronMQ, IronMQ
-from ironpush.client.lean import HTTPFailure, HTTPResponse, LeanHTTPClient
-from ironpush.client.retry import RetryPolicy
-from ironpush.client.transports import (
+from ironpush.client._lean import HTTPFailure, HTTPResponse, LeanHTTPClient
+from ironpush.client._retry import RetryPolicy
+from ironpush.client._transports import (
     AsyncTransport,
     HttpxTransport,
     LeanTransport,
@@ -22,8 +24,6 @@ from ironpush.client.transports import (
     SyncTransport,
     WireRequest,
 )
-from ironpush.errors import NotFound, ServiceUnavailable, TransportError
-from ironpush.protocol import Delivery
 
 pytestmark = pytest.mark.anyio
 

@@ -8,9 +8,9 @@ import httpx
 import pytest
 from subscriber_servers import Subscribers
 
+from ironpush._errors import ReservationExpired
 from ironpush.client import IronMQ
 from ironpush.devserver import DevServer
-from ironpush.errors import ReservationExpired
 
 
 @pytest.fixture(scope="module")

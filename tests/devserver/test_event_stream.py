@@ -17,7 +17,7 @@ from subscriber_servers import Subscribers
 from support import wait_until
 
 from ironpush.devserver import DevServer
-from ironpush.devserver.events import EventFilter, EventHub, describe
+from ironpush.devserver._events import EventFilter, EventHub, describe
 
 
 @pytest.fixture

@@ -204,7 +204,7 @@ def test_clients_from_other_machines_are_refused() -> None:
     from starlette.requests import Request
 
     from ironpush.devserver import DevConfig
-    from ironpush.devserver.inspector.guard import Guard
+    from ironpush.devserver._inspector.guard import Guard
 
     guard = Guard(DevConfig())
 

@@ -20,7 +20,7 @@ from subscriber_servers import Subscribers
 from support import wait_until
 
 from ironpush.devserver import DevServer
-from ironpush.devserver.fanout import NO_IRONWORKER
+from ironpush.devserver._fanout import NO_IRONWORKER
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ import time
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from ironpush.receiver.outcomes import Defer, PushMessage
-from ironpush.receiver.router import PushRouter
+from ironpush.receiver._outcomes import Defer, PushMessage
+from ironpush.receiver._router import PushRouter
 from ironpush.receiver.stores import SQLiteStore
 
 LEDGER = os.environ["E2E_LEDGER"]

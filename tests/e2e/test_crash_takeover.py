@@ -29,9 +29,9 @@ from faults.processes import Process, python_path
 from multihost.netns import netns_possible, with_hostname
 from support import free_port, wait_until
 
-from ironpush.client.models import ErrorReport, Subscriber
+from ironpush._signing import push_secret
+from ironpush.client._models import ErrorReport, Subscriber
 from ironpush.devserver import DevServer
-from ironpush.signing import push_secret
 
 KEY = "crash-takeover-key-0123456789abcdef"
 JOBS = 20

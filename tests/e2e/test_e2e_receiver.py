@@ -25,13 +25,13 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from support import free_port, wait_until
 
+from ironpush._signing import load_ack_token, push_secret
 from ironpush.client import IronMQ
-from ironpush.client.models import Subscriber
+from ironpush.client._models import Subscriber
 from ironpush.devserver import DevServer
-from ironpush.receiver.outcomes import Defer, PushMessage
-from ironpush.receiver.router import PushRouter
+from ironpush.receiver._outcomes import Defer, PushMessage
+from ironpush.receiver._router import PushRouter
 from ironpush.server_thread import ServerThread
-from ironpush.signing import load_ack_token, push_secret
 
 KEYS = ["e2e-old-key", "e2e-new-key"]
 HERE = Path(__file__).parent

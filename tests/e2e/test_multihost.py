@@ -26,10 +26,10 @@ from faults.harness import store_url
 from multihost.cluster import Cluster
 from support import wait_until
 
+from ironpush._signing import push_secret
 from ironpush.client import IronMQ
-from ironpush.client.models import Subscriber
+from ironpush.client._models import Subscriber
 from ironpush.devserver import DevServer
-from ironpush.signing import push_secret
 
 KEY = "multihost-key-0123456789abcdef"
 SUBSCRIBER = "mh-worker"

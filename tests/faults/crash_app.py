@@ -18,8 +18,8 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from ironpush.receiver.outcomes import Defer, PushMessage
-from ironpush.receiver.router import PushRouter
+from ironpush.receiver._outcomes import Defer, PushMessage
+from ironpush.receiver._router import PushRouter
 
 SECONDS = float(os.environ.get("CRASH_JOB_SECONDS", "5"))
 QUEUE = os.environ.get("CRASH_QUEUE", "crash-jobs")

@@ -39,10 +39,10 @@ import httpx
 from multihost.cluster import Cluster
 from support import free_port, wait_until
 
+from ironpush._signing import push_secret
 from ironpush.client import IronMQ
-from ironpush.client.models import ErrorReport, PushStatus, Subscriber
-from ironpush.client.retry import RetryPolicy
-from ironpush.signing import push_secret
+from ironpush.client._models import ErrorReport, PushStatus, Subscriber
+from ironpush.client._retry import RetryPolicy
 
 from . import scenario as app
 from . import services

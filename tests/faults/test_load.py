@@ -25,8 +25,8 @@ from benchmarks.loadkit.app import PATH, make_router
 from benchmarks.loadkit.inflight import run_inflight
 from benchmarks.loadkit.sustained import run_sustained
 from ironpush.client import AsyncIronMQ
-from ironpush.receiver.outcomes import Defer, PushMessage
-from ironpush.receiver.router import PushRouter
+from ironpush.receiver._outcomes import Defer, PushMessage
+from ironpush.receiver._router import PushRouter
 from ironpush.receiver.stores import SQLiteStore
 
 

@@ -25,10 +25,10 @@ import pytest
 from celery_ledger import count, events
 from support import free_port, wait_until
 
+from ironpush._signing import push_secret
 from ironpush.client import IronMQ
-from ironpush.client.models import Subscriber
+from ironpush.client._models import Subscriber
 from ironpush.devserver import DevServer
-from ironpush.signing import push_secret
 
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent

@@ -20,14 +20,14 @@ from starlette.routing import Mount
 from support import wait_until
 
 from ironpush import AsyncIronMQ, Defer, PushMessage, PushRouter
+from ironpush._errors import SignatureError
+from ironpush._signing import push_secret
 from ironpush.client import IronMQ
-from ironpush.client.models import Subscriber
+from ironpush.client._models import Subscriber
 from ironpush.devserver import DevServer
-from ironpush.errors import SignatureError
 from ironpush.integrations.acks import PushAcks, acknowledge, release, settle
 from ironpush.receiver.stores import open_store
 from ironpush.server_thread import ServerThread
-from ironpush.signing import push_secret
 
 KEYS = ["acks-test-key-0123456789abcdef0123456789"]
 

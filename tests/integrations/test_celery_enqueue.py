@@ -20,8 +20,8 @@ from celery import Celery
 from celery_cluster import ROOT, redis_url
 
 from ironpush import Defer, PushMessage, PushRouter
+from ironpush._signing import load_ack_token
 from ironpush.celery import ACK_TOKEN_HEADER, enqueue
-from ironpush.signing import load_ack_token
 from ironpush.testing import SyncPushSimulator
 
 KEYS = ["enqueue-test-key-0123456789abcdef012345"]

@@ -22,8 +22,8 @@ from pathlib import Path
 from starlette.applications import Starlette
 from starlette.routing import Mount
 
-from ironpush.receiver.outcomes import Defer, PushMessage
-from ironpush.receiver.router import PushRouter
+from ironpush.receiver._outcomes import Defer, PushMessage
+from ironpush.receiver._router import PushRouter
 
 HOST = os.environ.get("MH_HOST", "host-?")
 PREFIX = os.environ.get("MH_QUEUE_PREFIX", "mh")

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Collection
 
-from ironpush.errors import StoreUnavailable
-from ironpush.protocol import Delivery
+from ironpush._errors import StoreUnavailable
+from ironpush._protocol import Delivery
 from ironpush.receiver.stores import Claim, MemoryStore
-from ironpush.receiver.stores.base import ActiveState, Key, Outcome
+from ironpush.receiver.stores._base import ActiveState, Key, Outcome
 
 
 class FlakyStore(MemoryStore):

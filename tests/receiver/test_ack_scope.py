@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from ironpush.protocol import Delivery
-from ironpush.receiver.outcomes import Defer, PushMessage
-from ironpush.receiver.router import PushRouter
-from ironpush.signing import dump_ack_token
+from ironpush._protocol import Delivery
+from ironpush._signing import dump_ack_token
+from ironpush.receiver._outcomes import Defer, PushMessage
+from ironpush.receiver._router import PushRouter
 from ironpush.testing import PushSimulator
 
 pytestmark = pytest.mark.anyio

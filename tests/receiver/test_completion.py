@@ -12,8 +12,8 @@ import anyio
 import pytest
 from support import wait_until_async
 
-from ironpush.receiver.outcomes import Defer, PushMessage
-from ironpush.receiver.router import PushRouter
+from ironpush.receiver._outcomes import Defer, PushMessage
+from ironpush.receiver._router import PushRouter
 from ironpush.testing import PushResult, PushSimulator
 from receiver.flaky_store import FlakyStore
 

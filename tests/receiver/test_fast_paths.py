@@ -21,9 +21,9 @@ from starlette.routing import Route
 from support import wait_until_async
 
 from ironpush import Defer, PushMessage, PushRouter
-from ironpush.protocol import Delivery
-from ironpush.receiver import asgi
-from ironpush.receiver.jobs import JobRunner
+from ironpush._protocol import Delivery
+from ironpush.receiver import _asgi as asgi
+from ironpush.receiver._jobs import JobRunner
 from ironpush.receiver.mount import PushMount
 from ironpush.testing import PushSimulator, build_push
 

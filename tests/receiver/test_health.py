@@ -8,8 +8,8 @@ from typing import Any
 import anyio
 import pytest
 
-from ironpush.receiver.outcomes import PushMessage, Retry
-from ironpush.receiver.router import PushRouter
+from ironpush.receiver._outcomes import PushMessage, Retry
+from ironpush.receiver._router import PushRouter
 from ironpush.testing import PushSimulator
 from receiver.flaky_store import FlakyStore
 

@@ -10,10 +10,10 @@ import anyio
 import pytest
 from support import wait_until_async
 
-from ironpush.receiver.outcomes import Defer, PushMessage
-from ironpush.receiver.router import PushRouter
-from ironpush.receiver.routes import lease_warning, retry_budget
-from ironpush.signing import push_secret
+from ironpush._signing import push_secret
+from ironpush.receiver._outcomes import Defer, PushMessage
+from ironpush.receiver._router import PushRouter
+from ironpush.receiver._routes import lease_warning, retry_budget
 from ironpush.testing import PushSimulator
 from receiver.flaky_store import FlakyStore
 
@@ -118,7 +118,7 @@ async def test_one_line_per_delivery_and_per_confirmed_ack_without_secrets(
             result = await sim.push("/r", "x")
             await sim.wait_for_acks(1)
             await wait_until_async(
-                lambda: [r for r in caplog.records if r.name == "ironpush.receiver.outbox"]
+                lambda: [r for r in caplog.records if r.name == "ironpush.receiver._outbox"]
             )
     [line] = [r for r in caplog.records if r.getMessage().startswith("push ")]
     assert (line.name, line.levelno) == ("ironpush.receiver", logging.INFO)
@@ -130,7 +130,7 @@ async def test_one_line_per_delivery_and_per_confirmed_ack_without_secrets(
     }
     assert line.__dict__["outcome"] == "deferred"
     assert line.__dict__["duration_ms"] >= 0
-    [ack] = [r for r in caplog.records if r.name == "ironpush.receiver.outbox"]
+    [ack] = [r for r in caplog.records if r.name == "ironpush.receiver._outbox"]
     assert ack.levelno == logging.INFO
     text = ack.getMessage()
     assert result.message_id in text

@@ -31,16 +31,16 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ...errors import ConfigError
-from ...redact import redact_url
-from .base import Claim, OutboxItem, Owner, Store, this_owner
-from .memory import MemoryStore
-from .null import NullStore
-from .sqlite import SQLiteStore
+from ..._errors import ConfigError
+from ..._redact import redact_url
+from ._base import Claim, OutboxItem, Owner, Store, this_owner
+from ._memory import MemoryStore
+from ._null import NullStore
+from ._sqlite import SQLiteStore
 
 if TYPE_CHECKING:
-    from .postgres import PostgresStore
-    from .redis import RedisStore
+    from ._postgres import PostgresStore
+    from ._redis import RedisStore
 
 __all__ = [
     "STORE_ENV",
@@ -68,11 +68,11 @@ def __getattr__(name: str) -> Any:
     # The networked stores import their client library only when asked for, so a missing
     # extra fails with its pip hint at that moment, not at ``import ironpush``.
     if name == "RedisStore":
-        from .redis import RedisStore
+        from ._redis import RedisStore
 
         return RedisStore
     if name == "PostgresStore":
-        from .postgres import PostgresStore
+        from ._postgres import PostgresStore
 
         return PostgresStore
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -81,7 +81,7 @@ def __getattr__(name: str) -> Any:
 def open_store(spec: Store | str | os.PathLike[str]) -> Store:
     """The store a spec names (see the module docs); a :class:`Store` is returned as is.
 
-    Raises :class:`~ironpush.errors.ConfigError` (one line, no credentials) for a spec it
+    Raises :class:`~ironpush._errors.ConfigError` (one line, no credentials) for a spec it
     cannot use, and ``ImportError`` with the pip command when an extra is missing::
 
         open_store("memory")                      # MemoryStore()
@@ -112,13 +112,13 @@ def open_store(spec: Store | str | os.PathLike[str]) -> Store:
             )
         return SQLiteStore(path)
     if scheme in _REDIS_SCHEMES:
-        from .redis import RedisStore
+        from ._redis import RedisStore
 
         url, options = _take_options(text, ("prefix",))
         prefix = options.get("prefix")
         return RedisStore(url, prefix=prefix) if prefix else RedisStore(url)
     if scheme in _POSTGRES_SCHEMES:
-        from .postgres import PostgresStore
+        from ._postgres import PostgresStore
 
         dsn, options = _take_options(text, ("schema",))
         schema = options.get("schema")

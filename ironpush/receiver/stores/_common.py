@@ -6,11 +6,11 @@ import itertools
 import time
 from collections.abc import Callable, Iterable
 
-from ...client.retry import backoff_delay
-from ...errors import StoreUnavailable
-from ...protocol import Delivery, delivery_from_json, delivery_to_json
-from ...redact import redact_text
-from .base import _ACTIVE, OutboxItem, Owner, this_owner
+from ..._errors import StoreUnavailable
+from ..._protocol import Delivery, delivery_from_json, delivery_to_json
+from ..._redact import redact_text
+from ...client._retry import backoff_delay
+from ._base import _ACTIVE, OutboxItem, Owner, this_owner
 
 __all__ = [
     "ACTIVE",

@@ -1,4 +1,4 @@
-"""The connections of :class:`~ironpush.receiver.stores.postgres.PostgresStore`.
+"""The connections of :class:`~ironpush.receiver.stores._postgres.PostgresStore`.
 
 Why not psycopg_pool: its checkout (locks, a ``wait_for`` per waiting call) cost a large
 share of a statement's CPU here (``benchmarks/bench_store_clients.py``). The store needs far

@@ -1,4 +1,4 @@
-"""A lean RESP2 client for :class:`~ironpush.receiver.stores.redis.RedisStore`.
+"""A lean RESP2 client for :class:`~ironpush.receiver.stores._redis.RedisStore`.
 
 Why not redis-py's asyncio client: its per-command CPU in this process (pool checkout,
 per-read timeouts, connection bookkeeping) was several times what a receiver spends on a whole

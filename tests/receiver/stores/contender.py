@@ -16,8 +16,9 @@ import os
 import sys
 import time
 
-from ironpush.protocol import Delivery
-from ironpush.receiver.stores import Owner, Store, base, open_store
+from ironpush._protocol import Delivery
+from ironpush.receiver.stores import Owner, Store, open_store
+from ironpush.receiver.stores import _base as base
 
 
 def delivery(message_id: str, reservation: str = "r0") -> Delivery:

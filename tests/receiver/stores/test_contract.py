@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from support import wait_until, wait_until_async
 
-from ironpush.errors import StoreUnavailable
+from ironpush._errors import StoreUnavailable
 from ironpush.receiver.stores import OutboxItem, Store
 
 from .conftest import SHARED_KINDS

@@ -15,7 +15,7 @@ import redis
 from faults.services import Service
 from support import free_port, wait_until, wait_until_async
 
-from ironpush.errors import StoreUnavailable
+from ironpush._errors import StoreUnavailable
 from ironpush.receiver.stores import OutboxItem, PostgresStore, RedisStore, open_store
 
 from .contender import delivery

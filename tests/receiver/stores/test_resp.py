@@ -12,7 +12,7 @@ import pytest
 import redis
 from support import free_port, wait_until
 
-from ironpush.errors import StoreUnavailable
+from ironpush._errors import StoreUnavailable
 from ironpush.receiver.stores import RedisStore
 from ironpush.receiver.stores._resp import Busy, RespClient, RespError
 

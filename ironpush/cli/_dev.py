@@ -1,0 +1,274 @@
+"""``ironpush dev``: run the dev server in the foreground until Ctrl-C (or SIGTERM).
+
+It logs one line per push attempt and per acknowledgement (``--log-level``, ``--quiet``),
+serves the inspector at ``/_dev/ui`` and the event stream ``ironpush tail`` follows, and prints
+what a client needs: ``eval "$(ironpush dev --env)"`` sets the environment in a shell.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import sys
+import threading
+from types import FrameType
+from typing import TYPE_CHECKING
+
+import click
+
+from . import _logs as logs
+from ._rendering import CliError
+
+if TYPE_CHECKING:
+    from ..devserver._server import DevServer
+
+__all__ = ["client_config_text", "dev_command", "env_exports"]
+
+TOKEN_PLACEHOLDER = "<the value given with --token>"
+TOKEN_ENV = "IRONPUSH_DEV_TOKEN"
+DEFAULT_PORT = 8080
+
+
+def env_exports(
+    url_host: str,
+    port: int,
+    *,
+    project_id: str | None,
+    token: str | None,
+    show_token: bool,
+    token_from_env: bool = False,
+) -> str:
+    """Shell lines for ``eval "$(ironpush dev --env)"`` (the token only with ``show_token``).
+
+    A token taken from ``IRONPUSH_DEV_TOKEN`` is exported by reference, so it works in that
+    shell without being printed::
+
+        export IRONMQ_EMULATOR_HOST=127.0.0.1:8080
+        export IRON_TOKEN="${IRONPUSH_DEV_TOKEN}"
+    """
+    lines = [f"export IRONMQ_EMULATOR_HOST={shlex.quote(f'{url_host}:{port}')}"]
+    if project_id or token:
+        lines.append(f"export IRON_PROJECT_ID={shlex.quote(project_id or 'dev')}")
+    if token and show_token:
+        lines.append(f"export IRON_TOKEN={shlex.quote(token)}")
+    elif token and token_from_env:
+        lines.append(f'export IRON_TOKEN="${{{TOKEN_ENV}}}"')
+    elif token:
+        lines.append(f"# export IRON_TOKEN='{TOKEN_PLACEHOLDER}'  (add --show-token to print it)")
+    return "\n".join(lines)
+
+
+def env_command_line(host: str, port: int, project_id: str | None) -> str:
+    """The ``ironpush dev --env …`` invocation matching this server."""
+    args = ["ironpush", "dev", "--env"]
+    if host != "127.0.0.1":
+        args += ["--host", host]
+    if port != DEFAULT_PORT:
+        args += ["--port", str(port)]
+    if project_id:
+        args += ["--project-id", project_id]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def client_config_text(
+    url_host: str, port: int, *, project_id: str | None, token: str | None, show_token: bool
+) -> str:
+    """What a client needs to talk to the server: env exports and an equivalent iron.json."""
+    address = f"{url_host}:{port}"
+    shown = token if show_token else TOKEN_PLACEHOLDER
+    lines = ["Point clients at it with:", f"  export IRONMQ_EMULATOR_HOST={address}"]
+    if project_id or token:
+        lines.append(f"  export IRON_PROJECT_ID={project_id or 'dev'}")
+    if token:
+        lines.append(f"  export IRON_TOKEN='{shown}'")
+    iron = {
+        "protocol": "http",
+        "host": url_host,
+        "port": port,
+        "api_version": 3,
+        "project_id": project_id or "dev",
+        "token": shown if token else "dev",
+    }
+    lines.append("or an iron.json with:")
+    lines.extend("  " + line for line in json.dumps(iron, indent=2).splitlines())
+    return "\n".join(lines)
+
+
+@click.command("dev", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option(
+    "--port", default=DEFAULT_PORT, show_default=True, type=int, help="Port (0 = a free one)."
+)
+@click.option(
+    "--db",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="SQLite file for durable state (default: in memory, lost on exit).",
+)
+@click.option(
+    "--token",
+    envvar=TOKEN_ENV,
+    default=None,
+    help="Require this token (Authorization: OAuth <token>). Default: accept any. "
+    "Env: IRONPUSH_DEV_TOKEN.",
+)
+@click.option("--project-id", default=None, help="Serve only this project id (others get 404).")
+@click.option(
+    "--push-timeout",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0.001),
+    help="Seconds a subscriber has to answer a push (hosted v3: 10).",
+)
+@click.option(
+    "--max-concurrent-pushes",
+    default=256,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Pushes in flight at once.",
+)
+@click.option(
+    "--public-url",
+    default=None,
+    help="Base URL for ack URLs (Iron-Subscriber-Message-Url) if subscribers reach the "
+    "server under another address.",
+)
+@click.option(
+    "--log-level",
+    default="info",
+    show_default=True,
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="info: one line per push attempt and per acknowledgement.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No line per push (warnings and errors only).")
+@click.option(
+    "--env",
+    "print_env",
+    is_flag=True,
+    help='Print the client environment and exit: eval "$(ironpush dev --env)".',
+)
+@click.option("--show-token", is_flag=True, help="Print the token in the client config.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Refuse what hosted IronMQ refuses: reservation timeouts under 30 s, retries_delay "
+    "under 3 s, fractional seconds, message bodies over 64 KB.",
+)
+def dev_command(
+    host: str,
+    port: int,
+    db: str | None,
+    token: str | None,
+    project_id: str | None,
+    push_timeout: float,
+    max_concurrent_pushes: int,
+    public_url: str | None,
+    log_level: str,
+    quiet: bool,
+    print_env: bool,
+    show_token: bool,
+    strict: bool,
+) -> None:
+    """Run a local IronMQ v3-compatible server with a real pusher.
+
+    It speaks the v3 API under /3/projects/{project_id}/ and POSTs push-queue messages to
+    their subscribers with IronMQ's headers, retries, 202 reservations, error queues and push
+    statuses. Timings accept fractions of a second (retries_delay=0.05, delay, --push-timeout)
+    so tests run fast; note that hosted IronMQ's minimum retries_delay is 3 s.
+
+    It logs one line per push attempt and per acknowledgement, and serves a web inspector at
+    /_dev/ui (queues, live deliveries, messages, replay) and the event stream that
+    `ironpush tail` follows.
+
+    \b
+    Examples:
+      ironpush dev                           # 127.0.0.1:8080, memory, any token
+      ironpush dev --db dev.sqlite --token s3cret --port 9000
+      eval "$(ironpush dev --env)"           # in another shell: point clients at it
+    """
+    from ..devserver._server import WILDCARD_HOSTS
+
+    url_host = "127.0.0.1" if host in WILDCARD_HOSTS else host
+    if print_env:
+        _print_env(url_host, port, project_id=project_id, token=token, show_token=show_token)
+        return
+    debug = bool(click.get_current_context().find_root().params.get("debug"))  # ironpush --debug
+    logs.configure("warning" if quiet else "debug" if debug else log_level)
+    # The dev server and uvicorn load only when this command runs (``import ironpush.cli`` stays
+    # light for every other command).
+    from ..devserver._server import DevServer, local_url
+
+    server = DevServer(
+        host=host,
+        port=port,
+        token=token,
+        project_id=project_id,
+        db=db,
+        push_timeout=push_timeout,
+        max_concurrent_pushes=max_concurrent_pushes,
+        public_url=public_url,
+        strict=strict,
+    )
+    try:
+        server.start()
+    except (OSError, RuntimeError) as exc:
+        raise CliError(f"cannot serve on {host}:{port}: {exc}") from exc
+    click.echo(f"ironpush dev server listening on {server.url}")
+    sign_in = " (sign in once: add ?token=<the token>)" if token else ""
+    click.echo(f"  inspector: {local_url(host, server.port)}/_dev/ui{sign_in}")
+    click.echo("  live log: below, one line per push and ack; `ironpush tail` in another shell")
+    click.echo(f"  state: {'SQLite file ' + db if db else 'in memory (lost on exit)'}")
+    click.echo(f"  project: {project_id or 'any project id'}")
+    click.echo(f"  token: {'required' if token else 'not required (any token accepted)'}")
+    limits = (
+        "hosted IronMQ's limits enforced (--strict)"
+        if strict
+        else "fractional retries_delay/delay accepted (hosted IronMQ's minimum retries_delay "
+        "is 3 s; --strict enforces it)"
+    )
+    click.echo(f"  push timeout: {push_timeout:g} s; {limits}")
+    click.echo(f'In another shell: eval "$({env_command_line(host, server.port, project_id)})"')
+    click.echo(
+        client_config_text(
+            url_host, server.port, project_id=project_id, token=token, show_token=show_token
+        )
+    )
+    click.echo("Press Ctrl-C to stop.")
+    sys.stdout.flush()
+    _serve_until_signal(server)
+
+
+def _print_env(
+    url_host: str, port: int, *, project_id: str | None, token: str | None, show_token: bool
+) -> None:
+    if port == 0:
+        raise click.UsageError("--env needs the server's fixed --port (not 0)")
+    source = click.get_current_context().get_parameter_source("token")
+    exports = env_exports(
+        url_host,
+        port,
+        project_id=project_id,
+        token=token,
+        show_token=show_token,
+        token_from_env=source == click.core.ParameterSource.ENVIRONMENT,
+    )
+    click.echo(exports)
+
+
+def _serve_until_signal(server: DevServer) -> None:
+    stop = threading.Event()
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(0.5):
+            if not server.is_alive():
+                raise CliError("the server stopped unexpectedly")
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        click.echo("stopping…")
+        server.stop()  # open event streams (tail, inspector tabs) end at once

@@ -1,0 +1,187 @@
+"""Logging for ``ironpush serve``: no secrets in the access log, no floods of tracebacks.
+
+:func:`log_config` is uvicorn's logging configuration plus two filters, built in every worker
+process by ``logging.config.dictConfig``:
+
+- :class:`AccessLogRedactor` on ``uvicorn.access``: the request line's query values that hold a
+  secret (``?ironpush_secret=…``, any name :func:`ironpush._redact.is_sensitive` flags, and the
+  routers' own ``secret_param``) are masked before the line is formatted.
+- :class:`RepeatLimiter` on every handler: of a run of identical warnings or errors (same
+  logger, level, message template and exception type) the first one passes with its
+  traceback, the rest are counted, and one line per ``interval`` reports how many there were.
+  A store that fails for minutes logs a handful of lines, not one traceback per push.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from .._redact import is_sensitive, mask
+
+__all__ = [
+    "AccessLogRedactor",
+    "RepeatLimiter",
+    "add_access_log_names",
+    "log_config",
+    "redact_path",
+]
+
+
+def redact_path(path: str, extra_names: Iterable[str] = ()) -> str:
+    """``/p?ironpush_secret=abc&x=1`` → ``/p?ironpush_secret=***&x=1`` (the query's secrets)."""
+    head, sep, query = path.partition("?")
+    if not sep:
+        return path
+    names = set(extra_names)
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if not any(name in names or is_sensitive(name) for name, _ in pairs):
+        return path
+    masked = [(k, mask(v) if k in names or is_sensitive(k) else v) for k, v in pairs]
+    return head + "?" + urlencode(masked, safe="*/")
+
+
+class AccessLogRedactor(logging.Filter):
+    """Masks secrets in the query string of uvicorn's access log records.
+
+    uvicorn logs ``(client, method, path with query, http version, status)`` as the record's
+    arguments; the path is rewritten, the rest left alone. ``names`` adds query parameter names
+    to mask (``ironpush serve`` adds each router's ``secret_param``).
+    """
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.names: set[str] = set(names)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            path = args[2]
+            if "?" in path:
+                record.args = (args[0], args[1], redact_path(path, self.names), args[3], args[4])
+        return True
+
+
+@dataclass(slots=True)
+class _Run:
+    started: float  # when this interval began
+    last: float  # the latest occurrence
+    suppressed: int = 0
+
+
+class RepeatLimiter(logging.Filter):
+    """Lets through the first of repeated identical records, then one count per ``interval``.
+
+    Records below ``level`` (default WARNING: the per-delivery INFO lines) always pass.
+    Identical = same logger, level, message template (not its arguments: a failing store logs
+    the same template with a different message id each time) and exception type. The first
+    passes as is (traceback included); the next ones within ``interval`` seconds are dropped
+    and counted; the first one after the interval passes without its traceback, saying how many
+    were dropped. A run that stays quiet for a whole interval starts over. At most
+    ``max_keys`` runs are remembered (the oldest is forgotten first). ::
+
+        handler.addFilter(RepeatLimiter(interval=60))
+    """
+
+    def __init__(
+        self,
+        interval: float = 60.0,
+        *,
+        level: int | str = logging.WARNING,
+        max_keys: int = 512,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__()
+        if interval <= 0:
+            raise ValueError("interval must be > 0")
+        self.interval = float(interval)
+        self.level = logging._checkLevel(level)  # type: ignore[attr-defined]
+        self.max_keys = max_keys
+        self._clock = clock
+        self._runs: OrderedDict[tuple[str, int, str, str], _Run] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < self.level:
+            return True
+        exc_type = record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] else ""
+        key = (record.name, record.levelno, str(record.msg), exc_type)
+        now = self._clock()
+        with self._lock:
+            run = self._runs.get(key)
+            if run is None or (now - run.last >= self.interval and run.suppressed == 0):
+                self._remember(key, _Run(started=now, last=now))
+                return True
+            run.last = now
+            if now - run.started < self.interval:
+                run.suppressed += 1
+                return False
+            dropped, elapsed = run.suppressed, now - run.started
+            run.started, run.suppressed = now, 0
+            self._runs.move_to_end(key)
+        if dropped:
+            self._summarize(record, dropped, elapsed)
+        return True
+
+    def _remember(self, key: tuple[str, int, str, str], run: _Run) -> None:
+        self._runs[key] = run
+        self._runs.move_to_end(key)
+        while len(self._runs) > self.max_keys:
+            self._runs.popitem(last=False)
+
+    @staticmethod
+    def _summarize(record: logging.LogRecord, dropped: int, elapsed: float) -> None:
+        # The traceback was shown with the first record of the run; this one says how many
+        # more there were, and keeps its own message (with this occurrence's arguments).
+        record.msg = (
+            f"{record.getMessage()} [and {dropped} more like this in the last {elapsed:.0f} s; "
+            "traceback logged with the first]"
+        )
+        record.args = None
+        record.exc_info = None
+        record.exc_text = None
+        record.stack_info = None
+
+
+def log_config(*, level: str, repeat_interval: float) -> dict[str, Any]:
+    """uvicorn's default logging configuration with ironpush's filters, for ``dictConfig``.
+
+    The root logger (where ``ironpush.*`` records go) gets the same stderr handler as uvicorn,
+    so the receiver's per-delivery lines show up at ``--log-level info``; other libraries log
+    from WARNING up.
+    """
+    from uvicorn.config import LOGGING_CONFIG
+
+    config: dict[str, Any] = {
+        **LOGGING_CONFIG,
+        "formatters": dict(LOGGING_CONFIG["formatters"]),
+        "handlers": {name: dict(h) for name, h in LOGGING_CONFIG["handlers"].items()},
+        "loggers": {name: dict(lg) for name, lg in LOGGING_CONFIG["loggers"].items()},
+    }
+    config["filters"] = {
+        "ironpush_repeats": {"()": f"{__name__}.RepeatLimiter", "interval": repeat_interval},
+        "ironpush_access": {"()": f"{__name__}.AccessLogRedactor"},
+    }
+    for handler in config["handlers"].values():
+        handler["filters"] = ["ironpush_repeats"]
+    config["loggers"]["uvicorn.access"]["filters"] = ["ironpush_access"]
+    # Like the rest of the CLI: ironpush at the chosen level, other libraries at WARNING (httpx
+    # would log every request at INFO). Explicit, because the CLI group may have set the
+    # ironpush logger's level in this process already.
+    quiet = max(logging.WARNING, logging.getLevelName(level.upper()))
+    config["root"] = {"handlers": ["default"], "level": logging.getLevelName(quiet)}
+    config["loggers"]["ironpush"] = {"level": level.upper()}
+    return config
+
+
+def add_access_log_names(names: Iterable[str]) -> None:
+    """Also mask these query parameters in the access log (each router's ``secret_param``)."""
+    for found in logging.getLogger("uvicorn.access").filters:
+        if isinstance(found, AccessLogRedactor):
+            found.names.update(names)

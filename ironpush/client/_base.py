@@ -1,0 +1,198 @@
+"""What both client twins share: settings, auth headers, URLs, retry decisions, reply parsing.
+
+Nothing here performs I/O; the sync and async twins (:mod:`ironpush.client`) add it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+import httpx
+
+from .. import __version__
+from .._config import Settings, load_settings
+from .._errors import ConfigError, TransportError
+from .._protocol import Delivery, Reply, Request
+from .._redact import redact_text, redact_url
+from . import _operations as ops
+from ._models import PushStatus
+from ._operations import Op
+from ._retry import RetryPolicy
+from ._transports import HTTPFailure, Response, WireRequest
+
+T = TypeVar("T")
+logger = logging.getLogger("ironpush.client")
+
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+USER_AGENT = f"ironpush/{__version__}"
+# Keystone tokens are refreshed when they have less than this many seconds left (as iron_core).
+KEYSTONE_REFRESH_MARGIN = 10.0
+
+
+class ClientBase:
+    """Settings, headers, URLs, retry decisions and reply parsing shared by both twins."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings | None,
+        timeout: float | httpx.Timeout | None,
+        retry: RetryPolicy | None,
+        config: dict[str, Any],
+    ) -> None:
+        self.settings = settings or load_settings(**config)
+        if not self.settings.project_id:
+            raise ConfigError("no IronMQ project id configured")
+        if timeout is None:
+            self.timeout = DEFAULT_TIMEOUT
+        elif isinstance(timeout, httpx.Timeout):
+            self.timeout = timeout
+        else:
+            self.timeout = httpx.Timeout(timeout)
+        self.retry = retry or RetryPolicy()
+        self._keystone_token: tuple[str, float] | None = None
+
+    def __repr__(self) -> str:
+        s = self.settings
+        return f"{type(self).__name__}(project_id={s.project_id!r}, url={s.base_url!r})"
+
+    # --- requests -------------------------------------------------------------------------
+
+    def _url(self, request: Request) -> str:
+        if request.path.startswith(("http://", "https://")):
+            return request.path
+        return self.settings.base_url + request.path
+
+    def _headers(self, request: Request, url: str) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        # Only send the token to the configured IronMQ origin: a legacy ack URL comes from a
+        # push header, and the token must not follow it to another host.
+        if url.startswith(self.settings.origin + "/"):
+            token = self._token()
+            if token:
+                headers["Authorization"] = f"OAuth {token}"
+        return headers
+
+    def _token(self) -> str | None:
+        if self.settings.keystone is None:
+            return self.settings.token
+        return self._keystone_token[0] if self._keystone_token else None
+
+    def _keystone_op(self) -> Op[tuple[str, datetime | None]] | None:
+        """The Keystone login to run before a call, when the cached token is missing or stale."""
+        ks = self.settings.keystone
+        if ks is None:
+            return None
+        if self._keystone_token and self._keystone_token[1] - time.time() > KEYSTONE_REFRESH_MARGIN:
+            return None
+        return ops.keystone_token(
+            ks.server, tenant=ks.tenant, username=ks.username, password=ks.password
+        )
+
+    def _store_keystone(self, result: tuple[str, datetime | None]) -> None:
+        token, expires = result
+        deadline = expires.timestamp() if expires else time.time() + 3600
+        self._keystone_token = (token, deadline)
+
+    def _timeout_for(self, request: Request) -> httpx.Timeout:
+        if request.read_timeout is None:
+            return self.timeout
+        read = max(self.timeout.read or 0.0, request.read_timeout)
+        return httpx.Timeout(
+            connect=self.timeout.connect,
+            read=read,
+            write=self.timeout.write,
+            pool=self.timeout.pool,
+        )
+
+    def _wire(self, request: Request) -> WireRequest:
+        """``request`` as it goes on the wire: the same bytes whichever twin and transport
+        send it."""
+        url = self._url(request)
+        if request.params:
+            url += "?" + urlencode(request.params)
+        headers = self._headers(request, url)
+        body = b""
+        if request.json is not None:
+            body = json.dumps(request.json, separators=(",", ":")).encode()
+            headers["Content-Type"] = "application/json"
+        return WireRequest(
+            request.method,
+            url,
+            headers,
+            body,
+            timeout=self._timeout_for(request),
+            resend_stale=request.idempotent,
+        )
+
+    # --- replies and retries ----------------------------------------------------------------
+
+    def _retry_delay(
+        self, request: Request, attempt: int, status: int | None, *, unsent: bool = False
+    ) -> float | None:
+        """Seconds to wait before retrying, or ``None`` when this outcome is final."""
+        if not self.retry.should_retry(request, attempt, status, unsent=unsent):
+            return None
+        delay = self.retry.delay(attempt)
+        logger.info(
+            "retrying %s %s in %.2fs (attempt %d, %s)",
+            request.method,
+            redact_url(request.path),
+            delay,
+            attempt,
+            status or "connection error",
+        )
+        return delay
+
+    def _transport_error(self, request: Request, exc: HTTPFailure) -> TransportError:
+        url = redact_url(self._url(request))
+        # An HTTP library may quote a header value (i.e. the token) in its message.
+        detail = redact_text(str(exc), [self._token(), self.settings.token])
+        return TransportError(
+            f"{request.method} {url} failed: {detail or 'no answer'}",
+            method=request.method,
+            url=url,
+            unsent=exc.unsent,
+        )
+
+    def _reply(self, response: Response) -> Reply:
+        return parse_reply(response.status_code, response.content, response.headers, response.raw)
+
+
+def parse_reply(status: int, content: bytes, headers: Mapping[str, str], response: Any) -> Reply:
+    """A :class:`Reply` from raw parts; JSON is parsed whatever the Content-Type says (iron-core
+    crashed on a 2xx without one)."""
+    data: Any = None
+    if content:
+        try:
+            data = json.loads(content)
+        except ValueError:
+            data = content.decode("utf-8", "replace")
+    return Reply(status, data, headers, response)
+
+
+def config_kwargs(**kwargs: Any) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def load_ack_token(settings: Settings, token: str, max_age: float | None) -> tuple[str, Delivery]:
+    if not settings.secret_keys:
+        raise ConfigError(
+            "acking with a token needs the receiver's secret keys: "
+            "pass secret_keys=[...] or set IRONPUSH_SECRET_KEYS"
+        )
+    from .._signing import load_ack_token  # the receiver side of ironpush; imported on use
+
+    return load_ack_token(token, settings.secret_keys, max_age=max_age)
+
+
+def push_summary(statuses: Sequence[PushStatus]) -> str:
+    if not statuses:
+        return "no push statuses yet"
+    return ", ".join(f"{s.subscriber_name}={s.status}" for s in statuses)

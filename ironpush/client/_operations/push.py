@@ -1,0 +1,74 @@
+"""Push operations: a push queue's subscribers, push statuses, and acknowledging a 202 push."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from ..._errors import ValidationError
+from ..._protocol import Delivery, Request
+from .._models import PushStatus, Subscriber
+from .base import Op, SubscriberInput, call, list_at, queue_path, required, subscribers_json
+from .messages import delete
+from .queues import get_queue
+
+
+def add_subscribers(name: str, subscribers: Iterable[SubscriberInput]) -> Op[None]:
+    body = {"subscribers": subscribers_json(subscribers)}
+    yield from call(Request("POST", queue_path(name, "subscribers"), json=body))
+
+
+def replace_subscribers(name: str, subscribers: Iterable[SubscriberInput]) -> Op[None]:
+    body = {"subscribers": subscribers_json(subscribers)}
+    yield from call(Request("PUT", queue_path(name, "subscribers"), json=body))
+
+
+def remove_subscribers(name: str, names_or_urls: Iterable[str | Subscriber]) -> Op[None]:
+    """Remove subscribers by name, or by URL (looked up on the queue: v3 removes by name)."""
+    wanted = [
+        s.name if isinstance(s, Subscriber) else required("subscriber", s) for s in names_or_urls
+    ]
+    if not wanted:
+        raise ValidationError("give at least one subscriber name or URL")
+    names = list(wanted)
+    if any("://" in w for w in wanted):
+        info = yield from get_queue(name)
+        by_url = {s.url: s.name for s in info.subscribers}
+        known = {s.name for s in info.subscribers}
+        names = []
+        for w in wanted:
+            if w in known or "://" not in w:
+                names.append(w)
+            elif w in by_url:
+                names.append(by_url[w])
+            else:
+                raise ValidationError(f"queue {name!r} has no subscriber with that URL")
+    body = {"subscribers": [{"name": n} for n in dict.fromkeys(names)]}
+    yield from call(Request("DELETE", queue_path(name, "subscribers"), json=body))
+
+
+def push_statuses(name: str, message_id: str) -> Op[list[PushStatus]]:
+    data = yield from call(Request("GET", queue_path(name, "messages", message_id, "subscribers")))
+    return [PushStatus.from_json(s) for s in list_at(data, "subscribers") if isinstance(s, Mapping)]
+
+
+def acknowledge(name: str, delivery: Delivery) -> Op[None]:
+    """Acknowledge a push answered with 202.
+
+    v3: ``DELETE /messages/{id}`` with the delivery's reservation id and subscriber name.
+    Legacy v1/v2: ``DELETE`` on the delivery's ``Iron-Subscriber-Message-Url``, verbatim.
+    """
+    if delivery.flavour == "legacy":
+        if not delivery.subscriber_message_url:
+            raise ValidationError(
+                "a legacy push without Iron-Subscriber-Message-Url cannot be acked"
+            )
+        yield from call(Request("DELETE", delivery.subscriber_message_url))
+        return
+    if not delivery.reservation_id or not delivery.subscriber_name:
+        raise ValidationError("a v3 push ack needs Iron-Reservation-Id and Iron-Subscriber-Name")
+    yield from delete(
+        name,
+        delivery.message_id,
+        reservation_id=delivery.reservation_id,
+        subscriber_name=delivery.subscriber_name,
+    )

@@ -1,0 +1,231 @@
+"""Transports: the one seam between the client twins and the network.
+
+Both twins turn every call into the same :class:`WireRequest` (method, absolute URL, headers,
+body, timeouts) and hand it to a transport's ``send``, which answers a :class:`Response` or
+raises :class:`HTTPFailure`. The implementations:
+
+- :class:`HttpxTransport` / :class:`HttpxSyncTransport`: over ``httpx`` (the default; proxies,
+  ``httpx.MockTransport`` and ``httpx.ASGITransport`` work through them);
+- :class:`LeanTransport`: over ironpush's own keep-alive HTTP/1.1 client
+  (:mod:`ironpush.client._lean`), what a receiver's ack outbox uses;
+- :class:`MockTransport`: answers from a function, no sockets, for tests of any code that
+  talks to IronMQ through :class:`~ironpush.AsyncIronMQ`::
+
+      def ironmq(request: WireRequest) -> Response:
+          assert request.method == "DELETE"
+          return Response.from_json(200, {"msg": "Deleted"})
+
+      mq = AsyncIronMQ(project_id="p", token="t", transport=MockTransport(ironmq))
+      await mq.queue("q").delete("m1", "r1")
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import httpx
+
+from ._lean import HTTPFailure, LeanHTTPClient
+
+__all__ = [
+    "AsyncTransport",
+    "HTTPFailure",
+    "HttpxSyncTransport",
+    "HttpxTransport",
+    "LeanTransport",
+    "MockTransport",
+    "Response",
+    "SyncTransport",
+    "WireRequest",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class WireRequest:
+    """One call as it goes on the wire: absolute URL, headers, body and timeouts.
+
+    ``resend_stale`` says the call may be sent again when a reused keep-alive connection turns
+    out to be closed before any answer byte (true for idempotent calls).
+    """
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    body: bytes = b""
+    timeout: httpx.Timeout = field(default_factory=lambda: httpx.Timeout(30.0))
+    resend_stale: bool = True
+
+    def json(self) -> Any:
+        """The body parsed as JSON (``None`` when empty)."""
+        return json.loads(self.body) if self.body else None
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A transport's answer: status, body and headers; ``raw`` is the HTTP library's own
+    response object (an ``httpx.Response``), or ``None``."""
+
+    status_code: int
+    content: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)
+    raw: Any = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, status_code: int, data: Any) -> Response:
+        """A JSON answer: ``Response.from_json(200, {"msg": "Deleted"})``."""
+        headers = {"Content-Type": "application/json"}
+        return cls(status_code, json.dumps(data).encode(), headers)
+
+
+@runtime_checkable
+class AsyncTransport(Protocol):
+    """What :class:`~ironpush.AsyncIronMQ` sends its calls through.
+
+    A failure without an answer raises :class:`HTTPFailure`, with ``unsent=True`` when the
+    request certainly never left (then even a non-idempotent call may be retried).
+    """
+
+    async def send(self, request: WireRequest) -> Response: ...
+
+    async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class SyncTransport(Protocol):
+    """What :class:`~ironpush.IronMQ` sends its calls through (see :class:`AsyncTransport`)."""
+
+    def send(self, request: WireRequest) -> Response: ...
+
+    def close(self) -> None: ...
+
+
+def _failure(exc: httpx.TransportError) -> HTTPFailure:
+    detail = str(exc)
+    reason = type(exc).__name__ + (f" ({detail})" if detail else "")
+    # ConnectError/ConnectTimeout/PoolTimeout: the request never left, safe to retry anything.
+    unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+    return HTTPFailure(reason, unsent=unsent)
+
+
+def _httpx_request(http: httpx.Client | httpx.AsyncClient, request: WireRequest) -> httpx.Request:
+    return http.build_request(
+        request.method,
+        request.url,
+        headers=request.headers,
+        content=request.body or None,
+        timeout=request.timeout,
+    )
+
+
+def _response(response: httpx.Response) -> Response:
+    return Response(response.status_code, response.content, response.headers, response)
+
+
+def _limits(max_connections: int) -> httpx.Limits:
+    return httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections)
+
+
+class HttpxTransport:
+    """:class:`AsyncTransport` over ``httpx.AsyncClient`` (redirects are never followed).
+
+    ``transport`` is an httpx transport (``httpx.MockTransport``, ``httpx.ASGITransport``...);
+    without one, httpx's own pool of ``max_connections`` is used::
+
+        HttpxTransport(transport=httpx.ASGITransport(app=app))
+    """
+
+    def __init__(
+        self, *, transport: httpx.AsyncBaseTransport | None = None, max_connections: int = 20
+    ) -> None:
+        self.http = httpx.AsyncClient(
+            transport=transport, limits=_limits(max_connections), follow_redirects=False
+        )
+
+    async def send(self, request: WireRequest) -> Response:
+        try:
+            return _response(await self.http.send(_httpx_request(self.http, request)))
+        except httpx.TransportError as exc:
+            raise _failure(exc) from exc
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+class HttpxSyncTransport:
+    """:class:`SyncTransport` over ``httpx.Client``; the sync twin of :class:`HttpxTransport`."""
+
+    def __init__(
+        self, *, transport: httpx.BaseTransport | None = None, max_connections: int = 20
+    ) -> None:
+        self.http = httpx.Client(
+            transport=transport, limits=_limits(max_connections), follow_redirects=False
+        )
+
+    def send(self, request: WireRequest) -> Response:
+        try:
+            return _response(self.http.send(_httpx_request(self.http, request)))
+        except httpx.TransportError as exc:
+            raise _failure(exc) from exc
+
+    def close(self) -> None:
+        self.http.close()
+
+
+class LeanTransport:
+    """:class:`AsyncTransport` over :class:`~ironpush.client._lean.LeanHTTPClient`.
+
+    Several times less CPU per call than httpx, for a busy receiver's ack outbox. One total
+    deadline per call (``timeout.connect + timeout.read``); proxy settings are not used; the
+    response's ``raw`` is ``None``::
+
+        AsyncIronMQ(transport=LeanTransport())      # what AsyncIronMQ(backend="lean") does
+    """
+
+    def __init__(self, client: LeanHTTPClient | None = None) -> None:
+        self.client = client or LeanHTTPClient()
+
+    async def send(self, request: WireRequest) -> Response:
+        timeout = request.timeout
+        answer = await self.client.request(
+            request.method,
+            request.url,
+            headers=list(request.headers.items()),
+            body=request.body,
+            timeout=(timeout.connect or 0.0) + (timeout.read or 30.0),
+            resend_stale=request.resend_stale,
+        )
+        decoded = {k.decode("latin-1"): v.decode("latin-1") for k, v in answer.headers}
+        return Response(answer.status, answer.body, decoded)
+
+    async def aclose(self) -> None:
+        self.client.close()
+
+
+MockHandler = Callable[[WireRequest], "Response | Awaitable[Response]"]
+
+
+class MockTransport:
+    """:class:`AsyncTransport` answering from ``handler`` (sync or async); no sockets.
+
+    The handler gets the :class:`WireRequest` and returns a :class:`Response`, or raises
+    :class:`HTTPFailure` to act out a network failure. Every request is kept in ``sent``.
+    """
+
+    def __init__(self, handler: MockHandler) -> None:
+        self.handler = handler
+        self.sent: list[WireRequest] = []
+        self.closed = False
+
+    async def send(self, request: WireRequest) -> Response:
+        self.sent.append(request)
+        answer = self.handler(request)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        return answer
+
+    async def aclose(self) -> None:
+        self.closed = True

@@ -1,0 +1,98 @@
+"""Receiver counters, served as JSON on ``{mount}/_health`` and as Prometheus text on
+``{mount}/_metrics``.
+
+The Prometheus endpoint needs the optional ``metrics`` extra (``pip install
+'ironpush[metrics]'``). To export the counters through your own registry instead::
+
+    from prometheus_client import REGISTRY
+    REGISTRY.register(router.metrics_collector())
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from .._errors import ConfigError
+
+__all__ = ["COUNTER_NAMES", "PIP_HINT", "Counters", "prometheus_collector", "prometheus_text"]
+
+PIP_HINT = "Prometheus metrics need prometheus-client: pip install 'ironpush[metrics]'"
+
+#: Every counter the health endpoint reports, in order.
+COUNTER_NAMES = (
+    "received",  # pushes that reached a route (before verification)
+    "acked",  # answered 200 after the handler, plus deferred jobs acknowledged
+    "deferred",  # answered 202 with a job or an external worker
+    "retried",  # answered 5xx: Retry() or an exception
+    "dropped",  # Drop(...)
+    "duplicates",  # redeliveries answered without running the handler
+    "verification_failures",  # 401/403
+    "rejected",  # 400/413: bad headers, bad JSON, body too large
+    "busy",  # 503: deferred capacity full, the router draining, or the store unavailable
+    "jobs_failed",  # deferred jobs that raised (not acknowledged)
+    "late_acks",  # acks refused with 403/404: the reservation had expired
+    "ack_failures",  # acks (or dead-letter posts) given up for another reason
+)
+
+
+class Counters:
+    """Monotonic counters, overall and per ``(queue, subscriber, outcome)``."""
+
+    __slots__ = ("by_route", "totals")
+
+    def __init__(self) -> None:
+        self.totals: Counter[str] = Counter()
+        self.by_route: Counter[tuple[str, str, str]] = Counter()
+
+    def add(self, name: str, n: int = 1) -> None:
+        self.totals[name] += n
+
+    def outcome(self, queue: str, subscriber: str, outcome: str) -> None:
+        self.by_route[(queue, subscriber, outcome)] += 1
+
+    def snapshot(self) -> dict[str, int]:
+        return {name: self.totals[name] for name in COUNTER_NAMES}
+
+
+def prometheus_collector(counters: Counters, gauges: Callable[[], dict[str, float]]) -> Any:
+    """A prometheus-client collector over ``counters`` plus ``gauges()`` (read on scrape)."""
+    try:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+    except ImportError:  # pragma: no cover - exercised by monkeypatching sys.modules
+        raise ConfigError(PIP_HINT) from None
+
+    class _Collector:
+        def collect(self) -> Iterator[Any]:
+            for name in COUNTER_NAMES:
+                family = CounterMetricFamily(f"ironpush_{name}", f"ironpush receiver: {name}")
+                family.add_metric([], counters.totals[name])
+                yield family
+            pushes = CounterMetricFamily(
+                "ironpush_pushes",
+                "pushes by queue, subscriber and outcome",
+                labels=["queue", "subscriber", "outcome"],
+            )
+            for (queue, subscriber, outcome), value in sorted(counters.by_route.items()):
+                pushes.add_metric([queue, subscriber, outcome], value)
+            yield pushes
+            for gauge_name, gauge_value in gauges().items():
+                gauge = GaugeMetricFamily(
+                    f"ironpush_{gauge_name}", f"ironpush receiver: {gauge_name}"
+                )
+                gauge.add_metric([], gauge_value)
+                yield gauge
+
+    return _Collector()
+
+
+def prometheus_text(counters: Counters, gauges: Callable[[], dict[str, float]]) -> bytes:
+    """The Prometheus text exposition of the counters; ConfigError (pip hint) without the extra."""
+    try:
+        from prometheus_client import CollectorRegistry, generate_latest
+    except ImportError:
+        raise ConfigError(PIP_HINT) from None
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(prometheus_collector(counters, gauges))
+    return bytes(generate_latest(registry))

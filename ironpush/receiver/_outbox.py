@@ -1,0 +1,303 @@
+"""The ack outbox: acknowledgements (and dead-letter posts) kept in the store until IronMQ
+confirms them.
+
+:class:`AckOutbox` sends through :class:`~ironpush.AsyncIronMQ`, retrying with backoff; a
+403/404 on an ack means the reservation expired, counted as a *late ack* and left to
+redelivery + dedupe. With a durable store the outbox survives a crash and is flushed when the
+router starts again::
+
+    outbox = AckOutbox(store, get_client, counters, OutboxSettings(concurrency=8))
+    outbox.start()
+    result = await (await outbox.put_ack("orders", delivery))   # "acked", "late" or "failed"
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+import uuid
+import weakref
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import anyio
+
+from .._errors import APIError, ValidationError
+from .._protocol import Delivery
+from ..client._retry import backoff_delay
+from ._metrics import Counters
+from .stores._base import OutboxItem, Store
+
+if TYPE_CHECKING:
+    from ..client._sync_client import AsyncIronMQ
+
+__all__ = ["AckOutbox", "AckResult", "OutboxSettings"]
+
+logger = logging.getLogger("ironpush.receiver._outbox")
+AckResult = Literal["acked", "late", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxSettings:
+    """How the outbox sends: ``concurrency`` senders over batches of ``batch`` items.
+
+    Each sender has one call in flight, so ``concurrency`` bounds the ack rate at
+    ``concurrency / round trip``. Items are taken with a ``lease`` (s) so that one sender of
+    one process sends each; a failed call is retried after ``backoff`` doubling up to
+    ``max_backoff`` (s), and given up after ``give_up_after`` (s). An idle outbox looks for
+    items of other processes every ``poll_interval`` (s)::
+
+        PushRouter(outbox=OutboxSettings(concurrency=8, give_up_after=3600))
+    """
+
+    concurrency: int = 32
+    batch: int = 256
+    lease: float = 60.0
+    backoff: float = 0.5
+    max_backoff: float = 30.0
+    give_up_after: float = 86_400.0
+    poll_interval: float = 2.0
+
+
+class AckOutbox:
+    """Sends pending acks and dead-letter posts until IronMQ confirms them."""
+
+    def __init__(
+        self,
+        store: Store,
+        get_client: Callable[[], Awaitable[AsyncIronMQ]],
+        counters: Counters,
+        settings: OutboxSettings | None = None,
+    ) -> None:
+        self.store = store
+        self.get_client = get_client
+        self.counters = counters
+        self.settings = settings or OutboxSettings()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._task: asyncio.Task[None] | None = None
+        # Weak: with a store shared by several workers, another worker may send (and finish)
+        # an item queued here, so its future is never resolved; a future nobody awaits any
+        # more (a job's, a timed-out /_ack's) must then not stay here forever.
+        self._waiters: weakref.WeakValueDictionary[str, asyncio.Future[AckResult]] = (
+            weakref.WeakValueDictionary()
+        )
+        self._progress = asyncio.Event()  # set whenever the backlog shrinks
+        self._id_prefix = uuid.uuid4().hex + "-"
+        self._ids = itertools.count(1)
+        #: Unsent items: counted after each batch (the store's depth), plus those added since
+        #: and minus those finished since. The job runner's back-pressure reads it.
+        self.backlog = 0
+
+    @property
+    def waiting(self) -> int:
+        """How many queued acks still have someone waiting for their result."""
+        return len(self._waiters)
+
+    async def put_ack(self, queue: str, delivery: Delivery) -> asyncio.Future[AckResult]:
+        """Queue an ack of ``delivery``; the future tells how it ended."""
+        item = OutboxItem("ack", queue, delivery=delivery, id=self._new_id())
+        future: asyncio.Future[AckResult] = asyncio.get_running_loop().create_future()
+        self._waiters[item.id] = future
+        await self._add(item)
+        return future
+
+    async def queue_ack(self, queue: str, delivery: Delivery) -> None:
+        """Queue an ack of ``delivery`` that nobody waits for (a finished deferred job's)."""
+        await self._add(OutboxItem("ack", queue, delivery=delivery, id=self._new_id()))
+
+    async def put_post(self, queue: str, body: str) -> None:
+        """Queue a post of ``body`` to ``queue`` (a dead-letter report)."""
+        await self._add(OutboxItem("post", queue, body=body, id=self._new_id()))
+
+    async def _add(self, item: OutboxItem) -> None:
+        await self.store.add(item)
+        self.backlog += 1
+        self._wake.set()
+
+    def _new_id(self) -> str:
+        # Unique across processes sharing a store (a random prefix per outbox) without the cost
+        # of a uuid4 per ack: one per deferred job is on the hot path.
+        return f"{self._id_prefix}{next(self._ids)}"
+
+    async def wait_below(self, limit: int, *, timeout: float) -> bool:
+        """Wait (up to ``timeout`` s) until fewer than ``limit`` items are unsent; whether so.
+
+        The pipeline calls it before taking on more deferred work: while IronMQ confirms acks
+        slower than jobs finish, new pushes are answered a little later (the pusher slows to
+        the ack rate) rather than the backlog growing to its bound and pushes getting 503."""
+        if self.backlog < limit:
+            return True
+        with anyio.move_on_after(timeout):
+            while self.backlog >= limit:
+                self._progress.clear()
+                await self._progress.wait()
+        return self.backlog < limit
+
+    def start(self) -> None:
+        """Send in the background until :meth:`close`."""
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await self.drain_due()
+                next_due = await self.store.next_due()
+            except Exception:  # a store error must not kill the loop: log and try later
+                logger.exception("ack outbox: store error")
+                next_due = None
+            delay = self.settings.poll_interval
+            if next_due is not None:
+                delay = min(delay, max(0.01, next_due - time.time()))
+            with anyio.move_on_after(delay):
+                await self._wake.wait()
+
+    async def drain_due(self) -> None:
+        """Send every item that is due now (in batches), then return."""
+        while True:
+            items = await self.store.take(limit=self.settings.batch, lease=self.settings.lease)
+            if not items:
+                return
+            await self._send_batch(items)
+            if self._stopping:
+                return
+
+    async def _send_batch(self, items: list[OutboxItem]) -> None:
+        # A few senders, each sending one item at a time over the client's keep-alive pool.
+        pending = deque(items)
+        sending: set[OutboxItem] = set()
+        finished: list[tuple[str, AckResult]] = []
+
+        async def sender() -> None:
+            while pending:
+                item = pending.popleft()
+                sending.add(item)
+                result = await self._send(item)
+                sending.discard(item)
+                if result is not None:
+                    finished.append((item.id, result))
+                    self.backlog = max(0, self.backlog - 1)
+                    self._progress.set()
+
+        # This task is the first sender; plain asyncio tasks for the others (an anyio task
+        # group per batch cost more than the acks themselves with a fast IronMQ).
+        loop = asyncio.get_running_loop()
+        count = min(self.settings.concurrency, len(items))
+        others = [loop.create_task(sender()) for _ in range(count - 1)]
+        try:
+            await sender()
+            if others:
+                await asyncio.gather(*others)
+        except BaseException:
+            # Cancelled mid-batch: hand the unsent items back now rather than leaving them
+            # leased (a restarted process would wait for the lease to run out).
+            for task in others:
+                task.cancel()
+            with anyio.CancelScope(shield=True):
+                if others:
+                    await asyncio.wait(others)
+                for item in [*pending, *sending]:
+                    await self.store.retry(item.id, attempts=item.attempts, next_at=0)
+            raise
+        if finished:
+            await self.store.finish([item_id for item_id, _ in finished])
+        # Recount: the store also holds items of other processes and rescheduled ones.
+        self.backlog = await self.store.depth()
+        self._progress.set()
+        for item_id, result in finished:
+            future = self._waiters.pop(item_id, None)
+            if future is not None and not future.done():
+                future.set_result(result)
+
+    async def _send(self, item: OutboxItem) -> AckResult | None:
+        """Send one item; the final result, or None when it was rescheduled."""
+        try:
+            client = await self.get_client()
+            if item.kind == "ack":
+                if item.delivery is None:
+                    raise ValueError("an ack without a delivery")
+                await client.acknowledge(item.queue, item.delivery)
+            else:
+                await client.queue(item.queue).post(item.body or "")
+        except APIError as exc:
+            if item.kind == "ack" and exc.status_code in (403, 404):
+                self.counters.add("late_acks")
+                return self._finished(item, "late", f"the reservation expired ({exc.status_code})")
+            if 400 <= exc.status_code < 500 and exc.status_code not in (401, 408, 429):
+                return self._give_up(item, f"refused with {exc.status_code}")
+            return await self._reschedule(item, f"{exc.status_code}")
+        except (ValidationError, ValueError) as exc:
+            return self._give_up(item, str(exc))
+        except Exception as exc:  # transport errors, missing configuration, ...
+            return await self._reschedule(item, type(exc).__name__)
+        if item.kind == "ack":
+            self.counters.add("acked")
+        return self._finished(item, "acked")
+
+    def _finished(self, item: OutboxItem, result: AckResult, why: str = "") -> AckResult:
+        """One log line per item that reached its end (no secrets: ids and names only)."""
+        level = logging.INFO if result == "acked" else logging.WARNING
+        if result == "failed":
+            level = logging.ERROR
+        if not logger.isEnabledFor(level):
+            return result
+        delivery = item.delivery
+        message_id = delivery.message_id if delivery is not None else "-"
+        reservation = (delivery.reservation_id if delivery is not None else None) or "-"
+        logger.log(
+            level,
+            "%s %s queue=%s reservation=%s result=%s%s",
+            item.kind,
+            message_id,
+            item.queue,
+            reservation,
+            result,
+            f" ({why})" if why else "",
+            extra={
+                "message_id": message_id,
+                "queue": item.queue,
+                "reservation_id": reservation,
+                "kind": item.kind,
+                "result": result,
+            },
+        )
+        return result
+
+    def _give_up(self, item: OutboxItem, why: str) -> AckResult:
+        self.counters.add("ack_failures")
+        return self._finished(item, "failed", f"given up: {why}")
+
+    async def _reschedule(self, item: OutboxItem, why: str) -> AckResult | None:
+        if time.time() - item.created_at > self.settings.give_up_after:
+            return self._give_up(item, f"still failing after {self.settings.give_up_after:.0f}s")
+        attempts = item.attempts + 1
+        delay = backoff_delay(attempts, base=self.settings.backoff, cap=self.settings.max_backoff)
+        logger.warning(
+            "ack outbox: %s on queue %s failed (%s); retry %d in %.1fs",
+            item.kind,
+            item.queue,
+            why,
+            attempts,
+            delay,
+        )
+        await self.store.retry(item.id, attempts=attempts, next_at=time.time() + delay)
+        return None
+
+    async def close(self, flush_timeout: float) -> None:
+        """Stop the loop and send what is due, for at most ``flush_timeout`` seconds."""
+        with anyio.move_on_after(flush_timeout):
+            if self._task is not None:
+                # Let the batch in flight finish (cancelling it would strand leased items).
+                self._stopping = True
+                self._wake.set()
+                await asyncio.shield(self._task)
+            await self.drain_due()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.wait([self._task])
+            self._task = None

@@ -1,0 +1,34 @@
+"""The record that carries one claimed push through the pipeline.
+
+Built once the store has given the router the message (a new claim); every later step
+(record the outcome, answer, run the deferred job, ack) reads it. It holds what the router
+needs, not the handler's :class:`~.outcomes.PushMessage` (body, parsed JSON, headers): a
+deferred job keeps its ``Push`` alive until it is acked, and should keep nothing more::
+
+    push = Push(route, delivery, key, claim_id, started)
+    await store.complete(push.key, outcome="acked", ttl=ttl, delivery=push.delivery)
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .._protocol import Delivery
+from ._routes import Route
+from .stores._base import Key
+
+__all__ = ["Push"]
+
+
+class Push(NamedTuple):
+    """One push the router owns: its ``route``, the ``delivery`` (the ``Iron-*`` headers),
+    the store ``key`` and ``claim_id``, and when it ``started`` (``time.perf_counter()``).
+
+    Immutable; a named tuple because one is built on every push (a third of the cost of a
+    frozen dataclass, and smaller)."""
+
+    route: Route
+    delivery: Delivery
+    key: Key
+    claim_id: str
+    started: float

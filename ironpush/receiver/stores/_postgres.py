@@ -1,0 +1,332 @@
+"""The PostgreSQL store: claims and outbox shared by receivers on many hosts
+(``ironpush[postgres]``: psycopg 3).
+
+::
+
+    from ironpush.receiver.stores import PostgresStore
+
+    router = PushRouter(secret_keys=keys, store=PostgresStore("postgresql://app@db/app"))
+    # or: PushRouter(store="postgresql://app@db/app"), or IRONPUSH_STORE=postgresql://...
+
+Every call is one SQL statement in autocommit mode (see :mod:`.postgres_sql`), so it is
+atomic and costs one round trip; statements are prepared on each connection's first use,
+and the store keeps its own connections, each with one cursor (:mod:`._pg_connections`:
+cheaper per call than a psycopg_pool checkout).
+Round trips per push:
+
+- quick path: ``claim`` + ``complete`` = **2**;
+- deferred path: ``claim`` + ``hold`` + ``complete`` + outbox ``add`` = 4, plus the sender's
+  ``take`` (``FOR UPDATE SKIP LOCKED``) and ``finish``, each one round trip for a whole batch
+  of acks (so ~4 per push under load, 6 when acks go out one by one);
+- a redelivery of a handled message: 1; of a message whose owner died on this host: 2.
+
+The tables live in their own schema (``schema="ironpush"`` by default), created on first use
+with a ``schema_version`` table and migrations applied under an advisory lock. Handled
+messages expire at an indexed ``expires_at`` and are deleted by a purge that runs in the
+background every ``purge_every`` seconds (a bounded ``DELETE``). A server that is down or slow
+raises :class:`~ironpush._errors.StoreUnavailable` within ``timeout`` seconds; a connection
+that failed is closed (after a connection failure the idle ones too) and new ones are opened
+on demand, behind a short doubling fail-fast delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Collection, Coroutine
+from typing import Any
+
+from ..._errors import StoreUnavailable
+from ..._protocol import Delivery
+from ..._redact import redact_url
+from ._base import ActiveState, Claim, Key, OutboxItem, Outcome
+from ._common import (
+    Breaker,
+    ClaimTokens,
+    decode_delivery,
+    encode_delivery,
+    item_payload,
+    newest_or,
+    takeable_owner,
+)
+from ._common import item_from_payload as _item
+from ._postgres_sql import MIGRATIONS, SQL
+
+try:
+    import psycopg
+    from psycopg import sql as pgsql
+
+    from ._pg_connections import Connections, Lease
+except ImportError as exc:  # pragma: no cover - exercised by the import-hint test
+    raise ImportError("PostgresStore needs psycopg 3: pip install 'ironpush[postgres]'") from exc
+
+__all__ = ["PostgresStore"]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+_MAX_TAKEOVERS = 3
+_PURGE_LIMIT = 10_000
+
+
+class PostgresStore:
+    """Claims, newest deliveries and the outbox in PostgreSQL; see the module docs.
+
+    ``timeout`` bounds every call (waiting for a free connection, connecting, and the
+    statement itself); at most ``max_connections`` connections are open::
+
+        store = PostgresStore("postgresql://app@db/app", schema="orders_push", timeout=2.0)
+    """
+
+    kind = "postgres"
+    shared = True
+    dedupes = True
+
+    def __init__(
+        self,
+        dsn: str = "postgresql://postgres@127.0.0.1:5432/postgres",
+        *,
+        schema: str = "ironpush",
+        timeout: float = 2.0,
+        max_connections: int = 16,
+        purge_every: float = 60.0,
+    ) -> None:
+        self.dsn = dsn
+        self.schema = schema
+        self.timeout = timeout
+        self.purge_every = purge_every
+        self._max_connections = max_connections
+        self._connections = self._new_connections()
+        self._sql = {name: text.replace("{s}", _quote(schema)) for name, text in SQL.items()}
+        self._migrated = False
+        self._last_purge = time.monotonic()
+        self._background: set[asyncio.Task[None]] = set()
+        self.breaker = Breaker("postgres", secrets=_password(dsn))
+        self._tokens = ClaimTokens()
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({redact_url(self.dsn)!r}, schema={self.schema!r})"
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    def _new_connections(self) -> Connections:
+        connect_timeout = max(2, int(self.timeout + 0.999))  # libpq takes whole seconds
+        return Connections(self.dsn, size=self._max_connections, connect_timeout=connect_timeout)
+
+    async def _run(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        self.breaker.guard()
+        try:
+            async with asyncio.timeout(self.timeout):  # cheaper than wait_for: no extra task
+                rows = await self._execute(name, params)
+        except (psycopg.Error, TimeoutError, OSError) as exc:
+            raise self._fault(exc) from exc
+        self.breaker.reset()
+        self._maybe_purge()
+        return rows
+
+    def _fault(self, exc: BaseException) -> StoreUnavailable:
+        # After a server restart every idle connection is dead: drop them all now rather than
+        # fail one push per connection.
+        if isinstance(exc, psycopg.OperationalError | TimeoutError | OSError):
+            self._connections.drop_idle()
+        return self.breaker.trip(exc)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _execute(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
+        lease = await self._connections.get()
+        try:
+            if not self._migrated:
+                await self._migrate(lease.conn)
+            cursor = lease.cursor
+            await cursor.execute(self._sql[name], params)
+            return await cursor.fetchall() if cursor.description else []
+        except BaseException:
+            # Failed, timed out or cancelled mid-statement: its state is unknown, never reuse.
+            lease.broken = True
+            raise
+        finally:
+            self._connections.put(lease)
+
+    async def _migrate(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        schema = pgsql.Identifier(self.schema)
+        async with conn.transaction():
+            # One migrator at a time across processes and hosts (the lock ends with the
+            # transaction); the others then find the schema up to date.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [self.schema])
+            await conn.execute(
+                pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema), prepare=False
+            )
+            await conn.execute(
+                pgsql.SQL(
+                    "CREATE TABLE IF NOT EXISTS {}.schema_version (version integer NOT NULL)"
+                ).format(schema)
+            )
+            cursor = await conn.execute(
+                pgsql.SQL("SELECT max(version) FROM {}.schema_version").format(schema)
+            )
+            row = await cursor.fetchone()
+            current = int(row[0]) if row and row[0] is not None else 0
+            if current > SCHEMA_VERSION:
+                raise StoreUnavailable(
+                    f"postgres store schema {self.schema!r} is at version {current}, newer "
+                    f"than this ironpush ({SCHEMA_VERSION})",
+                    store="postgres",
+                )
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                await conn.execute(_compose(MIGRATIONS[version - 1], self.schema), prepare=False)
+                await conn.execute(
+                    pgsql.SQL("INSERT INTO {}.schema_version VALUES (%s)").format(schema),
+                    [version],
+                )
+        self._migrated = True
+
+    def _maybe_purge(self) -> None:
+        now = time.monotonic()
+        if now - self._last_purge < self.purge_every:
+            return
+        self._last_purge = now
+        self._spawn(self.purge())
+
+    async def purge(self) -> None:
+        """Delete expired handled/idle claims (up to 10,000 per run; runs by itself)."""
+        with contextlib.suppress(StoreUnavailable):  # the next run will try again
+            await self._run("purge", {"limit": _PURGE_LIMIT})
+
+    # --- claims ------------------------------------------------------------------------------
+
+    async def claim(self, key: Key, delivery: Delivery, *, lease: float, ttl: float) -> Claim:
+        params: dict[str, Any] = {
+            "m": key[0],
+            "sub": key[1],
+            "d": encode_delivery(delivery),
+            "owner": self._tokens.next()[1],
+            "lease": lease,
+            "ttl": ttl,
+        }
+        for _ in range(_MAX_TAKEOVERS):
+            params["cid"] = self._tokens.next()[0]
+            rows = await self._run("claim", params)
+            if not rows:  # the row vanished between the two parts (a purge): claim again
+                continue
+            status, attempts, outcome, state, holder, held_by = rows[0]
+            if status == "new":
+                return Claim("new", claim_id=params["cid"], attempt=int(attempts))
+            if status == "done":
+                return Claim("done", outcome=outcome)
+            if not takeable_owner(state, holder):
+                return Claim("busy", state=state)
+            taken = await self._run("takeover", {**params, "old": held_by})
+            if taken:
+                return Claim("new", claim_id=params["cid"], attempt=int(taken[0][0]))
+        return Claim("busy", state="running")
+
+    async def hold(self, key: Key, claim_id: str, *, state: ActiveState, lease: float) -> bool:
+        params = {"m": key[0], "sub": key[1], "cid": claim_id, "state": state, "lease": lease}
+        return bool(await self._run("hold", params))
+
+    async def renew(self, claim_ids: Collection[str], *, lease: float) -> None:
+        if claim_ids:
+            await self._run("renew", {"ids": list(claim_ids), "lease": lease})
+
+    async def complete(
+        self, key: Key, *, outcome: Outcome, ttl: float, delivery: Delivery
+    ) -> Delivery:
+        params = {"m": key[0], "sub": key[1], "outcome": outcome, "ttl": ttl}
+        rows = await self._run("complete", params)
+        return newest_or(rows[0][0], delivery)
+
+    async def release(self, key: Key, claim_id: str | None) -> bool:
+        return bool(await self._run("release", {"m": key[0], "sub": key[1], "cid": claim_id}))
+
+    async def newest(self, key: Key) -> Delivery | None:
+        rows = await self._run("newest", {"m": key[0], "sub": key[1]})
+        return decode_delivery(rows[0][0]) if rows else None
+
+    # --- the outbox --------------------------------------------------------------------------
+
+    async def add(self, item: OutboxItem) -> None:
+        params = {
+            "id": item.id,
+            "kind": item.kind,
+            "queue": item.queue,
+            "payload": item_payload(item),
+            "attempts": item.attempts,
+            "created": item.created_at,
+            "next": item.next_at,
+        }
+        await self._run("add", params)
+
+    async def take(self, *, limit: int, lease: float) -> list[OutboxItem]:
+        rows = await self._run("take", {"limit": limit, "lease": lease})
+        rows.sort(key=lambda r: (r[6], r[5]))  # RETURNING keeps no order: due first, FIFO
+        return [
+            _item(id=i, kind=k, queue=q, payload=p, attempts=a, created_at=c, next_at=n)
+            for i, k, q, p, a, c, n in rows
+        ]
+
+    async def finish(self, item_ids: Collection[str]) -> None:
+        if item_ids:
+            await self._run("finish", {"ids": list(item_ids)})
+
+    async def retry(self, item_id: str, *, attempts: int, next_at: float) -> None:
+        await self._run("retry", {"id": item_id, "attempts": attempts, "next": next_at})
+
+    async def depth(self) -> int:
+        rows = await self._run("stats", {})
+        return int(rows[0][0])
+
+    async def next_due(self) -> float | None:
+        rows = await self._run("stats", {})
+        return None if rows[0][1] is None else float(rows[0][1])
+
+    # --- life --------------------------------------------------------------------------------
+
+    async def check(self) -> None:
+        """``SELECT 1`` on a pooled connection (and the first-use migration), within
+        ``timeout``."""
+        self.breaker.guard()
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self._execute_probe()
+        except (psycopg.Error, TimeoutError, OSError) as exc:
+            raise self._fault(exc) from exc
+        self.breaker.reset()
+
+    async def _execute_probe(self) -> None:
+        lease: Lease = await self._connections.get()
+        try:
+            if not self._migrated:
+                await self._migrate(lease.conn)
+            await lease.cursor.execute("SELECT 1")
+        except BaseException:
+            lease.broken = True
+            raise
+        finally:
+            self._connections.put(lease)
+
+    async def close(self) -> None:
+        """Stop the background purge and close the connections."""
+        for task in list(self._background):
+            task.cancel()
+        # A later call opens new connections (the store closes with the router's lifespan).
+        old, self._connections = self._connections, self._new_connections()
+        await old.close()
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _compose(text: str, schema: str) -> pgsql.Composed:
+    return pgsql.SQL(text).format(s=pgsql.Identifier(schema))
+
+
+def _password(dsn: str) -> tuple[str | None, ...]:
+    try:
+        password = psycopg.conninfo.conninfo_to_dict(dsn).get("password")
+    except psycopg.Error:
+        return ()
+    return (None if password is None else str(password),)

@@ -1,0 +1,290 @@
+"""The Redis store: claims and outbox shared by receivers on many hosts (``ironpush[redis]``).
+
+::
+
+    from ironpush.receiver.stores import RedisStore
+
+    router = PushRouter(secret_keys=keys, store=RedisStore("redis://127.0.0.1:6379/0"))
+    # or: PushRouter(store="redis://127.0.0.1:6379/0"), or IRONPUSH_STORE=redis://...
+
+Every decision is one Lua script run with ``EVALSHA`` (atomic, one round trip; see
+:mod:`.redis_scripts`). Round trips per push:
+
+- quick path (handler answers at once): ``claim`` + ``complete`` = **2**;
+- deferred path: ``claim`` + ``hold`` + ``complete`` + outbox ``add`` = 4, plus the sender's
+  ``take`` and ``finish``, each one round trip for a whole batch of acks (so ~4 per push under
+  load, 6 when acks go out one by one);
+- a redelivery of a handled message: 1 (``claim``); of a message whose owner died on this host:
+  2 (``claim``, ``takeover``). The first use of a store adds 1 (the schema version check), and
+  after a Redis restart each script is loaded again once (``NOSCRIPT`` → ``EVAL``).
+
+Keys live under ``prefix`` (default ``"ironpush"``), with a version key ``{prefix}:version``.
+Handled messages are forgotten by Redis itself (key expiry after ``ttl``). A Redis that is down
+or slow raises :class:`~ironpush._errors.StoreUnavailable` within ``timeout`` seconds: commands
+are never retried blindly (a lost answer could hide a recorded claim), the connections are
+dropped and reopened, and a short doubling fail-fast delay keeps callers from piling up.
+Standalone Redis (or a primary with replicas); not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Sequence
+from typing import Any
+
+from ..._errors import StoreUnavailable
+from ..._protocol import Delivery
+from ..._redact import redact_url
+from ._base import ActiveState, Claim, Key, OutboxItem, Outcome
+from ._common import (
+    Breaker,
+    ClaimTokens,
+    decode_delivery,
+    encode_delivery,
+    item_payload,
+    newest_or,
+    takeable_owner,
+)
+from ._common import item_from_payload as _item
+from ._redis_scripts import SCRIPTS
+from ._resp import Busy, ReplyError, RespClient, RespError
+
+__all__ = ["RedisStore"]
+
+SCHEMA_VERSION = "1"
+_MAX_TAKEOVERS = 3
+# Redis names a script by its SHA-1 (EVALSHA): an identifier, not a security measure.
+_SHAS = {n: hashlib.sha1(t.encode(), usedforsecurity=False).hexdigest() for n, t in SCRIPTS.items()}
+
+
+class RedisStore:
+    """Claims, newest deliveries and the outbox in Redis; see the module docs for the costs.
+
+    ``timeout`` bounds every command (connect, send and answer); calls are pipelined over
+    ``connections`` sockets, and past ``max_in_flight`` waiting calls a call gets
+    :class:`~ironpush._errors.StoreUnavailable` at once (nothing queues in memory)::
+
+        store = RedisStore("redis://redis:6379/0", prefix="orders", timeout=2.0)
+    """
+
+    kind = "redis"
+    shared = True
+    dedupes = True
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = "ironpush",
+        timeout: float = 2.0,
+        connections: int = 2,
+        max_in_flight: int = 1024,
+    ) -> None:
+        self.url = url
+        self.prefix = prefix
+        self.timeout = timeout
+        self._max_in_flight = max_in_flight
+        # Our own pipelining client (``_resp``): see benchmarks/bench_store_clients.py for why.
+        self._client = RespClient(
+            url, timeout=timeout, connections=connections, max_in_flight=max_in_flight
+        )
+        self._versioned = False
+        self._outbox = f"{prefix}:ob"
+        self._item_prefix = f"{prefix}:ob:"
+        self.breaker = Breaker("redis", secrets=_password(url))
+        self._tokens = ClaimTokens()
+
+    def __repr__(self) -> str:
+        return f"RedisStore({redact_url(self.url)!r}, prefix={self.prefix!r})"
+
+    # --- plumbing ----------------------------------------------------------------------------
+
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        self.breaker.guard()
+        try:
+            if not self._versioned:
+                await self._check_version()
+            result = await self._client.send(("EVALSHA", _SHAS[name], len(keys), *keys, *args))
+            if isinstance(result, ReplyError) and str(result).startswith("NOSCRIPT"):
+                # Redis lost its script cache (a restart): the command did not run, so sending
+                # it again as EVAL (which caches the script again) is safe.
+                result = await self._client.send(("EVAL", SCRIPTS[name], len(keys), *keys, *args))
+            if isinstance(result, ReplyError):
+                raise RespError(str(result))
+        except Busy:  # busy, not broken: no reconnect, no breaker
+            raise StoreUnavailable(
+                f"redis store busy: {self._max_in_flight} calls in flight", store="redis"
+            ) from None
+        except RespError as exc:  # a refusal (OOM, read-only replica...): no reconnect
+            raise self.breaker.trip(exc) from exc
+        except OSError as exc:  # connection refused, reset, timed out (TimeoutError)
+            self._client.disconnect()
+            raise self.breaker.trip(exc) from exc
+        self.breaker.reset()
+        return result
+
+    async def _check_version(self) -> None:
+        # First use, one round trip: load every script (so no call meets NOSCRIPT) and read or
+        # set the key schema version.
+        commands: list[tuple[Any, ...]] = [("SCRIPT", "LOAD", s) for s in SCRIPTS.values()]
+        commands.append(("EVAL", SCRIPTS["version"], 1, f"{self.prefix}:version", SCHEMA_VERSION))
+        replies = await self._client.pipeline(commands)
+        for reply in replies:
+            if isinstance(reply, ReplyError):
+                raise RespError(str(reply))
+        text = _text(replies[-1])
+        if text != SCHEMA_VERSION:
+            raise StoreUnavailable(
+                f"redis store {self.prefix!r} has key schema {text}, this ironpush speaks "
+                f"{SCHEMA_VERSION}",
+                store="redis",
+            )
+        self._versioned = True
+
+    def _key(self, key: Key) -> str:
+        message_id, subscriber = key
+        return f"{self.prefix}:c:{len(message_id)}:{message_id}:{subscriber}"
+
+    def _claim_key(self, claim_id: str) -> str | None:
+        # A claim id is "<token>.<key suffix>": renew() finds the claim's key from the id alone.
+        token, dot, suffix = claim_id.partition(".")
+        return f"{self.prefix}:c:{suffix}" if dot and token else None
+
+    def _new_claim_id(self, key: Key) -> str:
+        message_id, subscriber = key
+        token, _ = self._tokens.next()
+        return f"{token}.{len(message_id)}:{message_id}:{subscriber}"
+
+    # --- claims ------------------------------------------------------------------------------
+
+    async def claim(self, key: Key, delivery: Delivery, *, lease: float, ttl: float) -> Claim:
+        rkey, text, (_, owner) = self._key(key), encode_delivery(delivery), self._tokens.next()
+        lease_ms, ttl_ms = _ms(lease), _ms(ttl)
+        for _ in range(_MAX_TAKEOVERS):
+            claim_id = self._new_claim_id(key)
+            answer = await self._run("claim", [rkey], [claim_id, lease_ms, ttl_ms, text, owner])
+            status = _text(answer[0])
+            if status == "new":
+                return Claim("new", claim_id=claim_id, attempt=int(answer[1]))
+            if status == "done":
+                return Claim("done", outcome=_text(answer[1]) or None)
+            state, holder, held_by = _text(answer[1]), answer[2], _text(answer[3])
+            if not takeable_owner(state, holder):
+                return Claim("busy", state=state)
+            attempt = await self._run(
+                "takeover",
+                [rkey],
+                [held_by, claim_id, lease_ms, ttl_ms, text, owner],
+            )
+            if attempt is not None:
+                return Claim("new", claim_id=claim_id, attempt=int(attempt))
+        return Claim("busy", state="running")
+
+    async def hold(self, key: Key, claim_id: str, *, state: ActiveState, lease: float) -> bool:
+        return bool(await self._run("hold", [self._key(key)], [claim_id, state, _ms(lease)]))
+
+    async def renew(self, claim_ids: Collection[str], *, lease: float) -> None:
+        pairs = [(k, c) for c in claim_ids if (k := self._claim_key(c)) is not None]
+        if pairs:
+            await self._run("renew", [k for k, _ in pairs], [_ms(lease), *(c for _, c in pairs)])
+
+    async def complete(
+        self, key: Key, *, outcome: Outcome, ttl: float, delivery: Delivery
+    ) -> Delivery:
+        newest = await self._run("complete", [self._key(key)], [outcome, _ms(ttl)])
+        return newest_or(newest, delivery)
+
+    async def release(self, key: Key, claim_id: str | None) -> bool:
+        return bool(await self._run("release", [self._key(key)], [claim_id or ""]))
+
+    async def newest(self, key: Key) -> Delivery | None:
+        return decode_delivery(await self._run("newest", [self._key(key)], []))
+
+    # --- the outbox --------------------------------------------------------------------------
+
+    async def add(self, item: OutboxItem) -> None:
+        args = [
+            item.id,
+            item.kind,
+            item.queue,
+            item_payload(item),
+            item.attempts,
+            repr(item.created_at),
+            repr(item.next_at),
+        ]
+        await self._run("add", [self._outbox, self._item_prefix + item.id], args)
+
+    async def take(self, *, limit: int, lease: float) -> list[OutboxItem]:
+        flat = await self._run("take", [self._outbox], [limit, repr(lease), self._item_prefix])
+        items = []
+        for i in range(0, len(flat), 7):
+            id_, kind, queue, payload, attempts, created, next_at = (
+                _text(v) for v in flat[i : i + 7]
+            )
+            items.append(
+                _item(
+                    id=id_,
+                    kind=kind,
+                    queue=queue,
+                    payload=payload,
+                    attempts=int(attempts),
+                    created_at=float(created),
+                    next_at=float(next_at),
+                )
+            )
+        return items
+
+    async def finish(self, item_ids: Collection[str]) -> None:
+        if item_ids:
+            await self._run("finish", [self._outbox], [self._item_prefix, *item_ids])
+
+    async def retry(self, item_id: str, *, attempts: int, next_at: float) -> None:
+        keys = [self._outbox, self._item_prefix + item_id]
+        await self._run("retry", keys, [item_id, attempts, repr(next_at)])
+
+    async def depth(self) -> int:
+        count, _ = await self._run("stats", [self._outbox], [])
+        return int(count)
+
+    async def next_due(self) -> float | None:
+        _, first = await self._run("stats", [self._outbox], [])
+        return None if first is None else float(first)
+
+    # --- life --------------------------------------------------------------------------------
+
+    async def check(self) -> None:
+        """One ``PING`` (or the first-use version check), bounded by ``timeout``."""
+        self.breaker.guard()
+        try:
+            if not self._versioned:
+                await self._check_version()
+            await self._client.call("PING")
+        except RespError as exc:
+            raise self.breaker.trip(exc) from exc
+        except OSError as exc:
+            self._client.disconnect()
+            raise self.breaker.trip(exc) from exc
+        self.breaker.reset()
+
+    async def close(self) -> None:
+        """Close the connections."""
+        await self._client.close()
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode()
+    return "" if value is None else str(value)
+
+
+def _password(url: str) -> tuple[str | None, ...]:
+    from urllib.parse import urlsplit
+
+    try:
+        return (urlsplit(url).password,)
+    except ValueError:
+        return ()
