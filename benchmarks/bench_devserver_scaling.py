@@ -60,8 +60,9 @@ from benchmarks.harness import (
 )
 from benchmarks.scaling_subscriber import SubscriberProcess
 from ironpush.client._lean import LeanHTTPClient
-from ironpush.devserver._options import DevConfig
-from ironpush.devserver._state import Store
+from ironpush.devserver import Retention
+from ironpush.devserver._ledger import Ledger
+from ironpush.devserver._state import BrokerState
 from ironpush.devserver._validation import NewMessage
 
 OPS = ("post", "reserve", "delete", "get", "size", "peek", "state", "push")
@@ -264,24 +265,25 @@ async def burst(client: LeanHTTPClient, server: Server, total: int) -> dict[str,
 
 
 def inprocess_peek(sizes: list[int]) -> dict[str, float]:
-    """µs for ``Store.peek(q, 100)`` plus the messages' JSON, in this process, per size."""
+    """µs for ``peek(q, 100)`` plus the messages' JSON, in this process, per size.
 
-    async def one(size: int) -> float:
-        store = Store(DevConfig())
-        store.post("p", "q", [NewMessage(f"m{i}") for i in range(size + size // 2)])
-        q = store.queue("p", "q")
+    The state needs no event loop (the pusher owns time): it is driven directly.
+    """
+
+    def one(size: int) -> float:
+        state = BrokerState(Ledger(Retention()))
+        state.post("p", "q", [NewMessage(f"m{i}") for i in range(size + size // 2)])
+        q = state.ledger.queue("p", "q")
         for mid in list(q.messages)[: size // 2]:  # deleted by id without a reservation
-            store.delete(q, mid, None)
+            state.pull.delete(q, mid, None)
         timings = []
         for _ in range(2000):
             t0 = time.perf_counter()
-            [m.to_json() for m in store.peek(q, 100)]
+            [m.to_json() for m in state.pull.peek(q, 100)]
             timings.append(time.perf_counter() - t0)
-        for m in store.live.values():
-            m.cancel_timers()
         return round(1e6 * statistics.median(timings), 1)
 
-    return {str(size): asyncio.run(one(size)) for size in sizes}
+    return {str(size): one(size) for size in sizes}
 
 
 def summarise(

@@ -3,7 +3,8 @@
 It reserves jobs from the ``video-work`` pull queue, does the work, then acknowledges the
 original push by posting the job's ``ack_token`` to the service's ``/ironmq/_ack`` endpoint
 (which acknowledges with the newest reservation the service has seen), and deletes the job.
-``IronMQ().ack(token)`` would work too when the push has not been redelivered meanwhile.
+``PushAcks().ack(token)`` (:mod:`ironpush.integrations.acks`, the same ack-token path) would
+work too, acking from the worker itself with the store the service uses.
 
 The steps in ``examples/long_jobs.py`` start it with ``--service URL`` (the service's
 ``/ironmq`` mount). It may start before anything was posted: until the service creates the

@@ -14,14 +14,13 @@ not at ``import ironpush``.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from typing import TYPE_CHECKING, Any
 
 from ._errors import (
     APIError,
     BadRequest,
     ConfigError,
+    InvalidPayload,
     IronPushError,
     NotFound,
     ReservationExpired,
@@ -33,6 +32,7 @@ from ._errors import (
     ValidationError,
 )
 from ._signing import generate_key
+from ._version import __version__ as __version__
 from .client._async_client import AsyncIronMQ, AsyncQueue
 from .client._models import (
     Alert,
@@ -47,7 +47,10 @@ from .client._retry import RetryPolicy
 from .client._sync_client import IronMQ, Queue
 from .receiver._outbox import OutboxSettings
 from .receiver._outcomes import Ack, Defer, Drop, PushMessage, Retry
+from .receiver._registration import subscribe_app, subscribe_app_async
 from .receiver._router import PushRouter
+from .receiver._settings import AckTokens, Health, Leases, Limits, Shutdown
+from .receiver._subscribe_report import SubscribeReport
 from .receiver.stores import MemoryStore, SQLiteStore, Store
 
 if TYPE_CHECKING:
@@ -57,6 +60,7 @@ if TYPE_CHECKING:
 __all__ = [
     "APIError",
     "Ack",
+    "AckTokens",
     "Alert",
     "AsyncIronMQ",
     "AsyncQueue",
@@ -65,8 +69,12 @@ __all__ = [
     "Defer",
     "Drop",
     "ErrorReport",
+    "Health",
+    "InvalidPayload",
     "IronMQ",
     "IronPushError",
+    "Leases",
+    "Limits",
     "MemoryStore",
     "Message",
     "NotFound",
@@ -82,16 +90,28 @@ __all__ = [
     "RetryPolicy",
     "SQLiteStore",
     "ServiceUnavailable",
+    "Shutdown",
     "SignatureError",
     "Store",
     "StoreUnavailable",
+    "SubscribeReport",
     "Subscriber",
     "TransportError",
     "Unauthorized",
     "ValidationError",
     "__version__",
     "generate_key",
+    "subscribe_app",
+    "subscribe_app_async",
 ]
+
+# Implementation lives in private modules (httpx's layout); the names say where users import
+# them from, so reprs, tracebacks and documentation show ``ironpush.PushRouter``, not
+# ``ironpush.receiver._router.PushRouter``.
+for _name in __all__:
+    if not _name.startswith("__"):
+        globals()[_name].__module__ = __name__
+del _name
 
 #: Public names imported on first use (their extras may be missing); not in ``__all__`` so that
 #: ``from ironpush import *`` works without every extra installed.
@@ -102,7 +122,9 @@ def __getattr__(name: str) -> Any:
     if name in LAZY_NAMES:
         from .receiver import stores
 
-        return getattr(stores, name)
+        cls: Any = getattr(stores, name)
+        cls.__module__ = __name__
+        return cls
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

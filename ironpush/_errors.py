@@ -18,21 +18,6 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = [
-    "APIError",
-    "BadRequest",
-    "ConfigError",
-    "IronPushError",
-    "NotFound",
-    "ReservationExpired",
-    "ServiceUnavailable",
-    "SignatureError",
-    "StoreUnavailable",
-    "TransportError",
-    "Unauthorized",
-    "ValidationError",
-]
-
 
 class IronPushError(Exception):
     """Root of every error raised by ironpush."""
@@ -44,6 +29,19 @@ class ConfigError(IronPushError):
 
 class ValidationError(IronPushError, ValueError):
     """An argument was refused before anything was sent (e.g. a forbidden push header)."""
+
+
+class InvalidPayload(ValidationError):
+    """A push body that does not decode into its model (a route's ``model=``, ``msg.parse``).
+
+    The message says where and why (``total: Input should be a valid integer``), never the
+    body itself. The router answers it by the route's ``on_invalid`` (``"drop"`` by default)::
+
+        try:
+            order = msg.parse(Order)
+        except InvalidPayload as exc:
+            return Drop(str(exc))
+    """
 
 
 class SignatureError(IronPushError):

@@ -26,32 +26,6 @@ from ._errors import (
 )
 from ._redact import redact_url
 
-__all__ = [
-    "DEFAULT_HOST",
-    "FORBIDDEN_PUSH_HEADERS",
-    "HEADER_MESSAGE_ID",
-    "HEADER_RESERVATION_ID",
-    "HEADER_SUBSCRIBER_MESSAGE_ID",
-    "HEADER_SUBSCRIBER_MESSAGE_URL",
-    "HEADER_SUBSCRIBER_NAME",
-    "PUSHER_USER_AGENT",
-    "PUSH_CONTENT_TYPE",
-    "Delivery",
-    "Reply",
-    "Request",
-    "build_push_headers",
-    "delivery_from_dict",
-    "delivery_from_json",
-    "delivery_from_values",
-    "delivery_to_dict",
-    "delivery_to_json",
-    "error_for",
-    "message_url",
-    "parse_delivery",
-    "parse_lowered_delivery",
-    "validate_push_headers",
-]
-
 DEFAULT_HOST = "mq-aws-us-east-1-1.iron.io"
 DEFAULT_API_VERSION = 3
 

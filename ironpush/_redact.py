@@ -9,9 +9,8 @@ without being recoverable.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-__all__ = ["SENSITIVE_WORDS", "is_sensitive", "mask", "redact_headers", "redact_text", "redact_url"]
 
 SENSITIVE_WORDS: tuple[str, ...] = (
     "authorization",
@@ -65,7 +64,26 @@ def redact_url(url: str) -> str:
         pairs = parse_qsl(query, keep_blank_values=True)
         if any(is_sensitive(k) for k, _ in pairs):
             query = urlencode([(k, mask(v) if is_sensitive(k) else v) for k, v in pairs], safe="*")
+    if netloc == parts.netloc and query == parts.query:
+        return url  # nothing to mask: as given (urlunsplit would turn ironmq:///q into ironmq:/q)
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+class _Subscriber(Protocol):
+    """What :func:`redact_subscriber` reads (a :class:`~ironpush.Subscriber`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+
+def redact_subscriber(sub: _Subscriber) -> dict[str, Any]:
+    """A subscriber as JSON (``{"name", "url", "headers"}``), its secret header values and
+    query parameters masked: what ``ironpush subscribe`` and ``subscribers`` print."""
+    return {"name": sub.name, "url": redact_url(sub.url), "headers": redact_headers(sub.headers)}
 
 
 def redact_text(text: str, secrets: Iterable[str | None]) -> str:

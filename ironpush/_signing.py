@@ -30,21 +30,9 @@ from collections.abc import Iterable, Sequence
 
 from itsdangerous import BadData, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
 
+from ._config.keys import KEYGEN_HINT
 from ._errors import ConfigError, SignatureError
 from ._protocol import Delivery, delivery_from_dict, delivery_to_dict
-
-__all__ = [
-    "DEFAULT_ACK_TOKEN_MAX_AGE",
-    "DEFAULT_SECRET_HEADER",
-    "DEFAULT_SECRET_PARAM",
-    "dump_ack_token",
-    "generate_key",
-    "load_ack_token",
-    "normalize_keys",
-    "push_secret",
-    "push_secrets",
-    "verify_push_secret",
-]
 
 DEFAULT_SECRET_HEADER = "X-Ironpush-Secret"
 DEFAULT_SECRET_PARAM = "ironpush_secret"
@@ -77,7 +65,7 @@ def normalize_keys(keys: Keys | None) -> tuple[str | bytes, ...]:
     if not found:
         raise ConfigError(
             "no secret keys configured: pass secret_keys=[...] or set IRONPUSH_SECRET_KEYS "
-            "(make one: python -c 'import ironpush._signing as s; print(s.generate_key())')"
+            f"({KEYGEN_HINT})"
         )
     for index, key in enumerate(found):
         if not isinstance(key, str | bytes) or not key:
@@ -159,10 +147,12 @@ def load_ack_token(
 
     Raises :class:`~ironpush._errors.SignatureError` when the token was tampered with, signed
     with a key not in ``keys``, made for another purpose (e.g. a push secret), malformed, or
-    older than ``max_age`` seconds (default :data:`DEFAULT_ACK_TOKEN_MAX_AGE`)::
+    older than ``max_age`` seconds (default :data:`DEFAULT_ACK_TOKEN_MAX_AGE`); and
+    :class:`~ironpush._errors.ConfigError` when ``keys`` is empty. Acknowledging with a token
+    is the verification's first step, taken by the one ack-token path
+    (:class:`ironpush.receiver._acks.TokenAcks`)::
 
         queue, delivery = load_ack_token(token, settings.secret_keys)
-        await mq.acknowledge(queue, delivery)
     """
     age = DEFAULT_ACK_TOKEN_MAX_AGE if max_age is None else max_age
     if age < 0:

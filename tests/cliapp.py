@@ -1,5 +1,6 @@
 """Routers for the CLI's ``subscribe --app`` tests: keys v1 then rotated to v2, and a router
-whose routes are renamed and removed (``stale_v1`` then ``stale_v2``)."""
+whose routes are renamed and removed (``stale_v1`` then ``stale_v2``), and one whose only route
+on a queue is removed (``scan_v1`` then ``scan_v2``: found by ``--scan-all`` only)."""
 
 from __future__ import annotations
 
@@ -58,3 +59,17 @@ short_budget = PushRouter(secret_keys=["key-one-0123456789"], claim_lease=10.0)
 short_budget.add_route(
     "/quick", _handler, queue="budget-q", subscriber="quick", retries=1, retries_delay=3
 )
+
+
+def _scan_router(*, with_mail: bool) -> PushRouter:
+    """Routes on ``scan-orders`` and ``scan-mail``; without ``with_mail`` the ``/mail`` route
+    is removed, so that no route declares ``scan-mail`` any more (``subscribe --scan-all``)."""
+    router = PushRouter(secret_keys=["key-one-0123456789"])
+    router.add_route("/orders", _handler, queue="scan-orders", subscriber="billing")
+    if with_mail:
+        router.add_route("/mail", _handler, queue="scan-mail", subscriber="mailer")
+    return router
+
+
+scan_v1 = _scan_router(with_mail=True)
+scan_v2 = _scan_router(with_mail=False)

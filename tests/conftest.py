@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 
@@ -19,3 +20,47 @@ def anyio_backend() -> str:
 def queue_name(request: pytest.FixtureRequest) -> str:
     """A queue name unique to this test (safe on a shared dev server)."""
     return f"t-{os.getpid()}-{next(_counter)}-{request.node.name[:40]}"
+
+
+def _descendants(root: int) -> list[int]:
+    """Every live process below ``root`` (from /proc: children, grandchildren, ...)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        kids = parents.get(todo.pop(), [])
+        found += kids
+        todo += kids
+    return found
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Stop what a failed test left running (servers, workers) so no run leaks processes.
+
+    Tests stop their own processes; this catches the ones a failure skipped (an assertion
+    between start and stop). SIGTERM first, so servers shut down cleanly, then SIGKILL.
+    """
+    import signal
+    import time
+
+    left = _descendants(os.getpid())
+    for pid in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while (left := [p for p in _descendants(os.getpid()) if p in left]) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.05)  # a poll with a deadline, at session teardown
+    for pid in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)

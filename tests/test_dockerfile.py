@@ -1,23 +1,28 @@
-"""The Dockerfiles cannot rot: their install, copy, CMD and HEALTHCHECK steps run here.
+"""The Dockerfiles, fast: their rules checked and their steps replayed without a container engine.
 
-No container engine runs on this machine, so the tests replay each Dockerfile's own steps
-(parsed from the file, not copied) in a fresh virtualenv, as the image's non-root user:
+``.ci/images.py`` builds both images with Docker and runs a push through the containers (CI
+does, on every run); this module is the quick check any machine can run. Each Dockerfile's own
+steps are parsed from the file (not copied) and replayed in a fresh virtualenv of the image's
+Python version where the machine has one the image user can run (Debian's python3.11), as the
+image's non-root user:
 
-- ``Dockerfile`` (ironpush's image): ``pip install "ironpush==${IRONPUSH_VERSION}"`` resolves
-  to the wheel built from this tree (it stands in for the published one), then the
-  ENTRYPOINT + CMD (the dev server) runs until the HEALTHCHECK passes.
+- ``Dockerfile`` (ironpush's image): its ``wheel`` stage's ``RUN`` builds the wheel from a
+  build context filtered by ``.dockerignore`` (so the context holds what the build needs);
+  the final stage's ``pip install`` takes that wheel, then the ENTRYPOINT + CMD (the dev
+  server) runs until the HEALTHCHECK passes.
 - ``examples/docker/Dockerfile`` (the template for a user's service), with the sample service
-  in ``examples/docker`` (FastAPI, its own requirements.txt): the requirements are installed,
-  the build context copied, the CMD started as uid 10001 with the image's ENV, the
-  HEALTHCHECK must pass and the SQLite store must appear in the data volume.
+  in ``examples/docker`` (FastAPI, its own requirements.txt) and the wheel in its optional
+  ``wheels/`` folder: the requirements are installed as the ``COPY``/``RUN`` pair does, the
+  build context copied, the CMD started as uid 10001 with the image's ENV, the HEALTHCHECK
+  must pass and the SQLite store must appear in the data volume.
 
-Paths: ``/data`` and ``WORKDIR`` map to directories of the test; pip finds the ironpush wheel
-through ``PIP_FIND_LINKS`` (an index setting, not a change to the command). The same wheel
-must carry the MIT LICENSE.
+Paths: ``/src``, ``/wheels``, ``/tmp/requirements``, ``/data`` and ``WORKDIR`` map to
+directories of the test. The same wheel must carry the MIT LICENSE.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -27,9 +32,8 @@ import socket
 import subprocess
 import sys
 import tempfile
-import venv
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,26 +46,31 @@ ROOT = Path(__file__).resolve().parent.parent
 PROJECT = ROOT / "Dockerfile"
 TEMPLATE = ROOT / "examples" / "docker" / "Dockerfile"
 UID = 10001  # the image's user (useradd --uid)
-DEV_ONLY = {"pytest", "mypy", "ruff", "hypothesis", "pytest-httpserver"}
+DEV_ONLY = {"pytest", "mypy", "ruff", "hypothesis", "pytest-httpserver", "playwright"}
 
 
 @dataclass(frozen=True)
 class Dockerfile:
-    """The final stage's instructions as ``(INSTRUCTION, arguments)`` pairs."""
+    """One stage's instructions as ``(INSTRUCTION, arguments)`` pairs (the last stage unless
+    ``stage=`` names one)."""
 
     steps: list[tuple[str, str]]
 
     @classmethod
-    def read(cls, path: Path) -> Dockerfile:
-        joined = re.sub(r"\\\n\s*", " ", path.read_text())
+    def read(cls, path: Path, stage: str | None = None) -> Dockerfile:
+        joined = re.sub(r"\s*\\\n\s*", " ", path.read_text())
         steps = []
         for line in joined.splitlines():
             line = line.strip()
             if line and not line.startswith("#"):
                 word, _, rest = line.partition(" ")
                 steps.append((word.upper(), rest.strip()))
-        last_from = max(i for i, (word, _) in enumerate(steps) if word == "FROM")
-        return cls(steps[last_from:])
+        starts = [i for i, (word, _) in enumerate(steps) if word == "FROM"]
+        if stage is None:
+            return cls(steps[starts[-1] :])
+        [start] = [i for i in starts if steps[i][1].endswith(f" AS {stage}")]
+        end = next((i for i in starts if i > start), len(steps))
+        return cls(steps[start:end])
 
     def all(self, word: str) -> list[str]:
         return [rest for w, rest in self.steps if w == word]
@@ -92,6 +101,32 @@ class Dockerfile:
         return entry + self.exec_form("CMD")
 
 
+def mapped(command: str, paths: Mapping[str, Path]) -> str:
+    """``command`` with the image's absolute paths replaced by the test's directories."""
+    for image_path, local in paths.items():
+        command = re.sub(rf"(?<![\w/]){re.escape(image_path)}(?![\w-])", str(local), command)
+    return command
+
+
+def replay_run(
+    command: str, *, bin_dir: Path, cwd: Path, env: Mapping[str, str] | None = None
+) -> None:
+    """A ``RUN`` (shell form) with the virtualenv's ``pip``/``python`` first on PATH."""
+    proc = subprocess.run(
+        ["sh", "-ec", command],
+        cwd=cwd,
+        env={**os.environ, **(env or {}), "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, f"{command}\n{proc.stdout}\n{proc.stderr}"
+
+
+# --------------------------------------------------------------------------- the rules
+
+
 @pytest.mark.parametrize("path", [PROJECT, TEMPLATE], ids=["project", "template"])
 def test_images_run_as_a_user_with_a_data_volume_and_a_healthcheck(path: Path) -> None:
     image = Dockerfile.read(path)
@@ -103,20 +138,45 @@ def test_images_run_as_a_user_with_a_data_volume_and_a_healthcheck(path: Path) -
     assert all("[test" not in rest and "[dev" not in rest for _, rest in image.steps)
 
 
-def test_project_image_installs_the_published_wheel_of_this_version() -> None:
+@pytest.mark.parametrize("path", [PROJECT, TEMPLATE], ids=["project", "template"])
+def test_images_build_with_the_classic_builder_and_no_registry_but_the_base(path: Path) -> None:
+    text = path.read_text()
+    assert "# syntax" not in text  # a BuildKit frontend would be pulled from a registry
+    assert not re.search(r"--mount|--link|--chmod|<<", text)  # BuildKit-only features
+    froms = [line.split()[1] for line in text.splitlines() if line.startswith("FROM ")]
+    assert set(froms) == {"python:3.11-slim"}  # what .ci/images.py makes without a registry
+
+
+def test_project_image_builds_this_checkouts_wheel_or_a_release_from_pypi() -> None:
+    wheel = Dockerfile.read(PROJECT, stage="wheel")
+    assert wheel.args() == {"IRONPUSH_VERSION": ""}  # default: the build context
+    assert wheel.one("COPY") == ". /src"
+    build = wheel.one("RUN")
+    assert "pip wheel --no-cache-dir --no-deps --wheel-dir /wheels /src" in build
+    assert '--dest /wheels "ironpush==${IRONPUSH_VERSION}"' in build
     image = Dockerfile.read(PROJECT)
-    assert image.args()["IRONPUSH_VERSION"] == ironpush.__version__
-    assert not image.all("COPY")  # nothing from the source tree: the wheel only
-    assert image.one("RUN", "pip install").endswith('"ironpush==${IRONPUSH_VERSION}"')
+    assert image.all("COPY") == ["--from=wheel /wheels /wheels"]  # no source tree in the image
+    assert image.one("RUN", "pip install").startswith(
+        "pip install --no-cache-dir /wheels/ironpush-"
+    )
+    deploying = (ROOT / "README.md").read_text().split("## Deploying", 1)[1].split("\n## ", 1)[0]
+    assert "docker build -t ironpush ." in deploying
+    assert f"docker build --build-arg IRONPUSH_VERSION={ironpush.__version__} -t ironpush ." in (
+        deploying
+    )
 
 
-def test_template_installs_the_users_requirements_and_stores_under_data() -> None:
+def test_template_installs_the_users_requirements_and_optional_wheels() -> None:
     image = Dockerfile.read(TEMPLATE)
-    assert image.one("RUN", "pip install").endswith("-r requirements.txt")
+    assert image.one("COPY", "requirements") == "requirements.txt wheels* /tmp/requirements/"
+    install = image.one("RUN", "pip install")
+    assert "--find-links /tmp/requirements -r /tmp/requirements/requirements.txt" in install
     assert image.env()["IRONPUSH_STORE"].startswith("/data/")
-    assert image.one("COPY", "requirements") == "requirements.txt ./"
     requirements = (TEMPLATE.parent / "requirements.txt").read_text()
-    assert f"ironpush=={ironpush.__version__}" in requirements
+    assert f"ironpush[redis]=={ironpush.__version__}" in requirements.split()
+    deploying = (ROOT / "README.md").read_text().split("## Deploying", 1)[1].split("\n## ", 1)[0]
+    assert "pip wheel --no-deps -w examples/docker/wheels ." in deploying
+    assert "docker build -t myservice examples/docker" in deploying
 
 
 # --------------------------------------------------------------------------- the replays
@@ -133,38 +193,77 @@ def world() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
+def docker_context(destination: Path) -> Path:
+    """The root build context as Docker sends it: the tree filtered by ``.dockerignore``
+    (its form here: ``*``, then ``!path`` exceptions, then excluded patterns)."""
+    rules = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert rules[0] == "*"
+    kept = [rule[1:].rstrip("/") for rule in rules[1:] if rule.startswith("!")]
+    dropped = [rule.removeprefix("**/") for rule in rules[1:] if not rule.startswith("!")]
+    ignore = shutil.ignore_patterns(*dropped)
+    destination.mkdir()
+    for name in kept:
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, destination / name, ignore=ignore)
+        else:
+            shutil.copy(source, destination / name)
+    assert not [
+        p for p in destination.rglob("*") if any(fnmatch.fnmatch(p.name, d) for d in dropped)
+    ]
+    return destination
+
+
 @pytest.fixture(scope="module")
 def wheels(world: Path) -> Path:
-    """ironpush's wheel, built from this tree: what the project publishes."""
+    """The wheel stage's RUN (the checkout branch), replayed on the filtered build context."""
+    stage = Dockerfile.read(PROJECT, stage="wheel")
+    context = docker_context(world / "src")
     out = world / "wheels"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(out), str(ROOT)],
-        check=True,
-        capture_output=True,
-        timeout=300,
+    paths = {"/src": context, "/wheels": out}
+    replay_run(
+        mapped(stage.one("RUN"), paths),
+        bin_dir=Path(sys.executable).parent,
+        cwd=world,
+        env={"IRONPUSH_VERSION": stage.args()["IRONPUSH_VERSION"]},
     )
     return out
 
 
+def image_python() -> str:
+    """The interpreter the replays' virtualenvs are made from: one the image user can run.
+
+    The image runs its ``FROM`` tag's Python (3.11) as uid 10001. The closest here is a
+    system-wide Python of that version (Debian's ``/usr/bin/python3.11``); an interpreter
+    under a private home (pyenv in ``/root``, mode 700) cannot be run by another user, so this
+    test's own interpreter is the last choice."""
+    [tag] = {
+        line.split()[1] for line in PROJECT.read_text().splitlines() if line.startswith("FROM")
+    }
+    version = tag.split(":")[1].split("-")[0]
+    candidates = [f"/usr/local/bin/python{version}", f"/usr/bin/python{version}", sys.executable]
+    for candidate in candidates:
+        if Path(candidate).exists():
+            probe = subprocess.run(
+                [candidate, "-c", "import ensurepip, venv"],
+                user=UID,
+                group=UID,
+                extra_groups=[],
+                capture_output=True,
+                check=False,
+            )
+            if probe.returncode == 0:
+                return candidate
+    pytest.fail(f"no Python the image user (uid {UID}) can run among {candidates}")
+
+
 def fresh_python(where: Path) -> Path:
-    venv.EnvBuilder(with_pip=True).create(where)
+    subprocess.run([image_python(), "-m", "venv", str(where)], check=True, capture_output=True)
     return where / "bin"
-
-
-def replay_pip(bin_dir: Path, run: str, *, cwd: Path, wheels: Path, args: dict[str, str]) -> None:
-    """``RUN pip install ...`` with the image's ARG values, in the fresh environment."""
-    words = shlex.split(run.split("&&")[0])
-    words = [re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], w) for w in words]
-    assert words[0] == "pip"
-    env = {**os.environ, "PIP_FIND_LINKS": f"{os.environ.get('PIP_FIND_LINKS', '')} {wheels}"}
-    subprocess.run(
-        [str(bin_dir / "python"), "-m", *words],
-        check=True,
-        capture_output=True,
-        cwd=cwd,
-        env=env,
-        timeout=600,
-    )
 
 
 def installed(bin_dir: Path) -> set[str]:
@@ -237,9 +336,8 @@ def test_project_image_steps_serve_the_dev_server_as_the_image_user(
 ) -> None:
     image = Dockerfile.read(PROJECT)
     bin_dir = fresh_python(world / "project-venv")
-    replay_pip(
-        bin_dir, image.one("RUN", "pip install"), cwd=world, wheels=wheels, args=image.args()
-    )
+    install = image.one("RUN", "pip install").split("&&")[0]
+    replay_run(mapped(install, {"/wheels": wheels}), bin_dir=bin_dir, cwd=world)
     names = installed(bin_dir)
     assert "ironpush" in names
     assert not names & DEV_ONLY
@@ -270,15 +368,23 @@ def service_image(world: Path, wheels: Path) -> tuple[Dockerfile, Path, Path]:
     """The template's install and COPY steps for the sample service: (image, bin, workdir)."""
     image = Dockerfile.read(TEMPLATE)
     context = TEMPLATE.parent
+    # COPY requirements.txt wheels* /tmp/requirements/ (with the wheel in wheels/)
+    requirements = world / "requirements"
+    requirements.mkdir()
+    shutil.copy(context / "requirements.txt", requirements)
+    for wheel in wheels.glob("*.whl"):
+        shutil.copy(wheel, requirements)
     workdir = world / "app"
     workdir.mkdir()
-    shutil.copy(context / "requirements.txt", workdir)  # COPY requirements.txt ./
     bin_dir = fresh_python(world / "service-venv")
-    replay_pip(bin_dir, image.one("RUN", "pip install"), cwd=workdir, wheels=wheels, args={})
+    install = image.one("RUN", "pip install").split("&&")[0]
+    replay_run(mapped(install, {"/tmp/requirements": requirements}), bin_dir=bin_dir, cwd=workdir)
     names = installed(bin_dir)
-    assert {"ironpush", "fastapi"} <= names  # the user's own dependency is in
+    assert {"ironpush", "fastapi", "hiredis"} <= names  # the user's own dependencies are in
     assert not names & DEV_ONLY
-    shutil.copytree(context, workdir, dirs_exist_ok=True)  # COPY --chown=app:app . .
+    shutil.copytree(  # COPY --chown=app:app . .
+        context, workdir, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__")
+    )
     for path in [workdir, *workdir.rglob("*")]:
         os.chown(path, UID, UID)
     return image, bin_dir, workdir

@@ -136,8 +136,8 @@ def test_the_test_command_is_the_one_ci_runs() -> None:
     inside = text.split("<!-- test-command -->", 1)[1].split("<!-- /test-command -->", 1)[0]
     [block] = [b for b in readme_blocks(inside) if b.language == "sh"]
     assert block.code.strip() == (
-        'pip install -e ".[test,dev]" && ruff check . && ruff format --check . '
-        "&& mypy --strict ironpush && pytest -q"
+        'python -m pip install -U "pip>=25.1" && pip install -e ".[all]" --group dev '
+        "&& ruff check . && ruff format --check . && mypy --strict ironpush && pytest -q"
     )
     assert '-m "not slow"' in text  # the documented fast inner loop
 

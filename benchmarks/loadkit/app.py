@@ -127,12 +127,12 @@ def build_app() -> Any:
         return JSONResponse({"released": True})
 
     async def stats(request: Request) -> JSONResponse:
-        rows = getattr(router.store, "_rows", None)  # MemoryStore internals: a test-only peek
+        entries = getattr(router.store, "entries", None)  # MemoryStore only
         return JSONResponse(
             {
                 "tasks": len(asyncio.all_tasks()),
                 "threads": threading.active_count(),
-                "store_entries": len(rows) if rows is not None else None,
+                "store_entries": entries,
                 "jobs": dict(jobs),
             }
         )

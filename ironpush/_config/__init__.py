@@ -81,32 +81,18 @@ Example::
 
 from __future__ import annotations
 
-# Not in __all__ but importable from here, as before the split into modules.
+# What the rest of ironpush imports from here (``X as X``: re-exported on purpose).
 from .files import HOME_FILE as HOME_FILE
 from .files import LOCAL_FILE as LOCAL_FILE
 from .files import PRODUCT_SECTION as PRODUCT_SECTION
-from .keys import MIN_KEY_BYTES, warn_short_keys
-from .resolver import load_settings
-from .settings import (
-    DEFAULTS,
-    EMULATOR_ENV,
-    ENV_VARS,
-    KEYS,
-    SECRET_KEYS_ENV,
-    Keystone,
-    Settings,
-)
+from .keys import MIN_KEY_BYTES as MIN_KEY_BYTES
+from .keys import warn_short_keys as warn_short_keys
+from .resolver import load_settings as load_settings
+from .settings import DEFAULTS as DEFAULTS
+from .settings import EMULATOR_ENV as EMULATOR_ENV
 from .settings import ENV_PREFIXES as ENV_PREFIXES
-
-__all__ = [
-    "DEFAULTS",
-    "EMULATOR_ENV",
-    "ENV_VARS",
-    "KEYS",
-    "MIN_KEY_BYTES",
-    "SECRET_KEYS_ENV",
-    "Keystone",
-    "Settings",
-    "load_settings",
-    "warn_short_keys",
-]
+from .settings import ENV_VARS as ENV_VARS
+from .settings import KEYS as KEYS
+from .settings import SECRET_KEYS_ENV as SECRET_KEYS_ENV
+from .settings import Keystone as Keystone
+from .settings import Settings as Settings

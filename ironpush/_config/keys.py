@@ -1,8 +1,15 @@
-"""Signing keys for push secrets and ack tokens (``secret_keys=`` / ``IRONPUSH_SECRET_KEYS``)."""
+"""Signing keys for push secrets and ack tokens (``secret_keys=`` / ``IRONPUSH_SECRET_KEYS``).
+
+Every message about making a key says the same thing, :data:`KEYGEN_HINT`; a short key is
+warned about once per process, however many times the settings are resolved (``ironpush
+subscribe --app`` resolves them for the router and again for the client).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -14,6 +21,12 @@ logger = logging.getLogger("ironpush._config")
 #: Signing keys shorter than this (in bytes) are accepted with a warning: HMAC-SHA1 keys this
 #: short can be guessed offline from one observed push secret.
 MIN_KEY_BYTES = 32
+#: How to make a key, in every message that asks for one.
+KEYGEN_HINT = "make one with `ironpush keygen`"
+
+# Fingerprints (never the keys) of the short keys already warned about, with their origin.
+_warned: set[tuple[str, bytes]] = set()
+_warned_lock = threading.Lock()
 
 
 def resolve_secret_keys(
@@ -36,19 +49,29 @@ def resolve_secret_keys(
 
 
 def warn_short_keys(keys: tuple[str, ...], where: str) -> tuple[str, ...]:
-    """Log a warning for each key under :data:`MIN_KEY_BYTES` (never the key itself); returns
-    ``keys``. ``where`` names their origin in the message::
+    """Log a warning for each key under :data:`MIN_KEY_BYTES` (never the key itself), once per
+    process for a given key and origin; returns ``keys``. ``where`` names their origin::
 
         warn_short_keys(("short",), "secret_keys")   # "secret_keys: key #1 is 5 bytes; ..."
     """
     for index, key in enumerate(keys):
         size = len(key.encode())
-        if size < MIN_KEY_BYTES:
+        if size < MIN_KEY_BYTES and _first_warning(where, key):
             logger.warning(
-                "%s: key #%d is %d bytes; use at least %d (make one with `ironpush keygen`)",
+                "%s: key #%d is %d bytes; use at least %d (%s)",
                 where,
                 index + 1,
                 size,
                 MIN_KEY_BYTES,
+                KEYGEN_HINT,
             )
     return keys
+
+
+def _first_warning(where: str, key: str) -> bool:
+    fingerprint = hashlib.sha256(key.encode()).digest()
+    with _warned_lock:
+        if (where, fingerprint) in _warned:
+            return False
+        _warned.add((where, fingerprint))
+        return True

@@ -6,11 +6,14 @@ are imported inside the commands that need them.
 
 from __future__ import annotations
 
-from . import (
-    _inspect,  # noqa: F401  (registers peek, reserve, clear, tail, replay…)
-    _queues,  # noqa: F401  (registers queues, info, post)
-    _serve,  # noqa: F401  (registers the command on main)
-    _subscriptions,  # noqa: F401  (subscribe, unsubscribe, ack…)
+from . import (  # each module registers its commands on main
+    _listen,  # noqa: F401  (listen)
+    _messages,  # noqa: F401  (peek, reserve, clear)
+    _queues,  # noqa: F401  (queues, info, post, delete-queue)
+    _replay,  # noqa: F401  (replay)
+    _serve,  # noqa: F401  (serve)
+    _subscriptions,  # noqa: F401  (subscribe, unsubscribe, subscribers, statuses, ack, keygen)
+    _tail,  # noqa: F401  (tail)
 )
 from ._commands import main
 

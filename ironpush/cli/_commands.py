@@ -8,10 +8,11 @@ configuration problems, 2 for usage mistakes (a bad option value included, e.g.
 every output goes through :mod:`ironpush.cli._rendering`, which masks them.
 
 This module holds the group ``main``, its global options and the helpers every command module
-shares (:class:`Context`, :func:`json_option`, :func:`parse_pairs`), plus ``dev`` and ``demo``.
-The other commands live in modules named after what they manage (:mod:`.queues`,
-:mod:`.subscriptions`, :mod:`.inspect`, :mod:`.serve`...), imported by ``ironpush/cli/__init__.py``
-so that they register on ``main``.
+shares (:class:`Context`, :func:`json_option`, :func:`parse_pairs`, :func:`confirm`), plus
+``dev`` and ``demo``. The other commands live in modules named after what they manage
+(:mod:`._queues`, :mod:`._messages`, :mod:`._subscriptions`, :mod:`._serve`...), imported by
+``ironpush/cli/__init__.py`` so that they register on ``main``; options built from value objects
+come from :mod:`._options`.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from ..client._retry import RetryPolicy
 from ..client._sync_client import IronMQ
 from . import _logs as logs
 from ._dev import dev_command
+from ._pipes import closed_pipe_exit, output_closed
 from ._rendering import CliError as CliError  # re-exported for the command modules
 from ._rendering import as_cli_error
 
@@ -94,7 +96,23 @@ def _not_found_hint(msg: str) -> str:
 
 
 class IronPushGroup(click.Group):
-    """Turns every error into ``error: ... — hint`` (no traceback unless ``--debug``)."""
+    """Turns every error into ``error: ... — hint`` (no traceback unless ``--debug``), ends
+    quietly when stdout's reader went away (:mod:`._pipes`), and lists whole summaries."""
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Each command with the whole first sentence of its help, wrapped to the terminal.
+
+        click cuts summaries to fit one line ("Delete every message of a queue (reserved
+        ones too); the..."); a summary is a sentence, so it wraps instead.
+        """
+        rows = []
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command_summary(command)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
     def make_context(
         self,
@@ -110,6 +128,10 @@ class IronPushGroup(click.Group):
             raise
         except click.ClickException as exc:
             raise as_cli_error(exc, None, as_json=as_json) from exc
+        except BrokenPipeError:  # `ironpush --help | head -3`
+            if output_closed():
+                raise closed_pipe_exit() from None
+            raise
         ctx.meta[_JSON_META] = as_json
         return ctx
 
@@ -131,6 +153,8 @@ class IronPushGroup(click.Group):
                 raise
             raise CliError(_scrub(ctx, str(exc)) or "timed out", as_json=as_json) from exc
         except Exception as exc:
+            if isinstance(exc, BrokenPipeError) and output_closed():  # `ironpush queues | true`
+                raise closed_pipe_exit() from None
             if _debug(ctx):
                 raise
             raise CliError(
@@ -138,6 +162,15 @@ class IronPushGroup(click.Group):
                 hint="run with --debug for the traceback",
                 as_json=as_json,
             ) from exc
+
+
+#: A length no summary reaches, so that click never shortens one.
+SUMMARY_NEVER_CUT = 10_000
+
+
+def command_summary(command: click.Command) -> str:
+    """The first sentence of a command's help (its ``short_help`` if set), never shortened."""
+    return command.get_short_help_str(limit=SUMMARY_NEVER_CUT)
 
 
 def _scrub(ctx: click.Context, message: str) -> str:
@@ -200,6 +233,19 @@ def parse_pairs(values: Sequence[str], option: str) -> dict[str, str]:
             raise click.BadParameter(f"expected NAME:VALUE, got {item!r}", param_hint=option)
         out[name.strip()] = value.strip()
     return out
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask on stderr (stdout stays clean for --json); refusing changes nothing (exit 1)."""
+    if yes:
+        return
+    try:
+        agreed = click.confirm(question, default=False, err=True)
+    except click.Abort:  # end of input
+        click.echo("", err=True)
+        agreed = False
+    if not agreed:
+        raise click.ClickException("not confirmed: nothing changed (--yes skips the question)")
 
 
 ENV_HELP = ", ".join(ENV_VARS)

@@ -13,21 +13,43 @@ import signal
 import sys
 import threading
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from .._devserver_settings import (
+    ALLOW_HOST_HELP,
+    DEFAULT_HOST,
+    STRICT_HELP,
+    PushSettings,
+    Retention,
+    host_pattern,
+)
 from . import _logs as logs
+from ._bind import bind_error
+from ._choice import Choice
+from ._options import options_from
 from ._rendering import CliError
 
 if TYPE_CHECKING:
     from ..devserver._server import DevServer
 
-__all__ = ["client_config_text", "dev_command", "env_exports"]
-
 TOKEN_PLACEHOLDER = "<the value given with --token>"
 TOKEN_ENV = "IRONPUSH_DEV_TOKEN"
+ALLOW_HOSTS_ENV = "IRONPUSH_DEV_ALLOW_HOSTS"
 DEFAULT_PORT = 8080
+# The option of each field of the dev server's groups (their defaults and help: the groups').
+PUSH_FLAGS = {
+    "timeout": "--push-timeout",
+    "max_concurrent": "--max-concurrent-pushes",
+    "max_backlog": "--max-push-backlog",
+    "backlog_wait": "--backlog-wait",
+}
+RETENTION_FLAGS = {
+    "finished": "--finished-retention",
+    "max_finished": "--max-finished",
+    "attempts": "--attempts-kept",
+}
 
 
 def env_exports(
@@ -62,7 +84,7 @@ def env_exports(
 def env_command_line(host: str, port: int, project_id: str | None) -> str:
     """The ``ironpush dev --env …`` invocation matching this server."""
     args = ["ironpush", "dev", "--env"]
-    if host != "127.0.0.1":
+    if host != DEFAULT_HOST:
         args += ["--host", host]
     if port != DEFAULT_PORT:
         args += ["--port", str(port)]
@@ -96,49 +118,43 @@ def client_config_text(
 
 
 @click.command("dev", context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind.")
+@click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to bind.")
 @click.option(
     "--port", default=DEFAULT_PORT, show_default=True, type=int, help="Port (0 = a free one)."
 )
 @click.option(
     "--db",
     type=click.Path(dir_okay=False),
-    default=None,
     help="SQLite file for durable state (default: in memory, lost on exit).",
 )
 @click.option(
     "--token",
     envvar=TOKEN_ENV,
-    default=None,
     help="Require this token (Authorization: OAuth <token>). Default: accept any. "
-    "Env: IRONPUSH_DEV_TOKEN.",
+    f"Env: {TOKEN_ENV}.",
 )
-@click.option("--project-id", default=None, help="Serve only this project id (others get 404).")
-@click.option(
-    "--push-timeout",
-    default=10.0,
-    show_default=True,
-    type=click.FloatRange(min=0.001),
-    help="Seconds a subscriber has to answer a push (hosted v3: 10).",
-)
-@click.option(
-    "--max-concurrent-pushes",
-    default=256,
-    show_default=True,
-    type=click.IntRange(min=1),
-    help="Pushes in flight at once.",
-)
+@click.option("--project-id", help="Serve only this project id (others get 404).")
+@options_from(PushSettings, "pushes", flags=PUSH_FLAGS)
+@options_from(Retention, "retention", flags=RETENTION_FLAGS)
 @click.option(
     "--public-url",
-    default=None,
     help="Base URL for ack URLs (Iron-Subscriber-Message-Url) if subscribers reach the "
     "server under another address.",
+)
+@click.option(
+    "--allow-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    envvar=ALLOW_HOSTS_ENV,
+    callback=lambda _ctx, _param, value: _host_patterns(value),
+    help=f"{ALLOW_HOST_HELP} Repeatable; env: {ALLOW_HOSTS_ENV} (space- or comma-separated).",
 )
 @click.option(
     "--log-level",
     default="info",
     show_default=True,
-    type=click.Choice(["debug", "info", "warning", "error"]),
+    type=Choice(["debug", "info", "warning", "error"]),
     help="info: one line per push attempt and per acknowledgement.",
 )
 @click.option("--quiet", "-q", is_flag=True, help="No line per push (warnings and errors only).")
@@ -149,26 +165,17 @@ def client_config_text(
     help='Print the client environment and exit: eval "$(ironpush dev --env)".',
 )
 @click.option("--show-token", is_flag=True, help="Print the token in the client config.")
-@click.option(
-    "--strict",
-    is_flag=True,
-    help="Refuse what hosted IronMQ refuses: reservation timeouts under 30 s, retries_delay "
-    "under 3 s, fractional seconds, message bodies over 64 KB.",
-)
+@click.option("--strict", is_flag=True, help=STRICT_HELP)
 def dev_command(
     host: str,
     port: int,
-    db: str | None,
     token: str | None,
     project_id: str | None,
-    push_timeout: float,
-    max_concurrent_pushes: int,
-    public_url: str | None,
     log_level: str,
     quiet: bool,
     print_env: bool,
     show_token: bool,
-    strict: bool,
+    **options: Any,
 ) -> None:
     """Run a local IronMQ v3-compatible server with a real pusher.
 
@@ -197,37 +204,34 @@ def dev_command(
     logs.configure("warning" if quiet else "debug" if debug else log_level)
     # The dev server and uvicorn load only when this command runs (``import ironpush.cli`` stays
     # light for every other command).
+    from ..devserver._access import Access
     from ..devserver._server import DevServer, local_url
 
-    server = DevServer(
-        host=host,
-        port=port,
-        token=token,
-        project_id=project_id,
-        db=db,
-        push_timeout=push_timeout,
-        max_concurrent_pushes=max_concurrent_pushes,
-        public_url=public_url,
-        strict=strict,
-    )
+    server = DevServer(host=host, port=port, token=token, project_id=project_id, **options)
     try:
         server.start()
-    except (OSError, RuntimeError) as exc:
+    except OSError as exc:  # a busy port: say which, and what to pass instead
+        raise bind_error(host, port, exc, holder="another `ironpush dev`") from exc
+    except RuntimeError as exc:
         raise CliError(f"cannot serve on {host}:{port}: {exc}") from exc
+    config = server.config
     click.echo(f"ironpush dev server listening on {server.url}")
     sign_in = " (sign in once: add ?token=<the token>)" if token else ""
     click.echo(f"  inspector: {local_url(host, server.port)}/_dev/ui{sign_in}")
     click.echo("  live log: below, one line per push and ack; `ironpush tail` in another shell")
-    click.echo(f"  state: {'SQLite file ' + db if db else 'in memory (lost on exit)'}")
+    click.echo(
+        f"  state: {'SQLite file ' + config.db if config.db else 'in memory (lost on exit)'}"
+    )
     click.echo(f"  project: {project_id or 'any project id'}")
     click.echo(f"  token: {'required' if token else 'not required (any token accepted)'}")
+    click.echo(f"  Host names answered: {Access.of(config).describe()} (--allow-host adds one)")
     limits = (
         "hosted IronMQ's limits enforced (--strict)"
-        if strict
+        if config.strict
         else "fractional retries_delay/delay accepted (hosted IronMQ's minimum retries_delay "
         "is 3 s; --strict enforces it)"
     )
-    click.echo(f"  push timeout: {push_timeout:g} s; {limits}")
+    click.echo(f"  push timeout: {config.pushes.timeout:g} s; {limits}")
     click.echo(f'In another shell: eval "$({env_command_line(host, server.port, project_id)})"')
     click.echo(
         client_config_text(
@@ -237,6 +241,15 @@ def dev_command(
     click.echo("Press Ctrl-C to stop.")
     sys.stdout.flush()
     _serve_until_signal(server)
+
+
+def _host_patterns(values: tuple[str, ...]) -> tuple[str, ...]:
+    """``--allow-host`` values (a comma-separated list counts as several), checked."""
+    names = [name for value in values for name in value.split(",") if name.strip()]
+    try:
+        return tuple(host_pattern(name) for name in names)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--allow-host'") from None
 
 
 def _print_env(

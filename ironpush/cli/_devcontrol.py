@@ -15,8 +15,6 @@ from .._errors import TransportError
 from .._protocol import Reply, Request, error_for
 from ..client._sync_client import IronMQ
 
-__all__ = ["DevControl"]
-
 
 class DevControl:
     """``/_dev/*`` requests with the client's address and token::

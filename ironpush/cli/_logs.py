@@ -19,14 +19,6 @@ import logging
 import sys
 from typing import TextIO
 
-__all__ = [
-    "DATEFMT",
-    "FORMAT",
-    "LEVELS",
-    "StderrHandler",
-    "configure",
-]
-
 FORMAT = "%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s"
 DATEFMT = "%H:%M:%S"
 LEVELS = ("debug", "info", "warning", "error", "critical")

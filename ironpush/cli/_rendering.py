@@ -17,21 +17,8 @@ from typing import Any
 
 import click
 
-from .._redact import redact_headers, redact_url
-from ..client._models import PushConfig, PushStatus, QueueInfo, Subscriber
-
-__all__ = [
-    "PUSH_STATUS_FIELDS",
-    "CliError",
-    "CliUsageError",
-    "as_cli_error",
-    "emit",
-    "emit_error",
-    "push_status_row",
-    "queue_info_doc",
-    "subscriber_doc",
-    "table",
-]
+from .._redact import redact_subscriber, redact_url
+from ..client._models import PushConfig, PushStatus, QueueInfo
 
 PUSH_STATUS_FIELDS = (
     "subscriber_name",
@@ -56,11 +43,6 @@ def _name(value: str | None) -> str | None:
     return value or None
 
 
-def subscriber_doc(sub: Subscriber) -> dict[str, Any]:
-    """A subscriber as JSON, with secret header values and query parameters masked."""
-    return {"name": sub.name, "url": redact_url(sub.url), "headers": redact_headers(sub.headers)}
-
-
 def push_doc(push: PushConfig | None) -> dict[str, Any] | None:
     """A push queue's settings, or ``None`` for a pull queue."""
     if push is None:
@@ -69,7 +51,7 @@ def push_doc(push: PushConfig | None) -> dict[str, Any] | None:
         "retries": push.retries,
         "retries_delay": _seconds(push.retries_delay),
         "error_queue": _name(push.error_queue),
-        "subscribers": [subscriber_doc(s) for s in push.subscribers],
+        "subscribers": [redact_subscriber(s) for s in push.subscribers],
     }
 
 

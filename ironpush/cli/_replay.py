@@ -30,8 +30,6 @@ from ..client._sync_client import IronMQ, Queue
 from ._commands import Context, json_option, main, pass_context
 from ._devcontrol import DevControl
 
-__all__ = ["ReplayReport", "replay_error_queue"]
-
 RESERVE_TIMEOUT = 60.0  # seconds a report stays ours while its message is re-posted
 
 

@@ -25,14 +25,6 @@ from urllib.parse import parse_qsl, urlencode
 
 from .._redact import is_sensitive, mask
 
-__all__ = [
-    "AccessLogRedactor",
-    "RepeatLimiter",
-    "add_access_log_names",
-    "log_config",
-    "redact_path",
-]
-
 
 def redact_path(path: str, extra_names: Iterable[str] = ()) -> str:
     """``/p?ironpush_secret=abc&x=1`` → ``/p?ironpush_secret=***&x=1`` (the query's secrets)."""
@@ -78,7 +70,9 @@ class _Run:
 class RepeatLimiter(logging.Filter):
     """Lets through the first of repeated identical records, then one count per ``interval``.
 
-    Records below ``level`` (default WARNING: the per-delivery INFO lines) always pass.
+    Records below ``level`` (default WARNING: the per-delivery INFO lines) always pass, and so
+    do records marked ``ironpush_every_time`` (each one is a fact an operator counts: a job
+    whose completion the store could not record, keys Redis evicted).
     Identical = same logger, level, message template (not its arguments: a failing store logs
     the same template with a different message id each time) and exception type. The first
     passes as is (traceback included); the next ones within ``interval`` seconds are dropped
@@ -108,7 +102,7 @@ class RepeatLimiter(logging.Filter):
         self._lock = threading.Lock()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < self.level:
+        if record.levelno < self.level or getattr(record, "ironpush_every_time", False):
             return True
         exc_type = record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] else ""
         key = (record.name, record.levelno, str(record.msg), exc_type)

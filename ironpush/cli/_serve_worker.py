@@ -7,13 +7,16 @@ uvicorn's supervisor, which inherit the environment):
 1. with a supervisor, **die with it** (:func:`die_with_parent`): a worker whose master was
    killed (``kill -9``, the OOM killer) would otherwise keep serving as an orphan, and hold the
    port so that a restart fails with "Address already in use";
-2. import the app (``IRONPUSH_SERVE_APP``) and find its :class:`~ironpush.PushRouter`s
+2. import the app (``IRONPUSH_SERVE_APP``), make it the ASGI app to serve
+   (:func:`~ironpush.cli._serve_apps.servable`: a WSGI app behind a2wsgi with its router in
+   front, the ``--lifespan on`` guard) and find its :class:`~ironpush.PushRouter`s
    (:func:`find_routers`), whose ``secret_param`` the access log masks too.
 """
 
 from __future__ import annotations
 
 import ctypes
+import json
 import logging
 import os
 import signal
@@ -26,11 +29,13 @@ from typing import Any
 
 from .._errors import ConfigError
 from ..receiver._router import PushRouter
+from ._serve_apps import servable
 from ._serve_logging import add_access_log_names
-
-__all__ = ["APP_ENV", "MASTER_ENV", "build_app", "die_with_parent", "find_routers", "load_app"]
+from ._serve_settings import AppSettings
 
 APP_ENV = "IRONPUSH_SERVE_APP"
+#: The :class:`AppSettings` of ``serve`` as JSON (the workers inherit it).
+APP_SETTINGS_ENV = "IRONPUSH_SERVE_APP_SETTINGS"
 #: ``"<master pid>:<seconds a graceful stop may take>"``, set by ``serve`` for ``--workers N``.
 MASTER_ENV = "IRONPUSH_SERVE_MASTER"
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -45,7 +50,10 @@ def build_app() -> Any:
     if master:
         pid, _, grace = master.partition(":")
         die_with_parent(int(pid), grace=float(grace or 30))
-    app, module = load_app(os.environ[APP_ENV])
+    ref = os.environ[APP_ENV]
+    settings = AppSettings(**json.loads(os.environ.get(APP_SETTINGS_ENV) or "{}"))
+    loaded, module = load_app(ref)
+    app = servable(loaded, module, ref=ref, settings=settings)
     add_access_log_names({router.secret_param for router in find_routers(app, module)})
     return app
 

@@ -6,17 +6,26 @@ Importing this module registers them on :data:`~ironpush.cli._commands.main`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import click
 
+from .._errors import ValidationError
 from .._protocol import PUSH_TYPES, Delivery
-from .._redact import redact_url
-from .._signing import generate_key
-from ..client._base import load_ack_token
+from .._redact import redact_subscriber, redact_url
+from .._signing import generate_key, load_ack_token
 from ..client._models import Subscriber
-from ..receiver._registration import subscribe_app, sync_subscriptions
-from ..receiver._router import Subscription
+from ..receiver._registration import (
+    check_base_url,
+    check_subscriber_url,
+    subscribe_app,
+    sync_subscriptions,
+)
+from ..receiver._routes import Subscription
+from ._app_import import load_router_quietly
+from ._choice import Choice
 from ._commands import Context, json_option, main, parse_pairs, pass_context
-from ._rendering import emit, push_status_row, queue_info_doc, subscriber_doc, table
+from ._rendering import emit, push_status_row, queue_info_doc, table
 
 
 @main.command()
@@ -33,7 +42,7 @@ from ._rendering import emit, push_status_row, queue_info_doc, subscriber_doc, t
 @click.option(
     "--type",
     "push_type",
-    type=click.Choice(PUSH_TYPES),
+    type=Choice(PUSH_TYPES),
     help="Push type when the queue is created (default multicast).",
 )
 @click.option("--retries", type=click.IntRange(0, 100), help="Retries after the first try.")
@@ -52,6 +61,12 @@ from ._rendering import emit, push_status_row, queue_info_doc, subscriber_doc, t
     is_flag=True,
     help="With --app: remove stale subscribers (under --base-url, no longer declared).",
 )
+@click.option(
+    "--scan-all",
+    is_flag=True,
+    help="With --app: look for stale subscribers on every queue of the project, not only "
+    "the router's (one request per queue).",
+)
 @json_option
 @pass_context
 def subscribe(
@@ -68,12 +83,15 @@ def subscribe(
     base_url: str | None,
     dry_run: bool,
     prune: bool,
+    scan_all: bool,
     as_json: bool,
 ) -> None:
     """Subscribe a URL to a push queue, or register every route of a PushRouter.
 
     With --app, subscribers under --base-url that the router no longer declares (a renamed or
     removed route) are listed as stale; --prune removes them (never a subscriber elsewhere).
+    Only the router's queues are looked at, unless --scan-all (IronMQ's queue list has no
+    subscribers: it reads every queue, one request each).
 
     \b
     Examples:
@@ -84,20 +102,37 @@ def subscribe(
     if app_ref is not None:
         if queue or url:
             raise click.UsageError("give either QUEUE URL or --app, not both")
-        _subscribe_router(state, app_ref, base_url, dry_run=dry_run, prune=prune, as_json=as_json)
+        options = {"dry_run": dry_run, "prune": prune, "scan_all": scan_all}
+        _subscribe_router(state, app_ref, base_url, as_json=as_json, **options)
         return
     if not queue or not url:
         raise click.UsageError("give QUEUE and URL (or --app MODULE:ROUTER --base-url URL)")
-    if dry_run or base_url or prune:
-        raise click.UsageError("--dry-run, --prune and --base-url go with --app")
+    if dry_run or base_url or prune or scan_all:
+        raise click.UsageError("--dry-run, --prune, --scan-all and --base-url go with --app")
+    _usage(check_subscriber_url, url, "URL")
     fields = {"url": url, "headers": parse_pairs(headers, "--header")}
     subscriber = Subscriber.coerce({**fields, "name": name} if name else fields)
     wanted = Subscription(queue, subscriber, push_type, retries, retries_delay, error_queue)
     _subscribe_url(state, wanted, as_json=as_json)
 
 
+def _usage(check: Callable[[str], str], value: str, param: str) -> None:
+    """A value the library refuses before any request is a usage mistake (exit 2)."""
+    try:
+        check(value)
+    except ValidationError as exc:
+        raise click.BadParameter(str(exc), param_hint=param) from exc
+
+
 def _subscribe_router(
-    state: Context, app_ref: str, base_url: str | None, *, dry_run: bool, prune: bool, as_json: bool
+    state: Context,
+    app_ref: str,
+    base_url: str | None,
+    *,
+    dry_run: bool,
+    prune: bool,
+    scan_all: bool,
+    as_json: bool,
 ) -> None:
     """``subscribe --app``: register every route of the router ``MODULE:ROUTER``."""
     module, sep, attr = app_ref.partition(":")
@@ -108,7 +143,13 @@ def _subscribe_router(
         )
     if not base_url:
         raise click.UsageError("--app needs --base-url (where IronMQ can reach the router)")
-    report = subscribe_app(state.client, app_ref, base_url, dry_run=dry_run, prune=prune)
+    _usage(check_base_url, base_url, "--base-url")
+    router = load_router_quietly(app_ref)
+    if not router.routes:
+        raise ValidationError(f"{app_ref} declares no routes")
+    report = subscribe_app(
+        router, base_url, client=state.client, dry_run=dry_run, prune=prune, scan_all=scan_all
+    )
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
     emit(as_json, report.as_json(), report.text())
@@ -122,7 +163,7 @@ def _subscribe_url(state: Context, wanted: Subscription, *, as_json: bool) -> No
         "action": change.action,
         "detail": change.detail,
         "queue": queue,
-        "subscriber": subscriber_doc(subscriber),
+        "subscriber": redact_subscriber(subscriber),
         "queue_info": queue_info_doc(state.client.queue(queue).info()),
     }
     emit(
@@ -158,7 +199,7 @@ def subscribers(state: Context, queue: str, as_json: bool) -> None:
 
     Example: ironpush subscribers orders
     """
-    docs = [subscriber_doc(s) for s in state.client.queue(queue).subscribers()]
+    docs = [redact_subscriber(s) for s in state.client.queue(queue).subscribers()]
     rows = [{**d, "headers": ", ".join(f"{k}: {v}" for k, v in d["headers"].items())} for d in docs]
     emit(as_json, docs, table(rows, ["name", "url", "headers"]) if rows else "(no subscribers)")
 
@@ -218,8 +259,9 @@ def ack(
     if ack_token:
         if queue or message_id or reservation or subscriber:
             raise click.UsageError("--token carries everything: give no other arguments")
-        queue, delivery = load_ack_token(state.client.settings, ack_token, None)
-    elif queue and message_id and reservation and subscriber:
+        _ack_token(state, ack_token, as_json)
+        return
+    if queue and message_id and reservation and subscriber:
         delivery = Delivery(
             message_id=message_id, reservation_id=reservation, subscriber_name=subscriber
         )
@@ -230,6 +272,27 @@ def ack(
     state.client.acknowledge(queue, delivery)
     doc = {"acked": True, "queue": queue, "message_id": delivery.message_id}
     emit(as_json, doc, f"acked {delivery.message_id} on {queue}")
+
+
+def _ack_token(state: Context, token: str, as_json: bool) -> None:
+    """``ack --token``: the one ack-token path, with the store ``IRONPUSH_STORE`` names (if
+    any), so the newest reservation is acked and a push handled already is not acked again."""
+    from ..client._async_client import AsyncIronMQ
+    from ..integrations.acks import PushAcks
+
+    mq = state.client
+    queue, delivery = load_ack_token(token, mq.settings.secret_keys)  # bad tokens: one line
+    acks = PushAcks(client=lambda: AsyncIronMQ(settings=mq.settings, retry=mq.retry))
+    result = acks.ack(token)
+    if result == "late":
+        raise click.ClickException(
+            f"late: the reservation of {delivery.message_id} had run out; IronMQ pushes it "
+            "again and the receivers answer from their store"
+        )
+    doc = {"acked": result == "acked", "queue": queue, "message_id": delivery.message_id}
+    if result != "acked":
+        doc["result"] = str(result)
+    emit(as_json, doc, f"{result} {delivery.message_id} on {queue}")
 
 
 @main.command()

@@ -4,7 +4,9 @@ It reads the Server-Sent Events of ``GET /_dev/events`` (see
 :mod:`ironpush.devserver._events`): push attempts and their answers, retries, acks, expired
 202s, error-queue reports and replays. Filters run on the server. When the stream breaks (the
 server restarted, or this terminal fell behind and was dropped) it reconnects with
-``Last-Event-ID`` and catches up from the server's ring of recent events.
+``Last-Event-ID`` and catches up from the server's ring of recent events. When stdout's reader
+goes away (``ironpush tail | head -1``) it stops at once, not at the next event
+(:class:`~ironpush.cli._pipes.ReaderWatch`).
 """
 
 from __future__ import annotations
@@ -20,15 +22,25 @@ from typing import Any
 import click
 import httpx
 
+from ._choice import Choice
 from ._commands import Context, json_option, main, pass_context
 from ._devcontrol import DevControl
+from ._pipes import ReaderWatch, closed_pipe_exit
 
-__all__ = ["parse_since", "tail"]
-
-#: The event outcomes (``ironpush.devserver._events.OUTCOMES``; a test keeps them equal).
-OUTCOME_HELP = (
-    "delivered, deferred, retrying, failed, acked, refused, expired, error-queue, replayed"
+#: The event outcomes (``ironpush.devserver._events.OUTCOMES``, not imported: the dev server
+#: loads only in the commands that run it; a test keeps them equal).
+OUTCOMES = (
+    "delivered",
+    "deferred",
+    "retrying",
+    "failed",
+    "acked",
+    "refused",
+    "expired",
+    "error-queue",
+    "replayed",
 )
+OUTCOME_HELP = ", ".join(OUTCOMES)
 COLOURS = {
     "delivered": "green",
     "acked": "green",
@@ -100,9 +112,12 @@ class _Restarted(Exception):
 class _Follow:
     """One tail session: the query, the last event seen, reconnections."""
 
-    def __init__(self, control: DevControl, params: list[tuple[str, str]]) -> None:
+    def __init__(
+        self, control: DevControl, params: list[tuple[str, str]], watch: ReaderWatch
+    ) -> None:
         self.control = control
         self.params = params
+        self.watch = watch
         self.last_id: int | None = None
         self.boot: str | None = None
         self.connected_once = False
@@ -116,6 +131,8 @@ class _Follow:
                 response.read()
                 raise click.ClickException(_refusal(response))
             self.connected_once = True
+            stream = response.extensions.get("network_stream")
+            self.watch.attach(stream.get_extra_info("socket") if stream is not None else None)
             for name, event in _events(response):
                 if name == "hello":
                     if self.boot not in (None, event.get("boot")):
@@ -142,7 +159,12 @@ def _refusal(response: httpx.Response) -> str:
 @click.argument("queues", metavar="[QUEUE]...", nargs=-1)
 @click.option("--queue", "queue_options", multiple=True, help="Only this queue (repeatable).")
 @click.option("--subscriber", multiple=True, help="Only this subscriber (repeatable).")
-@click.option("--outcome", multiple=True, help=f"Only this outcome (repeatable): {OUTCOME_HELP}.")
+@click.option(
+    "--outcome",
+    multiple=True,
+    type=Choice(OUTCOMES),
+    help=f"Only this outcome (repeatable): {OUTCOME_HELP}.",
+)
 @click.option("--since", help="First show the kept events since then: 30s, 5m, 2h or an ISO time.")
 @click.option("--color/--no-color", default=None, help="Colour the lines (default: on a terminal).")
 @json_option
@@ -172,11 +194,12 @@ def tail(
     params += [("subscriber", s) for s in subscriber] + [("outcome", o) for o in outcome]
     if since is not None:
         params.append(("since", str(parse_since(since))))
-    follow = _Follow(DevControl(state.client), params)
     timeout = httpx.Timeout(10.0, read=READ_TIMEOUT)
     try:
-        with httpx.Client(headers=follow.control.headers, timeout=timeout) as client:
-            _run(follow, client, as_json=as_json, color=color)
+        with ReaderWatch.for_stdout() as watch:
+            follow = _Follow(DevControl(state.client), params, watch)
+            with httpx.Client(headers=follow.control.headers, timeout=timeout) as client:
+                _run(follow, client, as_json=as_json, color=color)
     except KeyboardInterrupt:
         return
 
@@ -190,18 +213,28 @@ def _run(follow: _Follow, client: httpx.Client, *, as_json: bool, color: bool | 
                     break
                 render(event, as_json=as_json, color=color)
             else:
+                _stop_if_unread(follow.watch)
                 _notice("the dev server closed the stream — reconnecting", as_json)
         except _Restarted:
             _notice("the dev server restarted — catching up", as_json)
             continue
         except httpx.TransportError as exc:
+            _stop_if_unread(follow.watch)  # the watch shut the socket: nobody reads us now
             if not follow.connected_once:
                 raise click.ClickException(
                     f"cannot reach the dev server at {follow.control.base}: {exc} — is "
                     "`ironpush dev` running? (check --cloud or IRONMQ_EMULATOR_HOST)"
                 ) from exc
             _notice(f"connection lost ({type(exc).__name__}) — reconnecting", as_json)
-        time.sleep(1.0)  # a restarting server needs a moment; the ring keeps what we miss
+        # A restarting server needs a moment (the ring keeps what we miss); a reader that
+        # leaves meanwhile ends the wait.
+        follow.watch.wait(1.0)
+        _stop_if_unread(follow.watch)
+
+
+def _stop_if_unread(watch: ReaderWatch) -> None:
+    if watch.gone:
+        raise closed_pipe_exit()
 
 
 def _notice(text: str, as_json: bool) -> None:

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from ._async_client import AsyncIronMQ, AsyncQueue
-from ._sync_client import IronMQ, Queue
-
-__all__ = ["AsyncIronMQ", "AsyncQueue", "IronMQ", "Queue"]
+from ._async_client import AsyncIronMQ as AsyncIronMQ
+from ._async_client import AsyncQueue as AsyncQueue
+from ._sync_client import IronMQ as IronMQ
+from ._sync_client import Queue as Queue

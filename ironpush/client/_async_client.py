@@ -7,32 +7,28 @@ Same names, arguments and results as :mod:`ironpush.client`; both drive the oper
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from typing import Any, Literal, Unpack
 
 import anyio
 import httpx
 
-from .._config import Settings
+from .. import _tracing
 from .._errors import TransportError
 from .._protocol import Delivery, Reply, Request
 from . import _operations as ops
-from ._base import ClientBase, T, config_kwargs, load_ack_token, push_summary
+from ._base import ClientBase, ClientOptions, T, push_summary
 from ._models import Message, PushStatus, QueueInfo, Subscriber
 from ._operations import AlertInput, MessageInput, Op, SubscriberInput
-from ._retry import RetryPolicy
+from ._tracing import sent, start_send
 from ._transports import AsyncTransport, HTTPFailure, HttpxTransport, LeanTransport
-
-if TYPE_CHECKING:
-    from ..receiver.stores._base import Store
-
-__all__ = ["AsyncIronMQ", "AsyncQueue"]
 
 
 class AsyncIronMQ(ClientBase):
     """Asynchronous IronMQ v3 client (the twin of :class:`IronMQ`).
 
-    Same arguments and methods as :class:`IronMQ`, as coroutines::
+    Same options (:class:`~ironpush.client._base.ClientOptions`) and methods as
+    :class:`IronMQ`, as coroutines::
 
         async with AsyncIronMQ() as mq:
             await mq.queue("orders").post("hello")
@@ -51,39 +47,12 @@ class AsyncIronMQ(ClientBase):
     def __init__(
         self,
         *,
-        project_id: str | None = None,
-        token: str | None = None,
-        host: str | None = None,
-        protocol: str | None = None,
-        port: int | None = None,
-        api_version: int | None = None,
-        path_prefix: str | None = None,
-        cloud: str | None = None,
-        keystone: Mapping[str, str] | None = None,
-        config_file: str | None = None,
-        secret_keys: Sequence[str] | None = None,
-        settings: Settings | None = None,
-        timeout: float | httpx.Timeout | None = None,
-        retry: RetryPolicy | None = None,
         transport: AsyncTransport | httpx.AsyncBaseTransport | None = None,
-        max_connections: int = 20,
         backend: Literal["httpx", "lean"] = "httpx",
+        **options: Unpack[ClientOptions],
     ) -> None:
-        config = config_kwargs(
-            project_id=project_id,
-            token=token,
-            host=host,
-            protocol=protocol,
-            port=port,
-            api_version=api_version,
-            path_prefix=path_prefix,
-            cloud=cloud,
-            keystone=keystone,
-            config_file=config_file,
-            secret_keys=secret_keys,
-        )
-        super().__init__(settings=settings, timeout=timeout, retry=retry, config=config)
-        self.transport: AsyncTransport = _transport(transport, backend, max_connections)
+        super().__init__(**options)
+        self.transport: AsyncTransport = _transport(transport, backend, self.max_connections)
 
     async def run(self, op: Op[T]) -> T:
         """Drive a sans-I/O operation from :mod:`ironpush.client._operations` to its result."""
@@ -94,7 +63,12 @@ class AsyncIronMQ(ClientBase):
         try:
             request = next(op)
             while True:
-                request = op.send(await exchange(request))
+                try:
+                    reply = await exchange(request)
+                except TransportError as exc:  # the operation may handle it (a relayed ack)
+                    request = op.throw(exc)
+                else:
+                    request = op.send(reply)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
@@ -174,18 +148,7 @@ class AsyncIronMQ(ClientBase):
 
     async def acknowledge(self, queue: str, delivery: Delivery) -> None:
         """Acknowledge a push that was answered with 202; see :meth:`IronMQ.acknowledge`."""
-        await self.run(ops.acknowledge(queue, delivery))
-
-    async def ack(
-        self, token: str, *, max_age: float | None = None, store: Store | None = None
-    ) -> None:
-        """Verify an ack token and acknowledge its push; see :meth:`IronMQ.ack`."""
-        queue, delivery = load_ack_token(self.settings, token, max_age)
-        if store is not None:
-            from ..integrations.acks import newest_delivery
-
-            delivery = await newest_delivery(store, delivery)
-        await self.acknowledge(queue, delivery)
+        await self.run(ops.acknowledge(queue, delivery, api_origin=self.settings.origin))
 
 
 def _transport(
@@ -252,7 +215,15 @@ class AsyncQueue:
 
     async def post(self, *messages: MessageInput) -> list[str]:
         """Post messages; see :meth:`Queue.post`."""
-        return await self._run(ops.post(self.name, messages))
+        client = self.client
+        sending = start_send(client.settings, self.name, messages) if client.tracing else None
+        if sending is None:
+            return await self._run(ops.post(self.name, messages))
+        span, carried = sending  # a "send" span: its context rides in the push_headers
+        with _tracing.activate(span):
+            ids = await self._run(ops.post(self.name, carried))
+            sent(span, ids)
+        return ids
 
     async def reserve(
         self,

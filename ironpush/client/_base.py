@@ -1,6 +1,8 @@
-"""What both client twins share: settings, auth headers, URLs, retry decisions, reply parsing.
+"""What both client twins share: their keyword options, settings, auth headers, URLs, retry
+decisions, reply parsing.
 
-Nothing here performs I/O; the sync and async twins (:mod:`ironpush.client`) add it.
+Nothing here performs I/O; the sync and async twins (:mod:`ironpush.client`) add it, each with
+its own ``transport`` (and the async twin's ``backend``) on top of :class:`ClientOptions`.
 """
 
 from __future__ import annotations
@@ -10,16 +12,16 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypedDict, TypeVar, Unpack
 from urllib.parse import urlencode
 
 import httpx
 
-from .. import __version__
 from .._config import Settings, load_settings
 from .._errors import ConfigError, TransportError
-from .._protocol import Delivery, Reply, Request
+from .._protocol import Reply, Request
 from .._redact import redact_text, redact_url
+from .._version import __version__
 from . import _operations as ops
 from ._models import PushStatus
 from ._operations import Op
@@ -30,32 +32,86 @@ T = TypeVar("T")
 logger = logging.getLogger("ironpush.client")
 
 DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+DEFAULT_MAX_CONNECTIONS = 20
 USER_AGENT = f"ironpush/{__version__}"
 # Keystone tokens are refreshed when they have less than this many seconds left (as iron_core).
 KEYSTONE_REFRESH_MARGIN = 10.0
 
 
+class ClientOptions(TypedDict, total=False):
+    """The keyword arguments of both twins (:class:`~ironpush.IronMQ` and
+    :class:`~ironpush.AsyncIronMQ`), all optional::
+
+        IronMQ(project_id="...", token="...", timeout=10, retry=RetryPolicy(attempts=5))
+
+    - the configuration layered over ``~/.iron.json``, ``IRON_*``/``IRON_MQ_*`` and
+      ``./iron.json`` (see :mod:`ironpush._config`): ``project_id``, ``token``, ``host``,
+      ``protocol``, ``port``, ``api_version``, ``path_prefix``, ``cloud`` (one URL for scheme,
+      host and port), ``keystone``, ``config_file``, ``secret_keys``; or ``settings``, a
+      resolved :class:`~ironpush._config.Settings` that replaces them all;
+    - ``timeout``: seconds or an ``httpx.Timeout`` (default :data:`DEFAULT_TIMEOUT`);
+    - ``retry``: a :class:`~ironpush.client._retry.RetryPolicy` for 503/504 and connection
+      errors of idempotent calls;
+    - ``max_connections``: the keep-alive pool's size (default 20; the lean backend has its
+      own);
+    - ``tracing``: ``post()`` inside an active OpenTelemetry span makes a ``send <queue>`` span
+      and puts its context in the messages' ``push_headers`` (default True, with
+      ``ironpush[otel]`` and an SDK configured; see :mod:`ironpush.client._tracing`).
+    """
+
+    project_id: str | None
+    token: str | None
+    host: str | None
+    protocol: str | None
+    port: int | None
+    api_version: int | None
+    path_prefix: str | None
+    cloud: str | None
+    keystone: Mapping[str, str] | None
+    config_file: str | None
+    secret_keys: Sequence[str] | None
+    settings: Settings | None
+    timeout: float | httpx.Timeout | None
+    retry: RetryPolicy | None
+    max_connections: int
+    tracing: bool
+
+
+# The options that are configuration layers (the rest configure the client itself).
+_LAYERED = frozenset(ClientOptions.__optional_keys__) - {
+    "settings",
+    "timeout",
+    "retry",
+    "max_connections",
+    "tracing",
+}
+
+
 class ClientBase:
     """Settings, headers, URLs, retry decisions and reply parsing shared by both twins."""
 
-    def __init__(
-        self,
-        *,
-        settings: Settings | None,
-        timeout: float | httpx.Timeout | None,
-        retry: RetryPolicy | None,
-        config: dict[str, Any],
-    ) -> None:
-        self.settings = settings or load_settings(**config)
+    def __init__(self, **options: Unpack[ClientOptions]) -> None:
+        unknown = options.keys() - ClientOptions.__optional_keys__
+        if unknown:  # mypy catches it in typed code; say it as Python would for the rest
+            raise TypeError(
+                f"{type(self).__name__}() got an unexpected keyword argument {min(unknown)!r}"
+            )
+        config: dict[str, Any] = {
+            k: v for k, v in options.items() if k in _LAYERED and v is not None
+        }
+        self.settings = options.get("settings") or load_settings(**config)
         if not self.settings.project_id:
             raise ConfigError("no IronMQ project id configured")
+        timeout = options.get("timeout")
         if timeout is None:
             self.timeout = DEFAULT_TIMEOUT
         elif isinstance(timeout, httpx.Timeout):
             self.timeout = timeout
         else:
             self.timeout = httpx.Timeout(timeout)
-        self.retry = retry or RetryPolicy()
+        self.retry = options.get("retry") or RetryPolicy()
+        self.max_connections = options.get("max_connections", DEFAULT_MAX_CONNECTIONS)
+        self.tracing = options.get("tracing", True)
         self._keystone_token: tuple[str, float] | None = None
 
     def __repr__(self) -> str:
@@ -175,21 +231,6 @@ def parse_reply(status: int, content: bytes, headers: Mapping[str, str], respons
         except ValueError:
             data = content.decode("utf-8", "replace")
     return Reply(status, data, headers, response)
-
-
-def config_kwargs(**kwargs: Any) -> dict[str, Any]:
-    return {k: v for k, v in kwargs.items() if v is not None}
-
-
-def load_ack_token(settings: Settings, token: str, max_age: float | None) -> tuple[str, Delivery]:
-    if not settings.secret_keys:
-        raise ConfigError(
-            "acking with a token needs the receiver's secret keys: "
-            "pass secret_keys=[...] or set IRONPUSH_SECRET_KEYS"
-        )
-    from .._signing import load_ack_token  # the receiver side of ironpush; imported on use
-
-    return load_ack_token(token, settings.secret_keys, max_age=max_age)
 
 
 def push_summary(statuses: Sequence[PushStatus]) -> str:

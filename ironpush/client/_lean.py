@@ -20,7 +20,10 @@ It is a transport, not a general client. What it guarantees:
   and a ``HEAD`` reply has no body;
 - https verifies certificates against the same CA bundle as httpx
   (``httpx.create_ssl_context()``: certifi, or ``SSL_CERT_FILE`` / ``SSL_CERT_DIR``);
-- environment proxy settings are not used (callers that need a proxy use httpx).
+- environment proxy settings are not used (callers that need a proxy use httpx);
+- inside an ironpush span (a traced ack: :mod:`ironpush._tracing`), a request is an
+  OpenTelemetry CLIENT span (``DELETE``: ``http.request.method``, ``server.address``,
+  ``server.port``, ``http.response.status_code``; never the URL, which may carry a token).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from urllib.parse import quote, urlsplit
 import httptools
 import httpx
 
-__all__ = ["HTTPFailure", "HTTPResponse", "LeanHTTPClient"]
+from .. import _tracing
 
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 _SKIP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
@@ -254,6 +257,9 @@ class LeanHTTPClient:
                 lines.append(f"{name}: {value}\r\n".encode())
         lines += [b"\r\n", body]
         data = b"".join(lines)
+        if _tracing.current() is not None:
+            traced = self._traced(method, target, data, timeout, max_body, truncate, resend_stale)
+            return await traced
         try:
             async with asyncio.timeout(timeout):
                 return await self._exchange(
@@ -261,6 +267,36 @@ class LeanHTTPClient:
                 )
         except TimeoutError:
             raise HTTPFailure(f"no answer within {timeout:g} s") from None
+
+    async def _traced(
+        self,
+        method: str,
+        target: _Target,
+        data: bytes,
+        timeout: float,
+        max_body: int,
+        truncate: bool,
+        resend_stale: bool,
+    ) -> HTTPResponse:
+        attributes = {
+            "http.request.method": method,
+            "server.address": target.host,
+            "server.port": target.port,
+            "url.scheme": target.origin[0],
+        }
+        with _tracing.client_span(method, attributes) as span:
+            try:
+                async with asyncio.timeout(timeout):
+                    response = await self._exchange(
+                        target, data, method == "HEAD", max_body, truncate, resend_stale
+                    )
+            except TimeoutError:
+                raise HTTPFailure(f"no answer within {timeout:g} s") from None
+            if span is not None:
+                span.set_attribute("http.response.status_code", response.status)
+                if response.status >= 400:
+                    _tracing.fail(span, str(response.status))
+            return response
 
     async def _exchange(
         self,

@@ -18,18 +18,6 @@ from urllib.parse import urlsplit
 
 from .._redact import redact_headers, redact_url
 
-__all__ = [
-    "Alert",
-    "ErrorReport",
-    "FailedSubscriber",
-    "Message",
-    "PushConfig",
-    "PushStatus",
-    "QueueInfo",
-    "Subscriber",
-    "derive_subscriber_name",
-]
-
 
 def _opt_int(value: Any) -> int | None:
     if value is None or isinstance(value, bool):

@@ -12,8 +12,6 @@ from dataclasses import dataclass
 
 from .._protocol import Request
 
-__all__ = ["NO_RETRY", "RetryPolicy", "backoff_delay"]
-
 
 def backoff_delay(attempt: int, *, base: float, cap: float) -> float:
     """Seconds to wait before retry ``attempt`` (1-based): equal jitter over ``base * 2**(n-1)``.

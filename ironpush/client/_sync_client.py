@@ -24,26 +24,20 @@ never retried once it may have reached the server, so it cannot duplicate messag
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Unpack
 
 import httpx
 
-from .._config import Settings
+from .. import _tracing
 from .._errors import TransportError
 from .._protocol import Delivery, Reply, Request
 from . import _operations as ops
-from ._async_client import AsyncIronMQ, AsyncQueue
-from ._base import DEFAULT_TIMEOUT, ClientBase, T, config_kwargs, load_ack_token, push_summary
+from ._base import ClientBase, ClientOptions, T, push_summary
 from ._models import Message, PushStatus, QueueInfo, Subscriber
 from ._operations import AlertInput, MessageInput, Op, SubscriberInput
-from ._retry import RetryPolicy
+from ._tracing import sent, start_send
 from ._transports import HTTPFailure, HttpxSyncTransport, SyncTransport
-
-if TYPE_CHECKING:
-    from ..receiver.stores._base import Store
-
-__all__ = ["DEFAULT_TIMEOUT", "AsyncIronMQ", "AsyncQueue", "IronMQ", "Queue"]
 
 
 class IronMQ(ClientBase):
@@ -57,50 +51,23 @@ class IronMQ(ClientBase):
         mq = IronMQ(cloud="http://127.0.0.1:8080")            # one URL sets scheme/host/port
         print(mq.queues())
 
-    ``transport`` is the test seam: an httpx transport (``httpx.MockTransport``; for the async
-    twin also ``httpx.ASGITransport``) or an ironpush
-    :class:`~ironpush.client._transports.SyncTransport`; ``timeout`` is seconds or an
-    ``httpx.Timeout``; ``retry`` a :class:`~ironpush.client._retry.RetryPolicy`.
+    The options (``timeout``, ``retry``, ``max_connections``...) are
+    :class:`~ironpush.client._base.ClientOptions`, the same for both twins. ``transport`` is
+    the test seam: an httpx transport (``httpx.MockTransport``; for the async twin also
+    ``httpx.ASGITransport``) or an ironpush :class:`~ironpush.client._transports.SyncTransport`.
     """
 
     def __init__(
         self,
         *,
-        project_id: str | None = None,
-        token: str | None = None,
-        host: str | None = None,
-        protocol: str | None = None,
-        port: int | None = None,
-        api_version: int | None = None,
-        path_prefix: str | None = None,
-        cloud: str | None = None,
-        keystone: Mapping[str, str] | None = None,
-        config_file: str | None = None,
-        secret_keys: Sequence[str] | None = None,
-        settings: Settings | None = None,
-        timeout: float | httpx.Timeout | None = None,
-        retry: RetryPolicy | None = None,
         transport: SyncTransport | httpx.BaseTransport | None = None,
-        max_connections: int = 20,
+        **options: Unpack[ClientOptions],
     ) -> None:
-        config = config_kwargs(
-            project_id=project_id,
-            token=token,
-            host=host,
-            protocol=protocol,
-            port=port,
-            api_version=api_version,
-            path_prefix=path_prefix,
-            cloud=cloud,
-            keystone=keystone,
-            config_file=config_file,
-            secret_keys=secret_keys,
-        )
-        super().__init__(settings=settings, timeout=timeout, retry=retry, config=config)
+        super().__init__(**options)
         self.transport: SyncTransport
         if transport is None or isinstance(transport, httpx.BaseTransport):
             self.transport = HttpxSyncTransport(
-                transport=transport, max_connections=max_connections
+                transport=transport, max_connections=self.max_connections
             )
         else:
             self.transport = transport
@@ -116,7 +83,12 @@ class IronMQ(ClientBase):
         try:
             request = next(op)
             while True:
-                request = op.send(exchange(request))
+                try:
+                    reply = exchange(request)
+                except TransportError as exc:  # the operation may handle it (a relayed ack)
+                    request = op.throw(exc)
+                else:
+                    request = op.send(reply)
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
@@ -201,24 +173,13 @@ class IronMQ(ClientBase):
         """Acknowledge a push that was answered with 202 (v3 API delete or legacy ack URL).
 
         Raises :class:`~ironpush._errors.ReservationExpired` (403) or
-        :class:`~ironpush._errors.NotFound` (404) when the reservation is gone.
+        :class:`~ironpush._errors.NotFound` (404) when the reservation is gone. A worker holding
+        an ack token acknowledges through :mod:`ironpush.integrations.acks` instead (the newest
+        reservation, from the receivers' store)::
+
+            mq.acknowledge("orders", Delivery("6295...", "r-1", subscriber_name="billing"))
         """
-        self.run(ops.acknowledge(queue, delivery))
-
-    def ack(self, token: str, *, max_age: float | None = None, store: Store | None = None) -> None:
-        """Verify an ack token (``PushMessage.ack_token``) and acknowledge its push.
-
-        Used by external workers that finish a job the receiver deferred with ``Defer()``.
-        Needs the receiver's secret keys (``secret_keys=`` or ``IRONPUSH_SECRET_KEYS``). With
-        the receivers' ``store``, the push is marked handled there and the **newest**
-        reservation they recorded is acknowledged (see :mod:`ironpush.integrations.acks`).
-        """
-        queue, delivery = load_ack_token(self.settings, token, max_age)
-        if store is not None:
-            from ..integrations.acks import newest_delivery_sync
-
-            delivery = newest_delivery_sync(store, delivery)
-        self.acknowledge(queue, delivery)
+        self.run(ops.acknowledge(queue, delivery, api_origin=self.settings.origin))
 
 
 class Queue:
@@ -273,9 +234,20 @@ class Queue:
     def post(self, *messages: MessageInput) -> list[str]:
         """Post messages; returns their ids in order.
 
-        A message is a str, UTF-8 bytes, or ``{"body", "delay"?, "push_headers"?}``.
+        A message is a str, UTF-8 bytes, or ``{"body", "delay"?, "push_headers"?}``. Inside
+        an active OpenTelemetry span, a ``send <queue>`` span's ``traceparent`` is added to
+        each message's ``push_headers`` where there is room (see
+        :mod:`ironpush.client._tracing`; ``IronMQ(tracing=False)`` turns it off).
         """
-        return self._run(ops.post(self.name, messages))
+        client = self.client
+        sending = start_send(client.settings, self.name, messages) if client.tracing else None
+        if sending is None:
+            return self._run(ops.post(self.name, messages))
+        span, carried = sending  # a "send" span: its context rides in the push_headers
+        with _tracing.activate(span):
+            ids = self._run(ops.post(self.name, carried))
+            sent(span, ids)
+        return ids
 
     def reserve(
         self,

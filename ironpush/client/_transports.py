@@ -29,19 +29,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
-from ._lean import HTTPFailure, LeanHTTPClient
-
-__all__ = [
-    "AsyncTransport",
-    "HTTPFailure",
-    "HttpxSyncTransport",
-    "HttpxTransport",
-    "LeanTransport",
-    "MockTransport",
-    "Response",
-    "SyncTransport",
-    "WireRequest",
-]
+from ._lean import HTTPFailure as HTTPFailure
+from ._lean import LeanHTTPClient
 
 
 @dataclass(frozen=True, slots=True)

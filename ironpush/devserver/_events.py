@@ -44,17 +44,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from .._errors import APIError
-from ._entities import iso
-
-__all__ = [
-    "OUTCOMES",
-    "Event",
-    "EventFilter",
-    "EventHub",
-    "describe",
-    "events_endpoint",
-    "short_reservation",
-]
+from ._records import iso
 
 log = logging.getLogger("ironpush.devserver")
 

@@ -18,11 +18,10 @@ from collections import OrderedDict, deque
 from collections.abc import Mapping
 from typing import Any
 
-from .._redact import redact_headers, redact_url
-from ._entities import MessageState, PushState, QueueState, iso
+from .._redact import redact_headers
 from ._events import Event, EventHub, describe
-
-__all__ = ["Journal"]
+from ._masking import shown_url
+from ._records import MessageRecord, PushRecord, QueueRecord, iso
 
 log = logging.getLogger("ironpush.devserver")
 
@@ -63,9 +62,9 @@ class Journal:
 
     def attempt(
         self,
-        m: MessageState,
-        q: QueueState,
-        ps: PushState,
+        m: MessageRecord,
+        q: QueueRecord,
+        ps: PushRecord,
         *,
         code: int | None,
         msg: str | None,
@@ -80,7 +79,7 @@ class Journal:
             "queue": m.queue,
             "message_id": m.id,
             "subscriber": ps.name,
-            "url": redact_url(ps.url),
+            "url": shown_url(ps.url),
             "try": ps.tries,
             "tries": q.retries + 1,
             "reservation_id": ps.reservation_id,
@@ -103,7 +102,9 @@ class Journal:
         fields = {k: v for k, v in entry.items() if k not in ("headers", "ack", "url", "at")}
         self._emit({"type": "push", **fields, "retry_in": retry_in})
 
-    def expired(self, m: MessageState, q: QueueState, ps: PushState, reservation_id: str) -> None:
+    def expired(
+        self, m: MessageRecord, q: QueueRecord, ps: PushRecord, reservation_id: str
+    ) -> None:
         """A 202 that was not acknowledged within ``retries_delay``."""
         entry = self._by_reservation.pop(reservation_id, None)
         if entry is not None:
@@ -121,7 +122,7 @@ class Journal:
         )
 
     def reported(
-        self, m: MessageState, q: QueueState, failed: list[PushState], report_id: str
+        self, m: MessageRecord, q: QueueRecord, failed: list[PushRecord], report_id: str
     ) -> None:
         """A report on ``q.error_queue`` for the subscribers in ``failed``."""
         self._emit(
@@ -139,7 +140,7 @@ class Journal:
         )
 
     def replayed(
-        self, m: MessageState, names: list[str], *, how: str, source_id: str | None = None
+        self, m: MessageRecord, names: list[str], *, how: str, source_id: str | None = None
     ) -> None:
         self._emit(
             {
@@ -156,16 +157,16 @@ class Journal:
 
     def ack(
         self,
-        q: QueueState,
+        q: QueueRecord,
         message_id: str,
         subscriber: str,
-        reservation_id: str,
+        reservation_id: str | None,
         *,
         via: str,
         error: tuple[int, str] | None,
     ) -> None:
         """An acknowledgement of a 202 (``via`` ``api`` or ``url``), accepted or refused."""
-        if error is None:
+        if error is None and reservation_id:
             mark = {"result": "acked", "via": via, "at": iso(time.time())}
             entry = self._by_reservation.pop(reservation_id, None)
             if entry is not None:
@@ -188,7 +189,7 @@ class Journal:
         )
 
 
-def _where(m: MessageState, subscriber: str | None) -> dict[str, Any]:
+def _where(m: MessageRecord, subscriber: str | None) -> dict[str, Any]:
     return {
         "project": m.project,
         "queue": m.queue,
@@ -198,7 +199,7 @@ def _where(m: MessageState, subscriber: str | None) -> dict[str, Any]:
 
 
 def _outcome(
-    m: MessageState, q: QueueState, ps: PushState, code: int | None
+    m: MessageRecord, q: QueueRecord, ps: PushRecord, code: int | None
 ) -> tuple[str, float | None]:
     """What the pusher does after this answer, and in how many seconds it tries again."""
     if code == 200:

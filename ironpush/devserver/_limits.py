@@ -35,17 +35,6 @@ from typing import Any
 
 from .._errors import APIError
 
-__all__ = [
-    "DEV_MESSAGE_SIZE",
-    "HOSTED_MESSAGE_SIZE",
-    "HOSTED_MIN_RETRIES_DELAY",
-    "HOSTED_MIN_TIMEOUT",
-    "MAX_EXPIRATION",
-    "MAX_TIMEOUT",
-    "MAX_WAIT",
-    "Limits",
-]
-
 MAX_TIMEOUT = 86_400
 MAX_EXPIRATION = 2_592_000
 MAX_WAIT = 30

@@ -24,8 +24,6 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-__all__ = ["Persistence"]
-
 log = logging.getLogger("ironpush.devserver")
 
 _SCHEMA = """

@@ -1,4 +1,4 @@
-"""Queue administration for the dev server's store: settings, subscribers and alerts.
+"""Queue administration on the :class:`~._ledger.Ledger`: settings, subscribers and alerts.
 
 v3 rules enforced here: a push queue is created explicitly with at least one subscriber, a
 queue's type never changes, pull queues take no subscribers or push settings, push queues take
@@ -16,55 +16,29 @@ into its own queue (``ironmq:///`` naming it): every delivery would post another
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .._errors import APIError
 from ..client._models import Subscriber
-from ._entities import IdGenerator, QueueState
-from ._fanout import parse_queue_url
-from ._persistence import Persistence
+from ._ledger import Ledger, not_found
+from ._queue_targets import parse_queue_url
+from ._records import QueueRecord
 from ._validation import QueuePatch, bad
-
-if TYPE_CHECKING:
-    from ._pusher import Pusher
-
-__all__ = ["QueueAdmin", "not_found", "timed_out"]
-
-QUEUE_NOT_FOUND = "Queue not found"
-MESSAGE_NOT_FOUND = "Message not found"
-RESERVATION_TIMED_OUT = "Reservation timed out"
-
-
-def not_found(what: str = MESSAGE_NOT_FOUND) -> APIError:
-    return APIError(404, what)
-
-
-def timed_out() -> APIError:
-    return APIError(403, RESERVATION_TIMED_OUT)
 
 
 class QueueAdmin:
-    """The queue-level half of :class:`~ironpush.devserver._state.Store`."""
+    """Queues' settings, subscribers and alerts (see the module docstring).
 
-    projects: dict[str, dict[str, QueueState]]
-    ids: IdGenerator
-    db: Persistence | None
-    pusher: Pusher
+    Removing subscribers returns the names removed: their pending pushes are the push side's
+    business (:meth:`~._pushes.Pushes.drop_subscribers`), not this class's.
+    """
 
-    def save_queue(self, q: QueueState) -> None:
-        if self.db is not None:
-            self.db.put_queue(q.project, q.name, q.to_row())
-
-    def queue(self, project: str, name: str) -> QueueState:
-        q = self.projects.get(project, {}).get(name)
-        if q is None:
-            raise not_found(QUEUE_NOT_FOUND)
-        return q
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
 
     def list_queues(
         self, project: str, *, prefix: str | None, previous: str | None, per_page: int
-    ) -> list[QueueState]:
-        queues = self.projects.get(project, {})
+    ) -> list[QueueRecord]:
+        queues = self.ledger.projects.get(project, {})
         names = sorted(
             n
             for n in queues
@@ -72,9 +46,9 @@ class QueueAdmin:
         )
         return [queues[n] for n in names[:per_page]]
 
-    def put_queue(self, project: str, name: str, patch: QueuePatch) -> QueueState:
+    def put_queue(self, project: str, name: str, patch: QueuePatch) -> QueueRecord:
         """Create (PUT) a queue, or update it when it exists (its type cannot change)."""
-        q = self.projects.get(project, {}).get(name)
+        q = self.ledger.find_queue(project, name)
         if q is not None:
             alerts, patch.alerts = patch.alerts, None
             if alerts and q.is_push:
@@ -84,17 +58,17 @@ class QueueAdmin:
                 self.replace_alerts(project, name, alerts)
             return q
         qtype = patch.type or ("multicast" if patch.push_given else "pull")
-        q = QueueState(project, name, type=qtype)
+        q = QueueRecord(project, name, type=qtype)
         if q.is_push and not patch.subscribers:
             raise bad("A push queue needs at least one subscriber (push.subscribers)")
         self._check_patch(q, patch)
         self._apply(q, patch)
-        self.projects.setdefault(project, {})[name] = q
-        self.save_queue(q)
+        self.ledger.projects.setdefault(project, {})[name] = q
+        self.ledger.save_queue(q)
         return q
 
-    def update_queue(self, project: str, name: str, patch: QueuePatch) -> QueueState:
-        q = self.queue(project, name)
+    def update_queue(self, project: str, name: str, patch: QueuePatch) -> QueueRecord:
+        q = self.ledger.queue(project, name)
         if patch.type is not None and patch.type != q.type:
             raise bad(
                 f"A queue's type cannot be changed (this one is {q.type}); "
@@ -102,10 +76,10 @@ class QueueAdmin:
             )
         self._check_patch(q, patch)
         self._apply(q, patch)
-        self.save_queue(q)
+        self.ledger.save_queue(q)
         return q
 
-    def _check_patch(self, q: QueueState, patch: QueuePatch) -> None:
+    def _check_patch(self, q: QueueRecord, patch: QueuePatch) -> None:
         if q.is_push:
             if patch.alerts:
                 raise bad("Push queues do not support alerts.")
@@ -123,7 +97,7 @@ class QueueAdmin:
             self._check_alerts(q.alerts, patch.alerts)
 
     @staticmethod
-    def _check_no_loop(q: QueueState, subs: Iterable[Subscriber]) -> None:
+    def _check_no_loop(q: QueueRecord, subs: Iterable[Subscriber]) -> None:
         for sub in subs:
             if sub.url.startswith("ironmq:"):
                 target = parse_queue_url(sub.url)
@@ -139,7 +113,7 @@ class QueueAdmin:
         if any((a["type"], a["direction"], a["trigger"]) in existing for a in new):
             raise bad("At least one new alert duplicates current queue alerts.")
 
-    def _apply(self, q: QueueState, patch: QueuePatch) -> None:
+    def _apply(self, q: QueueRecord, patch: QueuePatch) -> None:
         if patch.message_timeout is not None:
             q.message_timeout = patch.message_timeout
         if patch.message_expiration is not None:
@@ -155,12 +129,12 @@ class QueueAdmin:
         if patch.dead_letter is not None:
             q.dead_letter = patch.dead_letter
         if patch.alerts:
-            q.alerts.extend({**a, "id": self.ids.next()} for a in patch.alerts)
+            q.alerts.extend({**a, "id": self.ledger.ids.next()} for a in patch.alerts)
 
     # ------------------------------------------------------------------ subscribers, alerts
 
-    def push_queue(self, project: str, name: str) -> QueueState:
-        q = self.queue(project, name)
+    def push_queue(self, project: str, name: str) -> QueueRecord:
+        q = self.ledger.queue(project, name)
         if not q.is_push:
             raise bad("Queue is a pull queue: subscribers need a push queue (type is fixed)")
         return q
@@ -176,17 +150,19 @@ class QueueAdmin:
                 continue
             rest = [s for s in q.subscribers[at + 1 :] if s.name != sub.name]
             q.subscribers[at:] = [sub, *rest]
-        self.save_queue(q)
+        self.ledger.save_queue(q)
 
-    def replace_subscribers(self, project: str, name: str, subs: list[Subscriber]) -> None:
+    def replace_subscribers(self, project: str, name: str, subs: list[Subscriber]) -> set[str]:
+        """Replace the list; the names no longer subscribed."""
         q = self.push_queue(project, name)
         self._check_no_loop(q, subs)
         removed = {s.name for s in q.subscribers} - {s.name for s in subs}
         q.subscribers = list(subs)
-        self._dropped_subscribers(q, removed)
-        self.save_queue(q)
+        self.ledger.save_queue(q)
+        return removed
 
-    def remove_subscribers(self, project: str, name: str, subs: list[Subscriber]) -> None:
+    def remove_subscribers(self, project: str, name: str, subs: list[Subscriber]) -> set[str]:
+        """Remove these (by name, or by URL); the names removed."""
         q = self.push_queue(project, name)
         names = set()
         for sub in subs:
@@ -197,29 +173,22 @@ class QueueAdmin:
                 raise not_found(f"Subscriber {sub.name or sub.url!r} not found")
             names.add(match.name)
         q.subscribers = [s for s in q.subscribers if s.name not in names]
-        self._dropped_subscribers(q, names)
-        self.save_queue(q)
-
-    def _dropped_subscribers(self, q: QueueState, names: set[str]) -> None:
-        # Pending pushes to a removed subscriber are dropped (nobody to deliver to).
-        if names:
-            for m in list(q.messages.values()):
-                if m.push is not None:
-                    self.pusher.drop_subscribers(m, q, names)
+        self.ledger.save_queue(q)
+        return names
 
     def replace_alerts(self, project: str, name: str, alerts: list[dict[str, Any]]) -> None:
-        q = self.queue(project, name)
+        q = self.ledger.queue(project, name)
         if q.is_push and alerts:
             raise bad("Push queues do not support alerts.")
         self._check_alerts([], alerts)
-        q.alerts = [{**a, "id": self.ids.next()} for a in alerts]
-        self.save_queue(q)
+        q.alerts = [{**a, "id": self.ledger.ids.next()} for a in alerts]
+        self.ledger.save_queue(q)
 
     def remove_alerts(self, project: str, name: str, ids: Iterable[str]) -> None:
-        q = self.queue(project, name)
+        q = self.ledger.queue(project, name)
         wanted = set(ids)
         unknown = wanted - {a["id"] for a in q.alerts}
         if unknown:
             raise not_found(f"Alert {sorted(unknown)[0]!r} not found")
         q.alerts = [a for a in q.alerts if a["id"] not in wanted]
-        self.save_queue(q)
+        self.ledger.save_queue(q)

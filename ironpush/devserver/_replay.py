@@ -14,27 +14,25 @@ The dev server can do both, which is what the inspector's replay buttons and
 - it is no longer kept and ``body`` is given: a new message with that body and push headers is
   posted to the queue and pushed to the chosen subscribers only.
 
-::
+A replay is a state operation like any other: it returns what it changed, and the engine hands
+that to the pusher (the pushes are due now)::
 
-    replay(engine.store, engine.pusher, "dev", "orders", "6295…", subscribers=["billing"])
-    # {"message_id": "6295…", "how": "same message", "subscribers": ["billing"]}
+    result, changes = replay(state, Replay("dev", "orders", "6295…", subscribers=["billing"]))
+    # result: {"message_id": "6295…", "how": "same message", "subscribers": ["billing"]}
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 from .._errors import APIError
-from ._entities import PENDING, MessageState, PushState, QueueState
+from ._ledger import Changes
+from ._records import MessageRecord, QueueRecord
+from ._state import BrokerState
+from ._transitions import PENDING
 from ._validation import NewMessage
-
-if TYPE_CHECKING:
-    from ._pusher import Pusher
-    from ._state import Store
-
-__all__ = ["push_headers_from_report", "replay"]
 
 # Headers of the push request itself (the pusher's, and the HTTP ones), not push headers.
 _NOT_PUSH_HEADERS = frozenset(
@@ -66,48 +64,52 @@ def push_headers_from_report(
     return out
 
 
-def replay(
-    store: Store,
-    pusher: Pusher,
-    project: str,
-    queue: str,
-    message_id: str | None,
-    *,
-    subscribers: Sequence[str] = (),
-    body: str | None = None,
-    push_headers: Mapping[str, str] | None = None,
-) -> dict[str, Any]:
-    """Push ``message_id`` again (or post ``body`` anew) to ``subscribers`` (default: all)."""
-    q = store.queue(project, queue)
+@dataclass(frozen=True)
+class Replay:
+    """What to push again: ``message_id`` of ``queue`` (or, when no longer kept, ``body`` with
+    ``push_headers`` as a new message), to ``subscribers`` (empty: all of them)."""
+
+    project: str
+    queue: str
+    message_id: str | None
+    subscribers: Sequence[str] = ()
+    body: str | None = None
+    push_headers: Mapping[str, str] = field(default_factory=dict)
+
+
+def replay(state: BrokerState, ask: Replay) -> tuple[dict[str, Any], Changes]:
+    """Do ``ask``: what was done (``message_id``, ``how``, ``subscribers``) and the changes."""
+    ledger = state.ledger
+    project, queue, message_id = ask.project, ask.queue, ask.message_id
+    q = ledger.queue(project, queue)
     if not q.is_push or not q.subscribers:
         raise APIError(400, f"queue {queue!r} is not a push queue with subscribers")
-    names = _names(q, subscribers)
-    m = _kept(store, q, message_id) if message_id else None
+    names = _names(q, ask.subscribers)
+    m = _kept(state, q, message_id) if message_id else None
     if m is not None:
-        busy = _busy(store, q, m)
-        if busy and (q.type == "unicast" or set(names) <= busy):
+        busy = _busy(state, m)
+        if busy and (q.unicast or set(names) <= busy):
             # Already on its way again (a repeated replay): nothing to do, not an error.
-            return {"message_id": m.id, "how": "already being pushed", "subscribers": names}
+            done = {"message_id": m.id, "how": "already being pushed", "subscribers": names}
+            return done, ledger.take()
         names = [n for n in names if n not in busy]
-        _repush(store, pusher, q, m, names)
-        pusher.journal.replayed(m, names, how="same message")
-        return {"message_id": m.id, "how": "same message", "subscribers": names}
-    if body is None:
+        state.push.repush(m, q, names)
+        return {"message_id": m.id, "how": "same message", "subscribers": names}, ledger.take()
+    if ask.body is None:
         raise APIError(
             404,
             f"message {message_id} is no longer kept by the dev server (finished_retention): "
             "give its body to post it again",
         )
-    [new_id] = store.post(project, queue, [NewMessage(body, 0.0, dict(push_headers or {}))])
-    new = store.live[new_id]
+    [new_id] = ledger.post(project, queue, [NewMessage(ask.body, 0.0, dict(ask.push_headers))])
     others = {s.name for s in q.subscribers} - set(names)
     if others:
-        pusher.drop_subscribers(new, q, others)
-    pusher.journal.replayed(new, names, how="new message", source_id=message_id)
-    return {"message_id": new_id, "how": "new message", "subscribers": names}
+        state.push.drop_subscribers(ledger.live[new_id], q, others)
+    done = {"message_id": new_id, "how": "new message", "subscribers": names}
+    return done, ledger.take()
 
 
-def _names(q: QueueState, wanted: Sequence[str]) -> list[str]:
+def _names(q: QueueRecord, wanted: Sequence[str]) -> list[str]:
     known = [s.name for s in q.subscribers]
     for name in wanted:
         if name not in known:
@@ -115,37 +117,15 @@ def _names(q: QueueState, wanted: Sequence[str]) -> list[str]:
     return [n for n in known if not wanted or n in wanted]  # in the queue's order
 
 
-def _kept(store: Store, q: QueueState, message_id: str) -> MessageState | None:
-    m = store.live.get(message_id) or store.finished.get(message_id)
-    if m is None or (m.project, m.queue) != (q.project, q.name):
-        return None
-    if m.push is None:
+def _kept(state: BrokerState, q: QueueRecord, message_id: str) -> MessageRecord | None:
+    m = state.ledger.kept(q, message_id)
+    if m is not None and m.push is None:
         raise APIError(400, f"message {message_id} was not pushed (posted before subscribers?)")
     return m
 
 
-def _busy(store: Store, q: QueueState, m: MessageState) -> set[str]:
+def _busy(state: BrokerState, m: MessageRecord) -> set[str]:
     """Subscribers ``m`` is still being pushed to."""
-    if store.alive(m) is None:
+    if state.ledger.alive(m) is None:
         return set()
-    return {ps.name for ps in m.push or () if ps.status in PENDING or ps.in_flight}
-
-
-def _repush(store: Store, pusher: Pusher, q: QueueState, m: MessageState, names: list[str]) -> None:
-    if store.alive(m) is None:
-        store.revive(q, m)  # a finished message comes back to its queue, being pushed
-    fresh = {n: PushState(n, _url(q, n), retries_remaining=q.retries) for n in names}
-    if q.type == "unicast":
-        m.push, m.push_round = list(fresh.values()), 0
-        pusher.schedule_round(m, time.time())
-    else:
-        kept = [ps for ps in m.push or () if ps.name not in fresh]
-        m.push = kept + list(fresh.values())
-        for ps in fresh.values():
-            pusher.schedule_try(m, ps, time.time())
-    store.save(m)
-
-
-def _url(q: QueueState, name: str) -> str:
-    sub = q.subscriber(name)
-    return sub.url if sub is not None else ""
+    return {p.name for p in m.push or () if p.status in PENDING or p.in_flight}

@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Unpack
 
 import httpx
 
+from .._devserver_settings import (
+    DEFAULT_HOST,
+    DEFAULT_PUSHES,
+    DEFAULT_RETENTION,
+    SHORTCUTS,
+    DevConfig,
+    PushSettings,
+    Retention,
+    Shortcuts,
+)
 from ..server_thread import ServerThread
-from ._app import Engine, create_app
-from ._options import DevConfig
+from ._access import is_ip
+from ._app import create_app
+from ._engine import Engine
 
 if TYPE_CHECKING:
     from ..client import AsyncIronMQ, IronMQ
 
-__all__ = ["LOCAL_HOSTS", "DevServer", "local_url", "warn_if_public"]
 
 log = logging.getLogger("ironpush.devserver")
 
@@ -50,16 +62,18 @@ class DevServer:
             q = mq.client().queue("jobs")
             q.post("hello")
 
-        DevServer(db="dev.sqlite", token="s3cret", push_timeout=2.0, port=8080).start()
+        DevServer(db="dev.sqlite", token="s3cret", pushes=PushSettings(timeout=2.0)).start()
 
     Options (keyword-only): ``host``, ``port`` (0 = a free one), ``db`` (SQLite file, or None for
     memory), ``token`` (required token; None accepts any), ``project_id`` (the only project
-    served; None serves any), ``push_timeout`` (seconds, fractional OK), ``max_concurrent_pushes``,
-    ``finished_retention``/``max_finished`` (how long/how many finished push messages keep their
-    statuses), ``log_level`` (uvicorn's), ``strict`` (refuse what hosted IronMQ refuses:
-    reservation timeouts under 30 s, ``retries_delay`` under 3 s, fractions of a second, bodies
-    over 64 KB), ``max_push_backlog``/``backlog_wait`` (back-pressure: a post to a push queue
-    waits while more pushes are due than that, then gets 503 ``Retry-After: 1``). Without
+    served; None serves any), ``public_url`` (the base of ack URLs), ``allowed_hosts`` (more
+    names answered in ``Host`` beside localhost, IP addresses, this machine's name, ``host``
+    and ``public_url``'s: :mod:`ironpush.devserver._access`), ``log_level`` (uvicorn's),
+    ``strict`` (refuse what hosted IronMQ refuses: :mod:`ironpush.devserver._limits`),
+    ``max_message_size`` (bytes), ``pushes`` (:class:`PushSettings`: push timeout, concurrency,
+    back-pressure) and ``retention`` (:class:`Retention`: what stays readable afterwards). Each
+    field of those groups is also a flat keyword: ``push_timeout``, ``max_concurrent_pushes``,
+    ``max_push_backlog``, ``backlog_wait``, ``finished_retention``, ``max_finished``. Without
     ``strict``, timings accept fractions (``retries_delay=0.05``) so tests run fast; the hosted
     service's minimum ``retries_delay`` is 3 s.
     """
@@ -67,33 +81,31 @@ class DevServer:
     def __init__(
         self,
         *,
-        host: str = "127.0.0.1",
+        host: str = DEFAULT_HOST,
         port: int = 0,
         db: str | None = None,
         token: str | None = None,
         project_id: str | None = None,
-        push_timeout: float = 10.0,
-        max_concurrent_pushes: int = 256,
-        finished_retention: float = 900.0,
-        max_finished: int = 20_000,
         public_url: str | None = None,
+        allowed_hosts: Iterable[str] = (),
         log_level: str = "warning",
         strict: bool = False,
-        max_push_backlog: int = 2048,
-        backlog_wait: float = 5.0,
+        max_message_size: int | None = None,
+        pushes: PushSettings = DEFAULT_PUSHES,
+        retention: Retention = DEFAULT_RETENTION,
+        **shortcuts: Unpack[Shortcuts],
     ) -> None:
+        groups = _with_shortcuts({"pushes": pushes, "retention": retention}, shortcuts)
         self.config = DevConfig(
             token=token,
             project_id=project_id,
             db=str(db) if db is not None else None,
-            push_timeout=push_timeout,
-            max_concurrent_pushes=max_concurrent_pushes,
-            finished_retention=finished_retention,
-            max_finished=max_finished,
             public_url=public_url,
+            allowed_hosts=(*allowed_hosts, *_bound_name(host)),
             strict=strict,
-            max_push_backlog=max_push_backlog,
-            backlog_wait=backlog_wait,
+            max_message_size=max_message_size,
+            pushes=groups["pushes"],
+            retention=groups["retention"],
         )
         self.host = host
         self.app = create_app(self.config)
@@ -130,7 +142,7 @@ class DevServer:
 
     @property
     def engine(self) -> Engine:
-        """The running state and pusher (for white-box inspection; runs on the server's loop)."""
+        """The running server (for white-box inspection; runs on the server's loop)."""
         engine: Engine = self.app.state.engine
         return engine
 
@@ -153,7 +165,7 @@ class DevServer:
         """Stop serving (in-flight requests finish; state is flushed to the db file)."""
         if self._started:
             # Open event streams (a tail, an inspector tab) end now instead of holding the stop.
-            self.engine.loop.call_soon_threadsafe(self.engine.pusher.events.close)
+            self.engine.loop.call_soon_threadsafe(self.engine.events.close)
             self._thread.stop()
             self._started = False
 
@@ -245,5 +257,25 @@ class DevServer:
         return result
 
 
+def _bound_name(host: str) -> tuple[str, ...]:
+    """The bind address as an allowed ``Host`` when it is a name (``--host dev-box.lan``)."""
+    if host in WILDCARD_HOSTS or is_ip(host):
+        return ()
+    return (host,)
+
+
 async def _activate(engine: Engine, url: str) -> None:
-    engine.pusher.activate(url)
+    engine.activate(url)
+
+
+def _with_shortcuts(groups: dict[str, Any], shortcuts: Shortcuts) -> dict[str, Any]:
+    """Each flat keyword set on its group; an unknown one is the ``TypeError`` Python gives."""
+    for name, value in shortcuts.items():
+        if name not in SHORTCUTS:
+            raise TypeError(
+                f"DevServer() got an unexpected keyword argument {name!r} (options are grouped: "
+                "pushes=PushSettings(...), retention=Retention(...))"
+            )
+        group, field = SHORTCUTS[name]
+        groups[group] = dataclasses.replace(groups[group], **{field: value})
+    return groups

@@ -14,8 +14,6 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-__all__ = ["TaskSet"]
-
 log = logging.getLogger("ironpush.devserver")
 
 

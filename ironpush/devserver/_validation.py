@@ -26,7 +26,6 @@ from .._protocol import (
     validate_push_headers,
 )
 from ..client._models import Subscriber, derive_subscriber_name
-from ._fanout import check_subscriber_url
 from ._limits import (
     HOSTED_MIN_RETRIES_DELAY,
     HOSTED_MIN_TIMEOUT,
@@ -34,20 +33,7 @@ from ._limits import (
     MAX_TIMEOUT,
     Limits,
 )
-
-__all__ = [
-    "NewMessage",
-    "QueuePatch",
-    "bad",
-    "number",
-    "optional_str",
-    "parse_alert_ids",
-    "parse_alerts",
-    "parse_json",
-    "parse_messages",
-    "parse_queue_patch",
-    "parse_subscribers",
-]
+from ._queue_targets import check_subscriber_url
 
 MAX_RETRIES = 100
 MAX_ALERTS = 5

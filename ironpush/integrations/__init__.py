@@ -13,5 +13,3 @@ acknowledges the push when the job succeeds and releases it when the job finally
 """
 
 from __future__ import annotations
-
-__all__: list[str] = []

@@ -10,11 +10,20 @@ In the Celery app, one call: :func:`acknowledge_pushes` connects Celery's signal
 the worker
 
 - ``task_success`` acknowledges the push on IronMQ with the **newest** reservation, read from
-  the shared store (:func:`ironpush.integrations.acks.acknowledge`);
+  the shared store (:func:`ironpush.integrations.acks.acknowledge`: the one ack-token path, the
+  same answers as the router's ``POST /_ack``);
 - ``task_failure`` (the final failure: retries exhausted, or no retry) and ``task_revoked``
   release the claim, so IronMQ's next push runs the handler again;
 - ``task_retry`` does nothing: the push stays deferred, so Celery's own retries never ack twice
-  (nor release).
+  (nor release);
+- ``worker_process_shutdown`` / ``worker_shutdown`` retry the completions still pending (see
+  below) before the process exits.
+
+A task that succeeds while the store does not answer is not forgotten: its push's completion
+is retried in the worker (``PushAcks``, on its own loop thread) until the store records it,
+then acked; the signal returns after ``PushAcks.wait`` seconds (``"queued"``) so the worker
+goes on. Only a worker that exits while the store is still down loses them (logged): IronMQ's
+next push after the router's ``Leases.external`` then runs the handler again.
 
 It also turns on ``task_acks_late`` and ``task_reject_on_worker_lost``: a worker killed
 mid-task leaves the task message unacknowledged on the broker, which gives it to another
@@ -54,10 +63,12 @@ try:
 except ImportError:  # pragma: no cover - exercised by a subprocess without celery
     raise ImportError("ironpush.celery needs Celery: pip install 'ironpush[celery]'") from None
 
+from .._errors import ConfigError, SignatureError
+from ..receiver._acks import AckResult
+from ..receiver._observe import failed as observe_failure
 from ..receiver._outcomes import Defer, PushMessage
+from ._celery_tracing import TaskSpans, settling, task_headers
 from .acks import DEFAULT_DEDUPE_TTL, PushAcks
-
-__all__ = ["ACK_TOKEN_HEADER", "acknowledge_pushes", "enqueue", "push_token"]
 
 logger = logging.getLogger("ironpush.celery")
 
@@ -81,7 +92,11 @@ def enqueue(task: Task | Signature, msg: PushMessage, /, *args: Any, **kwargs: A
     # After the signature's own arguments (its apply_async(args) would put new ones first).
     signature.args = (*signature.args, *args)
     signature.kwargs = {**signature.kwargs, **kwargs}
-    headers = {**(signature.options.get("headers") or {}), ACK_TOKEN_HEADER: msg.ack_token}
+    headers = {
+        **task_headers(msg),  # a traced push: its context (_celery_tracing.py); yours win
+        **(signature.options.get("headers") or {}),
+        ACK_TOKEN_HEADER: msg.ack_token,
+    }
     _warn_if_early_ack(signature)
     signature.apply_async(headers=headers)
     return Defer()
@@ -113,7 +128,7 @@ def acknowledge_pushes(
 
     Call it where the app is created, before tasks are declared (it sets ``task_acks_late``
     and ``task_reject_on_worker_lost``). ``store`` is the receivers' store spec (default:
-    ``IRONPUSH_STORE``), ``ttl`` their ``dedupe_ttl``; or pass ``acks``, a
+    ``IRONPUSH_STORE``), ``ttl`` their ``Leases.dedupe_ttl``; or pass ``acks``, a
     :class:`~ironpush.integrations.acks.PushAcks`. Tasks of other apps, and tasks not sent by
     :func:`enqueue`, are left alone. Returns the ``PushAcks`` used. ::
 
@@ -129,6 +144,10 @@ def acknowledge_pushes(
     signals.task_failure.connect(receivers.failure, weak=False, dispatch_uid=uid + "-failure")
     signals.task_revoked.connect(receivers.revoked, weak=False, dispatch_uid=uid + "-revoked")
     signals.task_retry.connect(receivers.retry, weak=False, dispatch_uid=uid + "-retry")
+    signals.task_prerun.connect(receivers.prerun, weak=False, dispatch_uid=uid + "-prerun")
+    signals.task_postrun.connect(receivers.postrun, weak=False, dispatch_uid=uid + "-postrun")
+    for ending in (signals.worker_process_shutdown, signals.worker_shutdown):
+        ending.connect(receivers.shutdown, weak=False, dispatch_uid=f"{uid}-{ending.name}")
     return acks
 
 
@@ -138,56 +157,105 @@ class _Receivers:
     def __init__(self, app: Celery, acks: PushAcks) -> None:
         self.app = app
         self.acks = acks
+        self.spans = TaskSpans()  # a traced push's task runs in a "job" span
 
     def _token(self, sender: Any, request: Any) -> str | None:
         if not isinstance(sender, Task) or sender.app is not self.app or request is None:
             return None
         return _token_of(request)
 
-    def success(self, sender: Any = None, **_: Any) -> None:
+    # Each receiver returns what the ack-token path answered (Celery's ``send`` collects the
+    # receivers' answers), or None for a task that is not ours or an ack that failed.
+
+    def success(self, sender: Any = None, **_: Any) -> AckResult | None:
         token = self._token(sender, getattr(sender, "request", None))
         if token is None:
-            return
+            return None
         try:
-            result = self.acks.ack(token)
-        except Exception as exc:  # the task did succeed: say what happens to its push
+            with settling(self.spans, sender.request.id, "ack"):
+                result = self.acks.ack(token)
+        except (SignatureError, ConfigError) as exc:  # nothing was recorded
             logger.error(
-                "task %s[%s] succeeded but its push could not be acknowledged (%s: %s); "
-                "IronMQ pushes it again and the receivers answer from the store",
+                "task %s[%s] succeeded but its push could not be acknowledged (%s: %s): nothing "
+                "was recorded, so IronMQ's next push after the router's Leases.external runs "
+                "the handler again",
                 sender.name,
                 sender.request.id,
                 type(exc).__name__,
                 exc,
             )
-            return
-        logger.info("task %s[%s] succeeded: push %s", sender.name, sender.request.id, result)
+            return None
+        except Exception as exc:  # recorded handled; sending the ack failed
+            logger.error(
+                "task %s[%s] succeeded and its push is recorded handled, but the ack failed "
+                "(%s: %s): IronMQ pushes it again and the receivers answer 200 from the store",
+                sender.name,
+                sender.request.id,
+                type(exc).__name__,
+                exc,
+            )
+            return None
+        if result is AckResult.QUEUED:
+            logger.warning(
+                "task %s[%s] succeeded; the store did not record its push yet: retried in this "
+                "worker until it does, then acked (%d pending)",
+                sender.name,
+                sender.request.id,
+                self.acks.pending,
+            )
+        else:
+            logger.info("task %s[%s] succeeded: push %s", sender.name, sender.request.id, result)
+        return result
 
-    def failure(self, sender: Any = None, task_id: str | None = None, **_: Any) -> None:
-        self._release(sender, getattr(sender, "request", None), task_id, "failed")
+    def failure(
+        self,
+        sender: Any = None,
+        task_id: str | None = None,
+        exception: BaseException | None = None,
+        **_: Any,
+    ) -> bool | None:
+        if exception is not None and self.spans.attributes(task_id) is not None:
+            observe_failure(exception)
+        return self._release(sender, getattr(sender, "request", None), task_id, "failed")
 
-    def revoked(self, sender: Any = None, request: Any = None, **_: Any) -> None:
-        self._release(sender, request, getattr(request, "id", None), "was revoked")
+    def revoked(self, sender: Any = None, request: Any = None, **_: Any) -> bool | None:
+        return self._release(sender, request, getattr(request, "id", None), "was revoked")
 
-    def _release(self, sender: Any, request: Any, task_id: str | None, what: str) -> None:
+    def _release(self, sender: Any, request: Any, task_id: str | None, what: str) -> bool | None:
         token = self._token(sender, request)
         if token is None:
-            return
+            return None
         try:
-            self.acks.release(token)
+            with settling(self.spans, task_id, "release"):
+                released = self.acks.release(token)
         except Exception as exc:
             logger.error(
                 "task %s[%s] %s and its push could not be released (%s: %s); the handler "
-                "runs again once the router's external_lease ends",
+                "runs again once the router's Leases.external ends",
                 sender.name,
                 task_id,
                 what,
                 type(exc).__name__,
                 exc,
             )
-            return
+            return None
         logger.info(
             "task %s[%s] %s: push released for IronMQ's next push", sender.name, task_id, what
         )
+        return released
+
+    def shutdown(self, **_: Any) -> None:
+        """The worker (or its pool process) exits: retry what is pending for the acks'
+        ``flush_timeout`` (each completion still not recorded then is logged as lost)."""
+        self.acks.close()
+
+    def prerun(self, sender: Any = None, task_id: str | None = None, **_: Any) -> None:
+        request = getattr(sender, "request", None)
+        if task_id and self._token(sender, request) is not None:
+            self.spans.start(task_id, sender.name, request)
+
+    def postrun(self, task_id: str | None = None, **_: Any) -> None:
+        self.spans.end(task_id)
 
     def retry(self, sender: Any = None, **_: Any) -> None:
         if self._token(sender, getattr(sender, "request", None)) is not None:
@@ -207,6 +275,6 @@ def _warn_if_early_ack(signature: Signature) -> None:
     _warned_not_late.add(name)
     logger.warning(
         "Celery task %s is not acks_late: a worker killed mid-task loses it, and its push "
-        "waits for the router's external_lease; call acknowledge_pushes(app) before declaring it",
+        "waits for the router's Leases.external; call acknowledge_pushes(app) before declaring it",
         name,
     )

@@ -14,8 +14,10 @@ and IronMQ credentials, then calls:
 - :func:`release` when the job finally failed: the claim is given up, so the next push (IronMQ
   redelivers after ``retries_delay``) runs the handler again.
 
-Async workers (arq, your own asyncio code) settle a block: acknowledged when it succeeds,
-released when it raises::
+These are the router's own ``POST /_ack`` and ``/_release`` (one ack-token path, the same
+answers: :class:`AckResult`), with the ack sent by the worker's client instead of the
+router's outbox. Async workers (arq, your own asyncio code) settle a block: acknowledged when
+it succeeds, released when it raises::
 
     from ironpush import AsyncIronMQ
     from ironpush.integrations.acks import settle
@@ -27,8 +29,8 @@ released when it raises::
         async with settle(token, client=mq, store=store):
             await do_render(order_id)
 
-Sync workers (RQ, Dramatiq, threads) use :class:`PushAcks`, which runs these on an event loop
-thread of its own (one per process, recreated after a fork)::
+Sync workers (RQ, Dramatiq, threads, a script) use :class:`PushAcks`, which runs these on an
+event loop thread of its own (one per process, recreated after a fork)::
 
     acks = PushAcks()             # IRONPUSH_STORE, IRONPUSH_SECRET_KEYS, IRON_* from the env
     with acks.settle(token):      # or acks.ack(token) -> "acked" | "late" | "done",
@@ -36,6 +38,16 @@ thread of its own (one per process, recreated after a fork)::
 
 Without a store, :func:`acknowledge` acks the reservation in the token, which is ``"late"`` when
 IronMQ redelivered meanwhile (the job outlived ``retries_delay``); give workers the store.
+
+A finished job's completion is never forgotten: the push is recorded handled in the store
+before the ack is sent, and a store that does not answer (down, restarting, a dropped
+connection) is retried with backoff until it records it. :func:`acknowledge` retries for up to
+``retry_for`` seconds (default 30), then raises :class:`~ironpush._errors.StoreUnavailable` with
+nothing sent. :class:`PushAcks` waits ``wait`` seconds, then answers ``"queued"`` and keeps
+retrying in its own loop thread until the store records it and the ack is sent; ``pending``
+counts those completions, and :meth:`PushAcks.close` (a worker's shutdown) retries them for
+``flush_timeout`` seconds more — what is left then is logged as lost (the router's claim ends
+after ``Leases.external`` and IronMQ's next push runs the handler again).
 """
 
 from __future__ import annotations
@@ -46,16 +58,24 @@ import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._errors import NotFound, ReservationExpired, StoreUnavailable
 from .._protocol import Delivery
-from .._signing import Keys, load_ack_token
-from ..client._base import load_ack_token as _load_with_settings
+from .._signing import Keys
+from ..receiver._acks import (
+    DEFAULT_COMPLETION_WAIT,
+    DEFAULT_RETRY_FOR,
+    AckResult,
+    TokenAcks,
+    client_sender,
+    message_key,
+)
+from ..receiver._completions import Completions
+from ..receiver._settings import DEFAULT_DEDUPE_TTL
 
 if TYPE_CHECKING:
     from ..client._async_client import AsyncIronMQ
-    from ..receiver.stores._base import Key, Store
+    from ..receiver.stores._base import Store
 
 __all__ = [
     "DEFAULT_DEDUPE_TTL",
@@ -72,15 +92,6 @@ __all__ = [
 logger = logging.getLogger("ironpush.acks")
 T = TypeVar("T")
 
-AckResult = Literal["acked", "late", "done"]
-#: How long the store remembers a handled message: the router's ``dedupe_ttl`` default.
-DEFAULT_DEDUPE_TTL = 86_400.0
-
-
-def message_key(delivery: Delivery) -> Key:
-    """The store key of a push: ``(message id, subscriber name)``, as the router claims it."""
-    return (delivery.message_id, delivery.subscriber_name or "")
-
 
 async def newest_delivery(
     store: Store | None, delivery: Delivery, *, ttl: float = DEFAULT_DEDUPE_TTL
@@ -88,7 +99,7 @@ async def newest_delivery(
     """Mark the push of ``delivery`` handled in ``store``; the newest delivery, to acknowledge.
 
     ``delivery`` itself when there is no store (or it does not deduplicate), or when no newer
-    push was recorded.
+    push was recorded. (A step of :func:`acknowledge`, which also tells a push handled before.)
     """
     if store is None or not store.dedupes:
         return delivery
@@ -98,7 +109,7 @@ async def newest_delivery(
 def newest_delivery_sync(
     store: Store, delivery: Delivery, *, ttl: float = DEFAULT_DEDUPE_TTL
 ) -> Delivery:
-    """:func:`newest_delivery` for sync code (``IronMQ.ack(token, store=...)``).
+    """:func:`newest_delivery` for sync code.
 
     Runs on this process's ack loop thread, so one store object is always used from one event
     loop (an asyncio Redis or PostgreSQL pool is bound to the loop it first ran on).
@@ -113,49 +124,27 @@ async def acknowledge(
     store: Store | None = None,
     max_age: float | None = None,
     ttl: float = DEFAULT_DEDUPE_TTL,
+    retry_for: float = DEFAULT_RETRY_FOR,
 ) -> AckResult:
     """The job of this ack token succeeded: acknowledge its push with the newest reservation.
 
     ``client`` carries the IronMQ credentials and the secret keys that verify the token
     (``secret_keys=`` or ``IRONPUSH_SECRET_KEYS``); ``store`` is the receivers' store; ``ttl``
-    must match the router's ``dedupe_ttl``. Raises :class:`~ironpush._errors.SignatureError` for a
-    bad or expired token (``max_age``, default one day)::
+    must match the routers' ``Leases.dedupe_ttl``. A store that does not answer is retried for
+    up to ``retry_for`` seconds, then :class:`~ironpush._errors.StoreUnavailable` is raised with
+    nothing sent. Raises :class:`~ironpush._errors.SignatureError` for a bad or expired token
+    (``max_age``, default one day)::
 
         result = await acknowledge(token, client=mq, store=store)   # "acked", "late", "done"
     """
-    queue, delivery = _load_with_settings(client.settings, token, max_age)
-    newest = delivery
-    if store is not None and store.dedupes:
-        try:
-            if await store.newest(message_key(delivery)) is None:
-                # Nothing active: handled already (a job that ran twice, or a takeover that ran
-                # it again), so IronMQ has nothing of ours to acknowledge any more.
-                logger.info(
-                    "push %s on %s: already handled, no ack sent", delivery.message_id, queue
-                )
-                return "done"
-            newest = await newest_delivery(store, delivery, ttl=ttl)
-        except StoreUnavailable as exc:
-            # Acking the token's own reservation loses nothing: it is current unless IronMQ
-            # pushed again, and then the late ack leaves the message to redelivery.
-            logger.warning(
-                "push %s on %s: store unavailable (%s); acking the token's reservation",
-                delivery.message_id,
-                queue,
-                exc,
-            )
-    try:
-        await client.acknowledge(queue, newest)
-    except (ReservationExpired, NotFound):
-        logger.warning(
-            "late ack of push %s on %s: IronMQ already gave it to a redelivery, which the "
-            "receivers answer from the store",
-            delivery.message_id,
-            queue,
-        )
-        return "late"
-    logger.info("push %s on %s acknowledged", delivery.message_id, queue)
-    return "acked"
+    acks = TokenAcks(
+        keys=client.settings.secret_keys,
+        store=store,
+        ttl=ttl,
+        max_age=max_age,
+        retry_for=retry_for,
+    )
+    return await acks.ack(token, client_sender(client))
 
 
 async def release(
@@ -170,20 +159,12 @@ async def release(
     IronMQ pushes the message again after ``retries_delay`` (the 202's reservation runs out);
     that push then runs the handler again (``msg.attempt`` + 1). ``keys`` default to
     ``IRONPUSH_SECRET_KEYS``. True when a claim was held; False without a store (the claim then
-    blocks the handler until the router's ``external_lease`` ends)::
+    blocks the handler until the router's ``Leases.external`` ends)::
 
         await release(token, store=store)
     """
-    _queue, delivery = load_ack_token(token, _keys(keys), max_age=max_age)
-    if store is None or not store.dedupes:
-        return False
-    released = await store.release(message_key(delivery), None)
-    logger.info(
-        "push %s released%s: the next push runs the handler again",
-        delivery.message_id,
-        "" if released else " (nothing was held)",
-    )
-    return released
+    acks = TokenAcks(keys=_keys(keys), store=store, max_age=max_age)
+    return await acks.release(token) is AckResult.RELEASED
 
 
 @contextlib.asynccontextmanager
@@ -264,6 +245,12 @@ class PushAcks:
         def job(token: str, order_id: int) -> None:     # an RQ job
             render(order_id)
             acks.ack(token)
+
+    When the store does not answer, :meth:`ack` waits up to ``wait`` seconds for it, then
+    answers ``"queued"``: the completion is retried on the ack loop thread until the store
+    records it, then acked (``pending`` counts them). :meth:`close` releases the objects (a
+    worker's shutdown) after retrying what is pending for up to ``flush_timeout`` seconds; a
+    later call opens them again.
     """
 
     def __init__(
@@ -274,27 +261,54 @@ class PushAcks:
         ttl: float = DEFAULT_DEDUPE_TTL,
         max_age: float | None = None,
         timeout: float = 120.0,
+        wait: float = DEFAULT_COMPLETION_WAIT,
+        flush_timeout: float = 10.0,
     ) -> None:
         self._store_spec = store
         self._client_factory = client
         self.ttl = ttl
         self.max_age = max_age
         self.timeout = timeout
+        self.wait = wait
+        self.flush_timeout = flush_timeout
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._store: Store | None = None
         self._client: AsyncIronMQ | None = None
+        self._completions: Completions | None = None
 
     def __repr__(self) -> str:
         spec = self._store_spec if isinstance(self._store_spec, str) else self._store
         return f"PushAcks(store={_describe(spec)})"
 
+    @property
+    def pending(self) -> int:
+        """Completions of this process the store has not recorded yet (retried until it does)."""
+        completions = self._completions
+        return completions.count if completions is not None and self._pid == os.getpid() else 0
+
     def ack(self, token: str) -> AckResult:
-        """:func:`acknowledge` the push of ``token`` (blocking)."""
+        """:func:`acknowledge` the push of ``token`` (blocking); ``"queued"`` when the store
+        did not record it within ``wait`` seconds (it is retried until it does, then acked)."""
         store, client = self._objects()
-        return self._run(
-            acknowledge(token, client=client, store=store, max_age=self.max_age, ttl=self.ttl)
+        acks = TokenAcks(
+            keys=client.settings.secret_keys,
+            store=store,
+            ttl=self.ttl,
+            max_age=self.max_age,
+            completions=self._kept,
+            wait=self.wait,
         )
+        return self._run(acks.ack(token, client_sender(client)))
+
+    def flush(self, timeout: float | None = None) -> int:
+        """Retry the pending completions now, for up to ``timeout`` seconds (default
+        ``flush_timeout``); how many are left."""
+        completions = self._completions
+        if completions is None or self._pid != os.getpid() or not completions.count:
+            return 0
+        limit = self.flush_timeout if timeout is None else timeout
+        return self._run(completions.flush(limit), limit + 5.0)
 
     def release(self, token: str) -> bool:
         """:func:`release` the push of ``token`` (blocking)."""
@@ -319,8 +333,27 @@ class PushAcks:
             raise
         self.ack(token)
 
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return _loop_thread().call(coro, self.timeout)
+    def close(self) -> None:
+        """Retry the pending completions for up to ``flush_timeout`` seconds (what is left is
+        logged as lost), then close what this object opened in this process: its client, and
+        its store unless the store was given as an object (that one is the caller's). Used
+        again, it reopens."""
+        with self._lock:
+            store, client, pid = self._store, self._client, self._pid
+            completions = self._completions
+            self._store, self._client, self._pid = None, None, None
+            self._completions = None
+        if pid != os.getpid():  # nothing opened here (a forked child: the parent's to close)
+            return
+        if completions is not None:
+            self._run(completions.close(self.flush_timeout), self.flush_timeout + 5.0)
+        if client is not None:
+            self._run(client.aclose())
+        if store is not None and (self._store_spec is None or isinstance(self._store_spec, str)):
+            self._run(store.close())
+
+    def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        return _loop_thread().call(coro, self.timeout if timeout is None else timeout)
 
     def _objects(self) -> tuple[Store | None, AsyncIronMQ]:
         with self._lock:
@@ -329,8 +362,18 @@ class PushAcks:
                 # loop cannot be used here.
                 self._store = self._run(self._open_store())
                 self._client = self._make_client()
+                self._completions = None
                 self._pid = os.getpid()
             return self._store, self._client
+
+    def _kept(self) -> Completions:
+        """Where this process's unrecorded completions wait (on the ack loop thread)."""
+        if self._completions is None:
+            store = self._store
+            if store is None:  # pragma: no cover - TokenAcks asks only when there is a store
+                raise RuntimeError("no store")
+            self._completions = Completions(store, ttl=self.ttl)
+        return self._completions
 
     async def _open_store(self) -> Store | None:
         from ..receiver.stores import open_store, store_from_env

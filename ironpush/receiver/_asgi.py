@@ -1,6 +1,6 @@
 """Small raw-ASGI helpers for the receiver's hot path (no Starlette Request/Response objects).
 
-Status codes are not chosen here: see :mod:`.answers`.
+Status codes are not chosen here: see :mod:`._answers`.
 """
 
 from __future__ import annotations
@@ -8,19 +8,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, MutableMapping
 from typing import Any
-
-__all__ = [
-    "JSON_HEADERS",
-    "Disconnected",
-    "Receive",
-    "Scope",
-    "Send",
-    "TooLarge",
-    "loads_json",
-    "read_body",
-    "respond",
-    "route_path",
-]
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Any]

@@ -1,11 +1,15 @@
 """The router's own endpoints under its mount: ``/_health``, ``/_metrics``, ``/_ack``,
 ``/_release`` (user route paths may not start with ``/_``, so these never collide).
 
-- ``GET /_health``: 200 with the counters and gauges, or **503 with a ``reason``** when the
-  store's probe fails or times out, or when most recent pushes were refused with 503;
+- ``GET /_health/live``: 200 while the process serves (no store call: a slow or stopped
+  store never fails it);
+- ``GET /_health/ready`` (and ``GET /_health``, its old name): can it take pushes now? 200
+  ``"ok"``, 200 ``"degraded"`` (slow but working) or **503 ``"failing"``** with the reasons,
+  per check, with the counters and gauges (see :mod:`._health`);
 - ``GET /_metrics``: Prometheus text (501 with a pip hint without ``prometheus-client``);
 - ``POST /_ack`` / ``POST /_release`` with an ack token: acknowledge with the newest
-  reservation, or let the next push run the handler again; only for a ``(queue, subscriber)``
+  reservation, or let the next push run the handler again, through the one ack-token path
+  (:mod:`._acks`, whose answer is the body's ``status``); only for a ``(queue, subscriber)``
   the router declares (404 otherwise, nothing sent to IronMQ)::
 
       curl -X POST --data "$TOKEN" https://svc.example.com/ironmq/_ack
@@ -13,31 +17,36 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping
-
-import anyio
 
 from .._errors import ConfigError, SignatureError, StoreUnavailable
 from .._protocol import Delivery
-from .._signing import load_ack_token
+from ._acks import AckResult, TokenAcks, outbox_sender
 from ._answers import Situation, json_body, reply
 from ._asgi import JSON_HEADERS, Disconnected, Receive, Scope, Send, TooLarge, read_body
-from ._health import StoreProbe
+from ._health import StoreProbe, check_of, readiness_json
 from ._metrics import PIP_HINT, prometheus_text
 from ._routes import Route
 from ._runtime import Shared
-
-__all__ = ["InternalEndpoints"]
 
 logger = logging.getLogger("ironpush.receiver")
 
 Endpoint = Callable[[Receive, Send], Awaitable[None]]
 _TOKEN_LIMIT = 16 * 1024
+
+#: The answer row of each result of the ack-token path (the body says which result).
+_SITUATIONS: Mapping[AckResult, Situation] = {
+    AckResult.DONE: "ack_done",
+    AckResult.ACKED: "ack_done",
+    AckResult.LATE: "ack_done",
+    AckResult.QUEUED: "ack_queued",
+    AckResult.FAILED: "ack_failed",
+    AckResult.RELEASED: "released",
+    AckResult.NOT_HELD: "released",
+}
 
 
 class InternalEndpoints:
@@ -46,9 +55,22 @@ class InternalEndpoints:
     def __init__(self, shared: Shared, *, routes: Mapping[str, Route]) -> None:
         self.shared = shared
         self.routes = routes  # the router's own mapping: routes declared later count too
-        self.probe = StoreProbe(shared.store, timeout=shared.settings.health_timeout)
+        health = shared.settings.health
+        self.probe = StoreProbe(shared.store, timeout=health.timeout, slow=health.slow)
+        settings = shared.settings
+        self.acks = TokenAcks(
+            keys=settings.keys,
+            store=shared.store,
+            ttl=settings.leases.dedupe_ttl,
+            max_age=settings.ack_tokens.max_age,
+            # A completion the store did not record waits in the runtime, retried until it is.
+            completions=lambda: shared.background.current().completions,
+            wait=settings.ack_tokens.wait,
+        )
         self._endpoints: Mapping[str, tuple[str, Endpoint]] = {
-            "/_health": ("GET", self._health),
+            "/_health": ("GET", self._ready),
+            "/_health/ready": ("GET", self._ready),
+            "/_health/live": ("GET", self._live),
             "/_metrics": ("GET", self._metrics),
             "/_ack": ("POST", self._ack),
             "/_release": ("POST", self._release),
@@ -73,35 +95,50 @@ class InternalEndpoints:
         return {
             "outbox_depth": float(runtime.outbox.backlog if runtime else 0),
             "inflight_jobs": float(runtime.runner.in_flight if runtime else 0),
+            "pending_completions": float(runtime.completions.count if runtime else 0),
         }
 
-    async def _gauges(self) -> tuple[dict[str, float], str | None]:
+    async def _gauges(self) -> dict[str, float]:
         gauges = self.gauges_now()
-        depth, failure = await self.probe.run()
+        depth = (await self.probe.run()).depth
         if depth is not None:
             gauges["outbox_depth"] = float(depth)
-        return gauges, failure
+        return gauges
 
-    async def _health(self, receive: Receive, send: Send) -> None:
-        gauges, failure = await self._gauges()
-        if failure is None:
-            threshold = self.shared.settings.unhealthy_refusals
-            failure = self.shared.refusals.verdict(time.perf_counter(), threshold=threshold)
-        status = "failing" if failure else "draining" if self.shared.background.draining else "ok"
-        payload: dict[str, object] = {
-            "status": status,
+    async def readiness(self) -> dict[str, object]:
+        """The JSON of ``/_health/ready``: status, reasons, checks, counters and gauges."""
+        probe = await self.probe.run()
+        runtime = self.shared.background.running  # its problems(): its parts' reasons
+        threshold = self.shared.settings.health.unhealthy_refusals
+        checks = {
+            "store": probe.check,
+            "pushes": self.shared.refusals.check(threshold=threshold),
+            "runtime": await check_of(runtime),
+        }
+        gauges = self.gauges_now()
+        if probe.depth is not None:
+            gauges["outbox_depth"] = float(probe.depth)
+        return {
+            **readiness_json(checks, draining=self.shared.background.draining),
             "routes": len(self.routes),
             "counters": self.shared.counters.snapshot(),
-            "outbox_depth": int(gauges["outbox_depth"]),
-            "inflight_jobs": int(gauges["inflight_jobs"]),
+            **{name: int(value) for name, value in gauges.items()},  # outbox_depth, ...
         }
-        if failure:
-            payload["reason"] = failure
-            logger.warning("health: failing: %s", failure)
-        await reply(send, "unhealthy" if failure else "healthy", json.dumps(payload).encode())
+
+    async def _ready(self, receive: Receive, send: Send) -> None:
+        payload = await self.readiness()
+        failing = payload["status"] == "failing"
+        if failing:
+            logger.warning("health: failing: %s", payload["reason"])
+        await reply(send, "unhealthy" if failing else "healthy", json.dumps(payload).encode())
+
+    async def _live(self, receive: Receive, send: Send) -> None:
+        # Nothing but this answer: a process that can send it serves.
+        status = "draining" if self.shared.background.draining else "ok"
+        await reply(send, "healthy", json_body(status=status))
 
     async def _metrics(self, receive: Receive, send: Send) -> None:
-        gauges, _ = await self._gauges()
+        gauges = await self._gauges()
         try:
             text = prometheus_text(self.shared.counters, lambda: gauges)
         except ConfigError:
@@ -125,9 +162,7 @@ class InternalEndpoints:
         try:
             if not self.shared.settings.keys:
                 raise SignatureError("no secret keys configured")
-            queue, delivery = load_ack_token(
-                raw, self.shared.settings.keys, max_age=self.shared.settings.ack_token_max_age
-            )
+            queue, delivery = self.acks.verify(raw)
         except SignatureError as exc:
             logger.warning("ack token refused: %s", exc)
             await reply(send, "token_refused", json_body(error=str(exc)))
@@ -147,35 +182,24 @@ class InternalEndpoints:
         if loaded is None:
             return None
         queue, delivery = loaded
-        runtime = self.shared.background.current()
-        key = (delivery.message_id, delivery.subscriber_name or "")
-        try:  # mark handled and pick up the newest reservation seen for the message
-            newest = await self.shared.store.complete(
-                key, outcome="acked", ttl=self.shared.settings.dedupe_ttl, delivery=delivery
-            )
-            future = await runtime.outbox.put_ack(queue, newest)
+        outbox = self.shared.background.current().outbox
+        sender = outbox_sender(outbox, wait=self.shared.settings.ack_tokens.wait)
+        try:
+            result = await self.acks.ack_push(queue, delivery, sender)
         except Exception as exc:
             return await self._store_failed(send, exc)
-        try:
-            with anyio.fail_after(self.shared.settings.ack_wait):
-                result = await asyncio.shield(future)
-        except TimeoutError:
-            return await reply(send, "ack_queued")
-        situation: Situation = "ack_failed" if result == "failed" else "ack_done"
-        return await reply(send, situation, json_body(status=result))
+        return await reply(send, _SITUATIONS[result], json_body(status=result.value))
 
     async def _release(self, receive: Receive, send: Send) -> None:
         loaded = await self._token_from(receive, send)
         if loaded is None:
             return None
         _, delivery = loaded
-        key = (delivery.message_id, delivery.subscriber_name or "")
         try:
-            released = await self.shared.store.release(key, None)
+            result = await self.acks.release_push(delivery)
         except Exception as exc:
             return await self._store_failed(send, exc)
-        body = json_body(status="released" if released else "not_held")
-        return await reply(send, "released", body)
+        return await reply(send, _SITUATIONS[result], json_body(status=result.value))
 
     async def _store_failed(self, send: Send, exc: Exception) -> None:
         if isinstance(exc, StoreUnavailable):

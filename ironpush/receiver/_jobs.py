@@ -8,8 +8,6 @@ from typing import Any
 
 import anyio
 
-__all__ = ["JobRunner"]
-
 
 class JobRunner:
     """At most ``capacity`` deferred jobs at once, each in its own task.

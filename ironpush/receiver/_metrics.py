@@ -1,8 +1,11 @@
-"""Receiver counters, served as JSON on ``{mount}/_health`` and as Prometheus text on
-``{mount}/_metrics``.
+"""Receiver counters and latency histograms, served as JSON on ``{mount}/_health`` (counters
+and gauges) and as Prometheus text on ``{mount}/_metrics`` (everything).
 
 The Prometheus endpoint needs the optional ``metrics`` extra (``pip install
-'ironpush[metrics]'``). To export the counters through your own registry instead::
+'ironpush[metrics]'``); with ``ironpush[otel]`` and an OpenTelemetry SDK the same figures go
+through the OpenTelemetry metrics API too (:mod:`._otel_metrics`). The histograms are
+:mod:`._timings`'; ``PushRouter(metrics=False)`` turns them off (the counters stay: health
+reads them). To export through your own registry instead::
 
     from prometheus_client import REGISTRY
     REGISTRY.register(router.metrics_collector())
@@ -11,12 +14,15 @@ The Prometheus endpoint needs the optional ``metrics`` extra (``pip install
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigError
+from . import _otel_metrics
+from ._timings import Timings
 
-__all__ = ["COUNTER_NAMES", "PIP_HINT", "Counters", "prometheus_collector", "prometheus_text"]
+if TYPE_CHECKING:
+    from ._routes import Route
 
 PIP_HINT = "Prometheus metrics need prometheus-client: pip install 'ironpush[metrics]'"
 
@@ -34,17 +40,33 @@ COUNTER_NAMES = (
     "jobs_failed",  # deferred jobs that raised (not acknowledged)
     "late_acks",  # acks refused with 403/404: the reservation had expired
     "ack_failures",  # acks (or dead-letter posts) given up for another reason
+    "completions_retried",  # finished jobs the store could not record at once (then retried)
 )
 
 
 class Counters:
-    """Monotonic counters, overall and per ``(queue, subscriber, outcome)``."""
+    """Monotonic counters, overall and per ``(queue, subscriber, outcome)``; the latency
+    histograms (:attr:`timings`, None with ``timings=False``); and, once the router attached
+    them, its gauges (read on scrape)."""
 
-    __slots__ = ("by_route", "totals")
+    __slots__ = ("__weakref__", "by_route", "gauges", "timings", "totals")
 
-    def __init__(self) -> None:
+    def __init__(self, *, timings: bool = True) -> None:
         self.totals: Counter[str] = Counter()
         self.by_route: Counter[tuple[str, str, str]] = Counter()
+        self.timings: Timings | None = Timings() if timings else None
+        self.gauges: Callable[[], dict[str, float]] | None = None
+
+    def attach(
+        self, *, routes: Mapping[str, Route], gauges: Callable[[], dict[str, float]]
+    ) -> None:
+        """The router's routes (they bound the histograms' labels) and gauges; from now on
+        the OpenTelemetry instruments report them too (with an SDK)."""
+        self.gauges = gauges
+        if self.timings is not None:
+            self.timings.routes = routes
+        _otel_metrics.register(self)
+        _otel_metrics.ensure()
 
     def add(self, name: str, n: int = 1) -> None:
         self.totals[name] += n
@@ -59,7 +81,12 @@ class Counters:
 def prometheus_collector(counters: Counters, gauges: Callable[[], dict[str, float]]) -> Any:
     """A prometheus-client collector over ``counters`` plus ``gauges()`` (read on scrape)."""
     try:
-        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        from prometheus_client.core import (
+            CounterMetricFamily,
+            GaugeMetricFamily,
+            HistogramMetricFamily,
+        )
+        from prometheus_client.utils import floatToGoString
     except ImportError:  # pragma: no cover - exercised by monkeypatching sys.modules
         raise ConfigError(PIP_HINT) from None
 
@@ -83,6 +110,19 @@ def prometheus_collector(counters: Counters, gauges: Callable[[], dict[str, floa
                 )
                 gauge.add_metric([], gauge_value)
                 yield gauge
+            if counters.timings is not None:
+                for histogram in counters.timings.histograms():
+                    spec = histogram.spec
+                    family = HistogramMetricFamily(
+                        spec.name.removesuffix("_seconds"),
+                        spec.help,
+                        labels=list(spec.labels),
+                        unit="seconds",
+                    )
+                    les = [floatToGoString(bound) for bound in spec.bounds] + ["+Inf"]
+                    for values, cumulative, total in sorted(histogram.snapshot()):
+                        family.add_metric(list(values), list(zip(les, cumulative)), total)
+                    yield family
 
     return _Collector()
 

@@ -8,7 +8,7 @@ router starts again::
 
     outbox = AckOutbox(store, get_client, counters, OutboxSettings(concurrency=8))
     outbox.start()
-    result = await (await outbox.put_ack("orders", delivery))   # "acked", "late" or "failed"
+    result = await outbox.ack_and_wait("orders", delivery, wait=5)  # "acked", "late", "failed"
 """
 
 from __future__ import annotations
@@ -30,15 +30,15 @@ from .._errors import APIError, ValidationError
 from .._protocol import Delivery
 from ..client._retry import backoff_delay
 from ._metrics import Counters
+from ._observe import acknowledge
 from .stores._base import OutboxItem, Store
 
 if TYPE_CHECKING:
-    from ..client._sync_client import AsyncIronMQ
-
-__all__ = ["AckOutbox", "AckResult", "OutboxSettings"]
+    from ..client._async_client import AsyncIronMQ
 
 logger = logging.getLogger("ironpush.receiver._outbox")
-AckResult = Literal["acked", "late", "failed"]
+#: How an item ended: confirmed, refused as late (403/404: the reservation ran out), given up.
+SendResult = Literal["acked", "late", "failed"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +83,7 @@ class AckOutbox:
         # Weak: with a store shared by several workers, another worker may send (and finish)
         # an item queued here, so its future is never resolved; a future nobody awaits any
         # more (a job's, a timed-out /_ack's) must then not stay here forever.
-        self._waiters: weakref.WeakValueDictionary[str, asyncio.Future[AckResult]] = (
+        self._waiters: weakref.WeakValueDictionary[str, asyncio.Future[SendResult]] = (
             weakref.WeakValueDictionary()
         )
         self._progress = asyncio.Event()  # set whenever the backlog shrinks
@@ -98,13 +98,26 @@ class AckOutbox:
         """How many queued acks still have someone waiting for their result."""
         return len(self._waiters)
 
-    async def put_ack(self, queue: str, delivery: Delivery) -> asyncio.Future[AckResult]:
+    async def put_ack(self, queue: str, delivery: Delivery) -> asyncio.Future[SendResult]:
         """Queue an ack of ``delivery``; the future tells how it ended."""
         item = OutboxItem("ack", queue, delivery=delivery, id=self._new_id())
-        future: asyncio.Future[AckResult] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
         self._waiters[item.id] = future
         await self._add(item)
         return future
+
+    async def ack_and_wait(
+        self, queue: str, delivery: Delivery, *, wait: float
+    ) -> SendResult | None:
+        """Queue an ack of ``delivery`` and wait up to ``wait`` seconds for how it ended; None
+        when it is still unsent then (it stays queued: the outbox keeps sending it)."""
+        future = await self.put_ack(queue, delivery)
+        try:
+            with anyio.fail_after(wait):
+                # Shielded: giving up waiting must not cancel the future the sender resolves.
+                return await asyncio.shield(future)
+        except TimeoutError:
+            return None
 
     async def queue_ack(self, queue: str, delivery: Delivery) -> None:
         """Queue an ack of ``delivery`` that nobody waits for (a finished deferred job's)."""
@@ -171,7 +184,7 @@ class AckOutbox:
         # A few senders, each sending one item at a time over the client's keep-alive pool.
         pending = deque(items)
         sending: set[OutboxItem] = set()
-        finished: list[tuple[str, AckResult]] = []
+        finished: list[tuple[str, SendResult]] = []
 
         async def sender() -> None:
             while pending:
@@ -214,14 +227,14 @@ class AckOutbox:
             if future is not None and not future.done():
                 future.set_result(result)
 
-    async def _send(self, item: OutboxItem) -> AckResult | None:
+    async def _send(self, item: OutboxItem) -> SendResult | None:
         """Send one item; the final result, or None when it was rescheduled."""
         try:
             client = await self.get_client()
             if item.kind == "ack":
                 if item.delivery is None:
                     raise ValueError("an ack without a delivery")
-                await client.acknowledge(item.queue, item.delivery)
+                await acknowledge(client, item.queue, item.delivery)  # traced: _observe.py
             else:
                 await client.queue(item.queue).post(item.body or "")
         except APIError as exc:
@@ -239,7 +252,7 @@ class AckOutbox:
             self.counters.add("acked")
         return self._finished(item, "acked")
 
-    def _finished(self, item: OutboxItem, result: AckResult, why: str = "") -> AckResult:
+    def _finished(self, item: OutboxItem, result: SendResult, why: str = "") -> SendResult:
         """One log line per item that reached its end (no secrets: ids and names only)."""
         level = logging.INFO if result == "acked" else logging.WARNING
         if result == "failed":
@@ -268,11 +281,11 @@ class AckOutbox:
         )
         return result
 
-    def _give_up(self, item: OutboxItem, why: str) -> AckResult:
+    def _give_up(self, item: OutboxItem, why: str) -> SendResult:
         self.counters.add("ack_failures")
         return self._finished(item, "failed", f"given up: {why}")
 
-    async def _reschedule(self, item: OutboxItem, why: str) -> AckResult | None:
+    async def _reschedule(self, item: OutboxItem, why: str) -> SendResult | None:
         if time.time() - item.created_at > self.settings.give_up_after:
             return self._give_up(item, f"still failing after {self.settings.give_up_after:.0f}s")
         attempts = item.attempts + 1
@@ -296,7 +309,10 @@ class AckOutbox:
                 self._stopping = True
                 self._wake.set()
                 await asyncio.shield(self._task)
-            await self.drain_due()
+            try:
+                await self.drain_due()
+            except Exception as exc:  # the store is down: its items wait there (durable ones)
+                logger.warning("ack outbox: not flushed at shutdown: %s", exc)
         if self._task is not None:
             self._task.cancel()
             await asyncio.wait([self._task])

@@ -21,14 +21,26 @@ from __future__ import annotations
 import json as _json
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal
 
 from starlette.datastructures import Headers
 
 from .._errors import ConfigError
 from .._protocol import Delivery
+from ._payloads import decoder_for
 
-__all__ = ["Ack", "Defer", "Drop", "Outcome", "PushHeaders", "PushMessage", "Retry"]
+if TYPE_CHECKING:
+    # A default (PEP 696) keeps a bare ``PushMessage`` meaning ``PushMessage[Any]`` under
+    # mypy --strict; typing.TypeVar takes ``default=`` only from Python 3.13.
+    from typing_extensions import TypeVar
+
+    P = TypeVar("P", default=Any)
+else:
+    from typing import TypeVar
+
+    P = TypeVar("P")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +78,8 @@ class Defer:
     nothing is acknowledged and IronMQ pushes again after ``retries_delay``.
 
     ``Defer()`` with no job leaves the acknowledgement to an external worker: hand it
-    ``msg.ack_token`` and have it ``POST`` the token to ``{mount}/_ack`` (or call
-    ``IronMQ.ack(token)``)::
+    ``msg.ack_token`` and have it ``POST`` the token to ``{mount}/_ack`` (or ack it itself
+    with :mod:`ironpush.integrations.acks`)::
 
         async def handler(msg):
             await work_queue.put(msg.ack_token)
@@ -98,7 +110,7 @@ class Defer:
 Outcome = Ack | Defer | Retry | Drop | None
 
 #: A push handler: sync (run in the threadpool) or async.
-Handler = Callable[["PushMessage"], "Outcome | Awaitable[Outcome]"]
+Handler = Callable[["PushMessage[Any]"], "Outcome | Awaitable[Outcome]"]
 
 _UNSET: Any = object()
 
@@ -131,7 +143,7 @@ class PushHeaders(Headers):
 
 
 @dataclass(eq=False, slots=True)
-class PushMessage:
+class PushMessage(Generic[P]):
     """One push, as the handler sees it.
 
     ``body`` is the raw bytes IronMQ posted; ``text`` decodes it as UTF-8 and ``json()`` parses
@@ -145,6 +157,13 @@ class PushMessage:
 
         async def handler(msg: PushMessage) -> None:
             log.info("got %s (attempt %d): %s", msg.id, msg.attempt, msg.text)
+
+    On a route declared with ``model=Order``, ``msg.payload`` is the body decoded into an
+    ``Order`` (annotate the handler's argument ``PushMessage[Order]``)::
+
+        @router.route("/orders", queue="orders", subscriber="billing", model=Order)
+        async def billing(msg: PushMessage[Order]) -> None:
+            await charge(msg.payload.id, msg.payload.total)
     """
 
     body: bytes
@@ -155,6 +174,7 @@ class PushMessage:
     _json: Any = field(default=_UNSET, repr=False)
     _token_factory: Callable[[], str] | None = field(default=None, repr=False)
     _token: str | None = field(default=None, repr=False)
+    _payload: Any = field(default=_UNSET, repr=False)
 
     @property
     def id(self) -> str:
@@ -201,6 +221,33 @@ class PushMessage:
         if self._json is _UNSET:
             self._json = _json.loads(self.body)
         return self._json
+
+    @property
+    def payload(self) -> P:
+        """The body decoded into the route's ``model=`` (checked before the handler ran).
+
+        Raises :class:`~ironpush._errors.ConfigError` on a route without ``model=``
+        (``msg.parse(Model)`` decodes on demand there).
+        """
+        if self._payload is _UNSET:
+            raise ConfigError(
+                "msg.payload needs a route declared with model=...; use msg.parse(Model) "
+                "or msg.json() on this one"
+            )
+        payload: P = self._payload
+        return payload
+
+    def parse(self, model: type[T]) -> T:
+        """The body decoded into ``model`` (a pydantic model, msgspec Struct or dataclass).
+
+        Raises :class:`~ironpush._errors.InvalidPayload` when it does not fit; left
+        unhandled, the router answers it by the route's ``on_invalid`` (a ``Drop`` by
+        default), as for ``model=``::
+
+            order = msg.parse(Order)
+        """
+        decoded: T = decoder_for(model)(self.body)
+        return decoded
 
     @property
     def ack_token(self) -> str:

@@ -2,9 +2,11 @@
 
 verify the push secret (before the body is read) → check ``Content-Length`` → parse the
 ``Iron-*`` headers → read the body under the limit → parse JSON (JSON routes) → claim the
-message in the store → call the handler → record its outcome in the store → answer by
-:mod:`.answers`; for ``Defer(job)``, start the job, whose success is recorded and then
-acknowledged through the outbox.
+message in the store → decode the body into the route's model (``model=`` routes; a body that
+does not fit is answered by the route's ``on_invalid`` instead of calling the handler) → call
+the handler → record its outcome in the store → answer by :mod:`._answers`; for
+``Defer(job)``, start the job, whose success is recorded and then acknowledged through the
+outbox.
 
 Plain ASGI on purpose: Starlette's Request/Router layers would cost more than all of this::
 
@@ -26,7 +28,7 @@ from urllib.parse import parse_qsl
 
 import anyio
 
-from .._errors import StoreUnavailable, ValidationError
+from .._errors import InvalidPayload, StoreUnavailable, ValidationError
 from .._protocol import (
     HEADER_MESSAGE_ID,
     HEADER_RESERVATION_ID,
@@ -37,19 +39,23 @@ from .._protocol import (
     delivery_from_values,
 )
 from .._signing import dump_ack_token, verify_push_secret
+from .._tracing import tracer
 from ._answers import ANSWERS, Answer, Situation, ackable, json_body, reply, situation_of
 from ._asgi import Disconnected, Receive, Scope, Send, TooLarge, loads_json, read_body
 from ._health import RefusalWindow
 from ._metrics import Counters
+from ._observe import PushObserver, current_push
+from ._observe import failed as observe_failure
+from ._observe import job as observe_job
 from ._outcomes import _UNSET as _UNPARSED
 from ._outcomes import Ack, Defer, Drop, PushHeaders, PushMessage, Retry
-from ._push import Push
+from ._push import ClaimedPush as Push
 from ._routes import Route, is_async
 from ._runtime import Background, Runtime, Shared
 from ._settings import RouterSettings
+from ._timed_store import timed_store
+from ._timings import Timings
 from .stores._base import Store
-
-__all__ = ["PushPipeline"]
 
 logger = logging.getLogger("ironpush.receiver")
 
@@ -75,19 +81,30 @@ class PushPipeline:
     def __init__(self, shared: Shared) -> None:
         # Copied to attributes: each push reads them, one lookup each.
         self.settings: RouterSettings = shared.settings
-        self.store: Store = shared.store
         self.counters: Counters = shared.counters
+        # The latency histograms (None with PushRouter(metrics=False)); the store's operations
+        # are timed into them through the wrapper.
+        self.timings: Timings | None = shared.counters.timings
+        self.store: Store = timed_store(shared.store, self.timings)
         self.background: Background = shared.background
         self.refusals: RefusalWindow = shared.refusals
         self._secret_header = shared.settings.secret_header.lower().encode("latin-1")
-        self._soft_backlog = max(1, shared.settings.max_unsent_acks // 10)
+        self._soft_backlog = max(1, shared.settings.limits.max_unsent_acks // 10)
+        self.observer = PushObserver(tracing=shared.settings.tracing)
+        self._observing = self.observer.tracing  # tracing on and ironpush[otel] importable
 
     # --- before the claim: the request ----------------------------------------------------
 
     async def __call__(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._observing and tracer() is not None and current_push() is None:
+            # An OpenTelemetry SDK is configured: run this push again inside its observation
+            # (_observe.py). The runtime starts first, so its tasks are not part of the trace.
+            self.background.current()
+            return await self.observer.observe(self, route, scope, receive, send)
         started = time.perf_counter()
         self.counters.totals["received"] += 1
         settings = self.settings
+        body_limit = settings.limits.body_limit
         raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
         if type(raw_headers) is not list:  # ASGI allows any iterable; it is read twice here
             raw_headers = list(raw_headers)
@@ -103,7 +120,7 @@ class PushPipeline:
             if not presented or not verify_push_secret(presented, route.secrets):
                 situation: Situation = "secret_wrong" if presented else "secret_missing"
                 return await self._answer(send, route, None, situation, started)
-        if declared is not None and declared.isdigit() and int(declared) > settings.body_limit:
+        if declared is not None and declared.isdigit() and int(declared) > body_limit:
             return await self._answer(send, route, None, "too_large", started)
         try:
             delivery = delivery_from_values(
@@ -120,10 +137,10 @@ class PushPipeline:
         message = await receive()
         if message["type"] == "http.request" and not message.get("more_body", False):
             body: bytes = message.get("body", b"")  # the usual push: the body in one message
-            too_large = len(body) > settings.body_limit
+            too_large = len(body) > body_limit
         else:
             try:
-                body = await read_body(receive, settings.body_limit, first=message)
+                body = await read_body(receive, body_limit, first=message)
             except Disconnected:
                 return None
             except TooLarge:
@@ -133,7 +150,7 @@ class PushPipeline:
         if too_large:
             return await self._answer(send, route, delivery, "too_large", started)
         parsed: Any = _UNPARSED
-        if route.json:
+        if route.json and route.decode is None:  # a model's decoder parses the JSON itself
             try:
                 parsed = loads_json(body)
             except (ValueError, RecursionError):  # RecursionError: e.g. b"[" * 100_000
@@ -169,9 +186,12 @@ class PushPipeline:
         settings = self.settings
         runtime = self.background.current()
         key = (delivery.message_id, delivery.subscriber_name or route.subscriber)
+        if runtime.completions.holds(key, delivery):
+            # Its job finished here and the store has not recorded that yet: still ours.
+            return await self._answer(send, route, delivery, "in_progress", started)
         try:
             claim = await self.store.claim(
-                key, delivery, lease=settings.claim_lease, ttl=settings.dedupe_ttl
+                key, delivery, lease=settings.leases.claim, ttl=settings.leases.dedupe_ttl
             )
         except Exception as exc:  # e.g. SQLite busy past its timeout: IronMQ retries later
             return await self._store_failed(send, route, delivery, started, exc)
@@ -185,17 +205,37 @@ class PushPipeline:
             if settings.keys
             else None
         )
-        msg = PushMessage(body, headers, route.queue, delivery, claim.attempt, parsed, tokens)
-        push = Push(route, delivery, key, claim_id, started)
+        payload: Any = _UNPARSED
+        invalid: InvalidPayload | None = None
+        if route.decode is not None:
+            try:
+                payload = route.decode(body)
+            except InvalidPayload as exc:
+                invalid = exc
+        msg = PushMessage(
+            body, headers, route.queue, delivery, claim.attempt, parsed, tokens, _payload=payload
+        )
+        if (observation := current_push()) is not None:
+            observation.claimed(msg)
+        push = Push(route, delivery, key, claim_id, started, claim.attempt)
         active = runtime.active
         active.add(claim_id)
         keep_active = False
         try:
-            result = await self._call(route, msg)
+            if invalid is not None:
+                result: object = invalid
+            elif (timings := self.timings) is None:
+                result = await self._call(route, msg)
+            else:
+                called = time.perf_counter()
+                result = await self._call(route, msg)
+                timings.handled(route, result, time.perf_counter() - called)
             if result is None:  # the usual outcome: done
                 await self._settle(push, "acked", runtime, send, None, msg)
             elif isinstance(result, Defer):
                 keep_active = await self._defer(push, result, runtime, send)
+            elif isinstance(result, InvalidPayload):
+                await self._invalid(push, result, runtime, send, msg)
             else:
                 await self._settle(push, situation_of(result), runtime, send, result, msg)
         finally:
@@ -212,8 +252,11 @@ class PushPipeline:
                 result = await anyio.to_thread.run_sync(route.handler, msg)
                 if inspect.isawaitable(result):
                     result = await result
+        except InvalidPayload as exc:  # msg.parse(Model) refused the body: see _invalid
+            return exc
         except Exception as exc:
             logger.exception("handler %s failed for message %s", route.path, msg.id)
+            observe_failure(exc)
             return exc
         if result is None or isinstance(result, Ack | Defer | Retry | Drop):
             if isinstance(result, Retry):
@@ -230,6 +273,19 @@ class PushPipeline:
 
     # --- after the handler: record, answer ----------------------------------------------------
 
+    async def _invalid(
+        self, push: Push, exc: InvalidPayload, runtime: Runtime, send: Send, msg: PushMessage
+    ) -> None:
+        """A body that does not fit the route's model: ``on_invalid`` says drop (200, the
+        error in the dead-letter report), reject (400) or retry (503), the error in the body."""
+        reason = f"invalid payload: {exc}"
+        how = push.route.on_invalid
+        if how == "drop":
+            await self._settle(push, "dropped", runtime, send, Drop(reason), msg)
+        else:
+            situation: Situation = "invalid" if how == "reject" else "retry"
+            await self._settle(push, situation, runtime, send, None, msg, why=reason)
+
     async def _settle(
         self,
         push: Push,
@@ -238,6 +294,7 @@ class PushPipeline:
         send: Send,
         result: object,
         msg: PushMessage | None = None,
+        why: str | None = None,
     ) -> None:
         """Apply the situation's store action (first: a completion is recorded before anything
         else can delay it), then what follows from it, then answer."""
@@ -254,7 +311,7 @@ class PushPipeline:
                 await self._dead_letter(push, result, runtime, msg)
         except Exception as exc:
             return await self._store_failed(send, push.route, push.delivery, push.started, exc)
-        await self._answer(send, push.route, push.delivery, situation, push.started)
+        await self._answer(send, push.route, push.delivery, situation, push.started, why)
         return None
 
     async def _store_step(self, push: Push, answer: Answer) -> Delivery | None:
@@ -262,14 +319,14 @@ class PushPipeline:
         action, store, settings = answer.store, self.store, self.settings
         if action == "acked" or action == "dropped":
             return await store.complete(
-                push.key, outcome=action, ttl=settings.dedupe_ttl, delivery=push.delivery
+                push.key, outcome=action, ttl=settings.leases.dedupe_ttl, delivery=push.delivery
             )
         if action == "release":
             await store.release(push.key, push.claim_id)
         elif action == "hold":
-            await store.hold(push.key, push.claim_id, state="deferred", lease=settings.claim_lease)
+            await store.hold(push.key, push.claim_id, state="deferred", lease=settings.leases.claim)
         elif action == "hand_off":
-            lease = settings.external_lease
+            lease = settings.leases.external
             await store.hold(push.key, push.claim_id, state="external", lease=lease)
         return None
 
@@ -317,7 +374,8 @@ class PushPipeline:
             else:
                 # The job's task keeps only the Push and the Defer: not the message (body,
                 # parsed JSON, headers) unless the job was given it.
-                runtime.runner.start(self._run_job(push, defer, runtime))
+                running = self._run_job(push, defer, runtime)
+                runtime.runner.start(observe_job(running, push, defer.job))
         return defer.job is not None
 
     async def _run_job(self, push: Push, defer: Defer, runtime: Runtime) -> None:
@@ -341,8 +399,9 @@ class PushPipeline:
                 with anyio.CancelScope(shield=True):
                     await self._release_quietly(push)
                 raise
-            except Exception:
+            except Exception as exc:
                 self.counters.totals["jobs_failed"] += 1
+                observe_failure(exc)
                 logger.exception(
                     "deferred job for message %s on %s failed; IronMQ will push again",
                     push.key[0],
@@ -357,11 +416,10 @@ class PushPipeline:
 
     async def _job_done(self, push: Push, runtime: Runtime) -> None:
         try:
-            newest = await self._store_step(push, ANSWERS["acked"])  # first: record it
-            await runtime.outbox.queue_ack(push.route.queue, newest or push.delivery)
+            # Recorded first, then acked; a store that does not answer gets the completion
+            # retried until it records it (runtime.completions), never forgotten.
+            await runtime.job_done(push.route.queue, push.key, push.delivery, push.claim_id)
         except Exception:
-            # Not recorded, so not acked: the claim's lease runs out and a redelivery runs it
-            # again (at-least-once), rather than an ack the store knows nothing about.
             logger.exception("could not record the deferred job of message %s", push.key[0])
 
     async def _release_quietly(self, push: Push) -> None:
@@ -393,6 +451,8 @@ class PushPipeline:
         """Count, log one line for the delivery, and send the situation's answer."""
         answer = ANSWERS[situation]
         counters = self.counters
+        if (observation := current_push()) is not None:
+            observation.answered(answer.outcome or situation, answer.status)
         if answer.counter is not None:
             counters.totals[answer.counter] += 1
         outcome = answer.outcome or situation

@@ -2,10 +2,10 @@
 
 Built once the store has given the router the message (a new claim); every later step
 (record the outcome, answer, run the deferred job, ack) reads it. It holds what the router
-needs, not the handler's :class:`~.outcomes.PushMessage` (body, parsed JSON, headers): a
-deferred job keeps its ``Push`` alive until it is acked, and should keep nothing more::
+needs, not the handler's :class:`~._outcomes.PushMessage` (body, parsed JSON, headers): a
+deferred job keeps its ``ClaimedPush`` alive until it is acked, and should keep nothing more::
 
-    push = Push(route, delivery, key, claim_id, started)
+    push = ClaimedPush(route, delivery, key, claim_id, started)
     await store.complete(push.key, outcome="acked", ttl=ttl, delivery=push.delivery)
 """
 
@@ -17,12 +17,12 @@ from .._protocol import Delivery
 from ._routes import Route
 from .stores._base import Key
 
-__all__ = ["Push"]
 
-
-class Push(NamedTuple):
-    """One push the router owns: its ``route``, the ``delivery`` (the ``Iron-*`` headers),
-    the store ``key`` and ``claim_id``, and when it ``started`` (``time.perf_counter()``).
+class ClaimedPush(NamedTuple):
+    """One push this router owns (the store gave it the claim): its ``route``, the
+    ``delivery`` (the ``Iron-*`` headers), the store ``key`` and ``claim_id``, when it
+    ``started`` (``time.perf_counter()``) and the store's ``attempt`` count (its log lines,
+    metrics and error reports carry it).
 
     Immutable; a named tuple because one is built on every push (a third of the cost of a
     frozen dataclass, and smaller)."""
@@ -32,3 +32,4 @@ class Push(NamedTuple):
     key: Key
     claim_id: str
     started: float
+    attempt: int | None = None

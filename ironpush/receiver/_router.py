@@ -18,11 +18,13 @@ routes with IronMQ (``ironpush subscribe --app myapp:router --base-url https://h
     # alone:   uvicorn myapp:router
 
 **Lifespan.** Starlette and FastAPI do not run a mounted app's lifespan, so the router starts
-its background machinery (deferred jobs, ack outbox, lease heartbeat) lazily on the first push.
-Pass ``lifespan=router.lifespan`` to the parent app (or enter ``router.lifespan(app)`` inside
-your own lifespan) to also flush an outbox left by a crash at startup and to drain gracefully
-at shutdown: new ``Defer`` work is refused (503), running jobs get ``shutdown_grace`` seconds,
-the outbox is flushed, and the rest is left to IronMQ's redelivery.
+its background machinery (deferred jobs, ack outbox, lease heartbeat) lazily on the first push,
+and logs a warning once saying so. Serve it in :class:`~ironpush.receiver.mount.PushMount`
+(which runs it for any app, Django's included), pass ``lifespan=router.lifespan`` to the
+parent app, or enter ``router.lifespan(app)`` inside your own lifespan, to also flush an
+outbox left by a crash at startup and to drain gracefully at shutdown: new ``Defer`` work is
+refused (503), running jobs get ``Shutdown.grace`` seconds, the outbox is flushed, and the
+rest is left to IronMQ's redelivery.
 
 **Endpoints** under the mount (user route paths may not start with ``/_``): ``POST {path}`` for
 each route (any other method: 405; unknown path: 404), and ``/_health``, ``/_metrics``,
@@ -38,69 +40,62 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack
-from urllib.parse import urlencode
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack, overload
 
+from .._defaults import apply_shortcuts
 from .._protocol import PUSH_TYPES
-from .._signing import DEFAULT_SECRET_HEADER, DEFAULT_SECRET_PARAM, Keys, push_secret, push_secrets
-from ..client._models import Subscriber
+from .._signing import DEFAULT_SECRET_HEADER, DEFAULT_SECRET_PARAM, Keys, push_secrets
 from ._answers import reply
 from ._asgi import JSON_HEADERS, Receive, Scope, Send, route_path
 from ._endpoints import InternalEndpoints
 from ._health import RefusalWindow
 from ._metrics import Counters, prometheus_collector
 from ._outbox import OutboxSettings
-from ._outcomes import Handler
+from ._outcomes import Handler, Outcome, PushMessage
+from ._payloads import decoder_for
 from ._pipeline import PushPipeline
-from ._routes import Route, RouteOptions, is_async, lease_warning
+from ._routes import (
+    ON_INVALID,
+    Route,
+    RouteOptions,
+    Subscription,
+    TypedRoute,
+    is_async,
+    lease_warning,
+    route_subscription,
+)
 from ._runtime import Background, Shared
-from ._settings import RouterSettings, resolve_keys, resolve_store
+from ._settings import (
+    DEFAULT_ACK_TOKENS,
+    DEFAULT_HEALTH,
+    DEFAULT_LEASES,
+    DEFAULT_LIMITS,
+    DEFAULT_OUTBOX,
+    DEFAULT_SHUTDOWN,
+    AckTokens,
+    Health,
+    Leases,
+    Limits,
+    RouterSettings,
+    Shortcuts,
+    Shutdown,
+    resolve_keys,
+    resolve_store,
+)
 from .stores import Store
 
 if TYPE_CHECKING:
     from os import PathLike
 
-    from ..client._sync_client import AsyncIronMQ
-
-__all__ = ["PushRouter", "Subscription"]
+    from ..client._async_client import AsyncIronMQ
 
 logger = logging.getLogger("ironpush.receiver")
 
 H = TypeVar("H", bound=Handler)
+M = TypeVar("M")
 _RESERVED_PREFIX = "/_"
 _ALLOW_POST = [*JSON_HEADERS, (b"allow", b"POST")]
-
-
-@dataclass(frozen=True, slots=True)
-class Subscription:
-    """What to register with IronMQ for one route (see :meth:`PushRouter.subscriptions`).
-
-    ``subscriber`` carries the URL and the secret header (masked in ``repr``); the other
-    fields are the route's push settings (``None`` = leave the queue's setting alone)::
-
-        for sub in router.subscriptions("https://api.example.com/ironmq"):
-            mq.queue(sub.queue).update(subscribers=[sub.subscriber], **sub.push_settings)
-    """
-
-    queue: str
-    subscriber: Subscriber
-    push_type: str | None = None
-    retries: int | None = None
-    retries_delay: float | None = None
-    error_queue: str | None = None
-
-    @property
-    def push_settings(self) -> dict[str, Any]:
-        """The push settings that are set, as keyword arguments of ``Queue.update``."""
-        settings = {
-            "push_type": self.push_type,
-            "retries": self.retries,
-            "retries_delay": self.retries_delay,
-            "error_queue": self.error_queue,
-        }
-        return {k: v for k, v in settings.items() if v is not None}
 
 
 class PushRouter:
@@ -113,28 +108,24 @@ class PushRouter:
       ``verify=False`` (local experiments only: a warning is logged).
     - ``client``: an :class:`~ironpush.AsyncIronMQ` for acks and dead-letter posts
       (default: built on first use from configuration, honouring ``IRONMQ_EMULATOR_HOST``).
-    - ``store``: a :class:`~ironpush.receiver.stores.Store` (default: a
-      :class:`~ironpush.receiver.stores.MemoryStore`), or a path or URL to open one (a path is
-      an SQLite file); ``dedupe=False`` turns deduplication off (the store keeps the outbox).
-    - ``body_limit`` (bytes, default 256 KB; larger pushes get 413), ``max_deferred``
-      (concurrent deferred jobs, default 32; beyond it new deferred work gets 503),
-      ``max_unsent_acks`` (acks of finished jobs not yet confirmed by IronMQ, default 10,000,
-      about 1 KB each: beyond a tenth of it a ``Defer(job)`` push waits up to 1 s for the
-      outbox to catch up, so the pusher slows to the ack rate; beyond all of it — IronMQ
-      slow or down — new deferred work gets 503), ``dead_letter_queue`` (where
-      ``Drop`` posts the message), ``secret_header`` / ``secret_param`` (where the push secret
-      travels).
-    - Timing: ``claim_lease`` (s, 10: renewed every lease/3 while the work runs, so a crashed
-      process's claims expire after this; keep it under half of each route's
-      ``(retries + 1) * retries_delay``, see :func:`~ironpush.receiver._routes.lease_warning`),
-      ``external_lease`` (s, 900: how long ``Defer()`` work by an external worker blocks
-      re-running the handler), ``dedupe_ttl`` (s, 1 day: how long handled messages are
-      remembered), ``shutdown_grace`` (s, 10), ``flush_timeout`` (s, 5), ``ack_wait`` (s, 5:
-      how long ``POST /_ack`` waits for IronMQ), ``ack_token_max_age`` (s, 1 day).
-    - Health: ``/_health`` answers 503 when the store's probe fails or takes longer than
-      ``health_timeout`` (s, 0.5), or when more than ``unhealthy_refusals`` (0.9) of the
-      pushes of the last 30 s were refused with 503.
-    - ``outbox``: :class:`~ironpush.receiver._outbox.OutboxSettings` (senders, backoff, give-up).
+    - ``store``: a :class:`~ironpush.receiver.stores.Store` (default: the one
+      ``IRONPUSH_STORE`` names, else a :class:`~ironpush.receiver.stores.MemoryStore`), or a
+      path or URL to open one (a path is an SQLite file); ``dedupe=False`` turns deduplication
+      off (the store keeps the outbox).
+    - ``dead_letter_queue``: where ``Drop`` posts the message; ``secret_header`` /
+      ``secret_param``: where the push secret travels.
+    - The tuning, in groups whose reprs show their defaults: ``leases=``
+      :class:`~ironpush.Leases` (claims, external work, dedupe memory), ``limits=``
+      :class:`~ironpush.Limits` (body size, deferred jobs, unsent acks), ``shutdown=``
+      :class:`~ironpush.Shutdown`, ``health=`` :class:`~ironpush.Health`, ``ack_tokens=``
+      :class:`~ironpush.AckTokens`, ``outbox=`` :class:`~ironpush.OutboxSettings`.
+    - Shortcuts for the most tuned fields (:class:`~ironpush.receiver._settings.Shortcuts`):
+      ``claim_lease``, ``max_deferred``, ``max_unsent_acks``, ``body_limit``,
+      ``shutdown_grace`` set that one field of their group.
+    - ``tracing``: with ``ironpush[otel]`` and an OpenTelemetry SDK configured, each push is a
+      ``process <queue>`` span continuing the producer's trace, with spans for its deferred
+      job, its ack and the store calls (README "Observability"); ``tracing=False`` turns
+      them off.
 
     Dedupe semantics: a redelivery of a handled message gets 200 without the handler; one that
     arrives while the handler or a deferred job still runs gets 202 and its reservation becomes
@@ -159,43 +150,33 @@ class PushRouter:
         client: AsyncIronMQ | None = None,
         store: Store | str | PathLike[str] | None = None,
         dedupe: bool = True,
-        body_limit: int = 256 * 1024,
-        max_deferred: int = 32,
-        max_unsent_acks: int = 10_000,
         dead_letter_queue: str | None = None,
         secret_header: str = DEFAULT_SECRET_HEADER,
         secret_param: str = DEFAULT_SECRET_PARAM,
-        claim_lease: float = 10.0,
-        external_lease: float = 900.0,
-        dedupe_ttl: float = 86_400.0,
-        shutdown_grace: float = 10.0,
-        flush_timeout: float = 5.0,
-        ack_wait: float = 5.0,
-        ack_token_max_age: float | None = None,
-        outbox: OutboxSettings | None = None,
-        unhealthy_refusals: float = 0.9,
-        health_timeout: float = 0.5,
+        leases: Leases = DEFAULT_LEASES,
+        limits: Limits = DEFAULT_LIMITS,
+        shutdown: Shutdown = DEFAULT_SHUTDOWN,
+        health: Health = DEFAULT_HEALTH,
+        ack_tokens: AckTokens = DEFAULT_ACK_TOKENS,
+        outbox: OutboxSettings = DEFAULT_OUTBOX,
+        tracing: bool = True,
+        **shortcuts: Unpack[Shortcuts],
     ) -> None:
-        self.settings = RouterSettings(
+        given = RouterSettings(
             keys=resolve_keys(secret_keys, verify=verify),
             verify=verify,
-            body_limit=body_limit,
-            max_deferred=max_deferred,
-            max_unsent_acks=max_unsent_acks,
             dead_letter_queue=dead_letter_queue,
             secret_header=secret_header,
             secret_param=secret_param,
-            claim_lease=claim_lease,
-            external_lease=external_lease,
-            dedupe_ttl=dedupe_ttl,
-            shutdown_grace=shutdown_grace,
-            flush_timeout=flush_timeout,
-            ack_wait=ack_wait,
-            ack_token_max_age=ack_token_max_age,
-            outbox=outbox or OutboxSettings(),
-            unhealthy_refusals=unhealthy_refusals,
-            health_timeout=health_timeout,
+            leases=leases,
+            limits=limits,
+            shutdown=shutdown,
+            health=health,
+            ack_tokens=ack_tokens,
+            outbox=outbox,
+            tracing=tracing,
         )
+        self.settings = apply_shortcuts(given, shortcuts, Shortcuts, owner="PushRouter")
         self.store: Store = resolve_store(store, dedupe=dedupe)
         self.counters = Counters()
         self._routes: dict[str, Route] = {}
@@ -226,24 +207,58 @@ class PushRouter:
 
     @property
     def claim_lease(self) -> float:
-        """Seconds a claim outlives its owner (see :func:`~.routes.lease_warning`)."""
-        return self.settings.claim_lease
+        """Seconds a claim outlives its owner (``Leases.claim``; see :func:`lease_warning`)."""
+        return self.settings.leases.claim
 
     # --- declaring routes -----------------------------------------------------------------
 
+    @overload
     def route(
-        self, path: str, *, queue: str, subscriber: str, **options: Unpack[RouteOptions]
-    ) -> Callable[[H], H]:
+        self,
+        path: str,
+        *,
+        queue: str,
+        subscriber: str,
+        model: None = None,
+        **options: Unpack[RouteOptions],
+    ) -> Callable[[H], H]: ...
+
+    @overload
+    def route(
+        self,
+        path: str,
+        *,
+        queue: str,
+        subscriber: str,
+        model: type[M],
+        **options: Unpack[RouteOptions],
+    ) -> TypedRoute[M]: ...
+
+    def route(
+        self,
+        path: str,
+        *,
+        queue: str,
+        subscriber: str,
+        model: Any = None,
+        **options: Unpack[RouteOptions],
+    ) -> Any:
         """Declare the handler for pushes of ``queue`` to ``subscriber`` at ``path``.
 
         The decorator form of :meth:`add_route` (same options)::
 
             @router.route("/orders", queue="orders", subscriber="billing", json=True)
             async def billing(msg: PushMessage) -> None: ...
+
+            @router.route("/refunds", queue="refunds", subscriber="billing", model=Refund)
+            async def refund(msg: PushMessage[Refund]) -> None:
+                await pay_back(msg.payload.order_id)
         """
 
-        def decorate(handler: H) -> H:
-            self.add_route(path, handler, queue=queue, subscriber=subscriber, **options)
+        def decorate(handler: Handler) -> Handler:
+            self.add_route(
+                path, handler, queue=queue, subscriber=subscriber, model=model, **options
+            )
             return handler
 
         return decorate
@@ -251,23 +266,23 @@ class PushRouter:
     def add_route(
         self,
         path: str,
-        handler: Handler,
+        handler: Callable[[PushMessage[M]], Outcome | Awaitable[Outcome]],
         *,
         queue: str,
         subscriber: str,
-        json: bool = False,
-        push_type: Literal["multicast", "unicast"] | None = None,
-        retries: int | None = None,
-        retries_delay: float | None = None,
-        error_queue: str | None = None,
-        dead_letter_queue: str | None = None,
+        model: type[M] | None = None,
+        **options: Unpack[RouteOptions],
     ) -> Route:
         """Declare ``handler`` for pushes of ``queue`` to ``subscriber`` at ``path``.
 
-        ``json=True`` parses the body first (an undecodable body gets 400). ``push_type``,
-        ``retries``, ``retries_delay`` and ``error_queue`` are registered on the queue by
-        ``ironpush subscribe``; ``dead_letter_queue`` overrides the router's for ``Drop``.
-        Logs a warning when the retry budget is tight for ``claim_lease``::
+        ``json=True`` parses the body first (an undecodable body gets 400). ``model=`` (a
+        pydantic v2 model, a msgspec Struct or a dataclass) decodes it into ``msg.payload``
+        before the handler runs; a body that does not fit is answered by ``on_invalid``:
+        ``"drop"`` (the default: 200, recorded as dropped, posted to the dead-letter queue
+        with the error), ``"reject"`` (400 with the error) or ``"retry"`` (503).
+        ``push_type``, ``retries``, ``retries_delay`` and ``error_queue`` are registered on
+        the queue by ``ironpush subscribe``; ``dead_letter_queue`` overrides the router's for
+        ``Drop``. Logs a warning when the retry budget is tight for ``claim_lease``::
 
             router.add_route("/orders", billing, queue="orders", subscriber="billing")
         """
@@ -282,24 +297,25 @@ class PushRouter:
             raise ValueError(f"queue {queue!r} subscriber {subscriber!r} already has a route")
         if not callable(handler):
             raise TypeError("a route handler must be callable")
-        if push_type not in (None, *PUSH_TYPES):
+        if options.get("push_type") not in (None, *PUSH_TYPES):
             raise ValueError(f"push_type must be one of {PUSH_TYPES}")
+        if options.get("on_invalid", "drop") not in ON_INVALID:
+            raise ValueError(f"on_invalid must be one of {ON_INVALID}")
+        decode = decoder_for(model) if model is not None else None  # TypeError: not a model
         keys = self.settings.keys
+        secrets = push_secrets(queue, subscriber, keys) if keys else ()
         route = Route(
             path,
             queue,
             subscriber,
             handler,
-            json=json,
-            push_type=push_type,
-            retries=retries,
-            retries_delay=retries_delay,
-            error_queue=error_queue,
-            dead_letter_queue=dead_letter_queue,
+            **options,
+            model=model,
             is_async=is_async(handler),
-            secrets=push_secrets(queue, subscriber, keys) if keys else (),
+            secrets=secrets,
+            decode=decode,
         )
-        warning = lease_warning(route, self.settings.claim_lease)
+        warning = lease_warning(route, self.claim_lease)
         if warning is not None:
             logger.warning(warning)
         self._routes[path] = route
@@ -316,7 +332,8 @@ class PushRouter:
         *,
         secret_in: Literal["header", "query"] = "header",  # noqa: S107 - a place, not a secret
     ) -> list[Subscription]:
-        """The subscriber definitions to register, for the router mounted at ``base_url``.
+        """The subscriber definitions to register, for the router mounted at ``base_url``
+        (one :func:`~ironpush.receiver._routes.route_subscription` per route).
 
         ``base_url`` is the public URL of the mount point (``https://api.example.com/ironmq``).
         The push secret goes in the ``X-Ironpush-Secret`` header, or with
@@ -325,27 +342,17 @@ class PushRouter:
         """
         if secret_in not in ("header", "query"):
             raise ValueError("secret_in must be 'header' or 'query'")
-        base, keys = base_url.rstrip("/"), self.settings.keys
-        out: list[Subscription] = []
-        for route in self._routes.values():
-            url, headers = base + route.path, {}
-            if keys:
-                secret = push_secret(route.queue, route.subscriber, keys)
-                if secret_in == "header":
-                    headers[self.secret_header] = secret
-                else:
-                    url += ("&" if "?" in url else "?") + urlencode({self.secret_param: secret})
-            out.append(
-                Subscription(
-                    queue=route.queue,
-                    subscriber=Subscriber(name=route.subscriber, url=url, headers=headers),
-                    push_type=route.push_type,
-                    retries=route.retries,
-                    retries_delay=route.retries_delay,
-                    error_queue=route.error_queue,
-                )
+        return [
+            route_subscription(
+                route,
+                base_url,
+                keys=self.settings.keys,
+                secret_header=self.secret_header,
+                secret_param=self.secret_param,
+                secret_in=secret_in,
             )
-        return out
+            for route in self._routes.values()
+        ]
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -363,7 +370,10 @@ class PushRouter:
             await self.shutdown()
 
     async def startup(self) -> None:
-        """Start the background machinery now (it also starts by itself on the first push)."""
+        """Start the background machinery now (it also starts by itself on the first push).
+
+        Idempotent: a router whose lifespan runs twice (``PushMount`` around an app built with
+        ``lifespan=router.lifespan``) starts once; :meth:`shutdown` likewise drains once."""
         await self.background.startup()
 
     async def shutdown(self) -> None:

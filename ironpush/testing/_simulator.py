@@ -19,7 +19,7 @@ from ._fake_ironmq import FakeIronMQ, RecordedAck, RecordedPost
 from ._pushes import DEFAULT, FAKE_IRONMQ, FAKE_PROJECT, build_push
 
 if TYPE_CHECKING:
-    from ..client._sync_client import AsyncIronMQ
+    from ..client._async_client import AsyncIronMQ
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +81,7 @@ class PushSimulator:
         return self.fake.posts
 
     async def __aenter__(self) -> PushSimulator:
-        from ..client._sync_client import AsyncIronMQ
+        from ..client._async_client import AsyncIronMQ
 
         self.client = AsyncIronMQ(
             project_id=FAKE_PROJECT,

@@ -47,15 +47,24 @@ class Served:
             self.proc.wait(timeout=30)
 
 
-def run_serve(tmp: Path, *args: str, port: int | None = None, wait: bool = True) -> Served:
-    """Start ``ironpush serve serve_app:app --port P ARGS`` in ``HERE``; wait for /_health."""
+def run_serve(
+    tmp: Path,
+    *args: str,
+    port: int | None = None,
+    wait: bool = True,
+    pythonpath: tuple[Path, ...] = (),
+) -> Served:
+    """Start ``ironpush serve serve_app:app --port P ARGS`` in ``HERE``; wait for /_health.
+
+    ``pythonpath`` comes first on the server's path (e.g. a ``sitecustomize`` that patches).
+    """
     port = port or free_port()
     tag = f"{port}-{len(list(tmp.glob('*.out')))}"
     out, err = tmp / f"serve-{tag}.out", tmp / f"serve-{tag}.err"
     proc = subprocess.Popen(
         [sys.executable, "-m", "ironpush", "serve", "serve_app:app", "--port", str(port), *args],
         cwd=HERE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(map(str, [*pythonpath, ROOT]))},
         stdout=out.open("wb"),
         stderr=err.open("wb"),
         start_new_session=True,

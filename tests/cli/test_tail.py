@@ -12,6 +12,7 @@ from observe_cli import TOKEN, Proc, Subscribers, cli, dev, env_for, subs
 from support import free_port, wait_until
 
 from ironpush.cli._tail import OUTCOME_HELP, parse_since
+from ironpush.cli._tail import OUTCOMES as TAIL_OUTCOMES
 from ironpush.devserver import DevServer
 from ironpush.devserver._events import OUTCOMES
 
@@ -19,7 +20,7 @@ __all__ = ["cli", "dev", "subs"]  # fixtures
 
 
 def streams(dev: DevServer) -> int:
-    return dev.engine.pusher.events.streams
+    return dev.engine.events.streams
 
 
 def push_queue(dev: DevServer, name: str, *subscribers: dict[str, Any], **options: Any) -> None:
@@ -99,7 +100,7 @@ def test_colour_when_asked(
 def test_a_tail_that_falls_behind_is_dropped_then_catches_up(
     dev: DevServer, queue_name: str, tmp_path: Path
 ) -> None:
-    hub = dev.engine.pusher.events
+    hub = dev.engine.events
     hub.client_buffer = 50
     filler = {"type": "push", "outcome": "delivered", "queue": queue_name, "msg": "x" * 1000}
     before = streams(dev)
@@ -137,13 +138,14 @@ def test_no_dev_server_is_one_clear_error(tmp_path: Path) -> None:
     assert not any("Traceback" in line for line in tail.err)
 
 
-def test_a_bad_outcome_is_refused_by_the_server(cli: Any) -> None:
-    result: Result = cli("tail", "--outcome", "great", code=1)
-    assert "unknown outcome 'great'" in result.stderr
+def test_a_bad_outcome_is_a_usage_error_before_any_request(cli: Any) -> None:
+    result: Result = cli("tail", "--outcome", "great", code=2)
+    assert "Invalid value for '--outcome': 'great' is not one of 'delivered'" in result.stderr
 
 
 def test_help_lists_every_outcome() -> None:
     assert OUTCOME_HELP.split(", ") == list(OUTCOMES)
+    assert TAIL_OUTCOMES == OUTCOMES  # what --outcome accepts is what the server filters on
 
 
 @pytest.mark.parametrize(

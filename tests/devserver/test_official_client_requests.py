@@ -20,7 +20,7 @@ from subscriber_servers import Subscribers
 from support import wait_until
 
 from ironpush.devserver import DevServer
-from ironpush.devserver._fanout import NO_IRONWORKER
+from ironpush.devserver._queue_targets import NO_IRONWORKER
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +125,7 @@ def test_go_client_zero_timeouts_mean_the_defaults(
         q(queue_name, "reservations"), json={"n": 1, "timeout": 0, "wait": 0, "delete": False}
     )
     [m] = r.json()["messages"]
-    held = dev.engine.store.live[m["id"]].reserved_until
+    held = dev.engine.state.ledger.live[m["id"]].reserved_until
     assert held is not None
     assert 90 - 5 <= held - before <= 90 + 5  # the queue's message_timeout, not 0
 

@@ -29,6 +29,7 @@ from ironpush._signing import load_ack_token, push_secret
 from ironpush.client import IronMQ
 from ironpush.client._models import Subscriber
 from ironpush.devserver import DevServer
+from ironpush.integrations.acks import PushAcks
 from ironpush.receiver._outcomes import Defer, PushMessage
 from ironpush.receiver._router import PushRouter
 from ironpush.server_thread import ServerThread
@@ -220,8 +221,8 @@ def test_external_worker_acks_with_the_token_through_the_client(
         subscribe(mq, router, base, delay=30.0)  # the reservation outlives the worker
         [mid] = mq.queue(queue_name).post("x")
         wait_until(lambda: bool(tokens), what="the push")
-        with dev.client(secret_keys=KEYS) as worker:
-            worker.ack(tokens[0])
+        worker = PushAcks(client=lambda: dev.async_client(secret_keys=KEYS))  # no store
+        assert worker.ack(tokens[0]) == "acked"
         status = status_of(mq, queue_name, mid)
     assert status.status == "deleted"
 

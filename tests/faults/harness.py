@@ -9,7 +9,8 @@ Processes (see RELIABILITY.md, "Fault run"):
 - the receivers (:mod:`.fault_app` under uvicorn), with the store ``store`` names:
   ``sqlite``: one instance on 127.0.0.1 with an SQLite file; ``redis`` / ``postgres``: three
   instances on three hosts (network namespaces, :mod:`multihost.cluster`) behind a round-robin
-  load balancer, sharing the real Redis or PostgreSQL server;
+  load balancer, sharing a real Redis or PostgreSQL server that the run starts for itself
+  (:mod:`.servers`: it restarts that one, never the shared servers of the machine);
 - this harness: it posts the messages at a steady rate (traffic, not one burst), injects the
   faults at random moments while it does (``kill -9`` of instances, a restart of the store's
   server, the dev server restart), waits for the queues to drain — every wait with a deadline,
@@ -48,13 +49,14 @@ from . import scenario as app
 from . import services
 from .processes import Process, python_path
 from .proxy import BurstPlan, FaultProxy
+from .servers import OwnPostgres, OwnRedis, OwnServer
 
 KEY = "fault-run-key-0123456789abcdef-0123"
-# The receiver's log lines that name a message whose handling met a store failure.
-STORE_FAILURE_MARKERS = (
-    "could not record the deferred job of message ",
-    "store unavailable for message ",
-)
+# The receiver's log lines that name a message whose push was answered 503 because the store
+# failed (a quick handler that ran but could not be recorded: IronMQ pushes it again and it runs
+# again). A deferred job whose completion could not be recorded is not one of them: that
+# completion is retried until recorded, so its job never runs again.
+STORE_FAILURE_MARKERS = ("store unavailable for message ",)
 PROJECT = "dev"
 
 
@@ -67,7 +69,7 @@ class Figures:
     instance_kills: int = 0
     store_restarts: int = 0
     store_down_seconds: float = 0.0
-    store_restarts_seen: int = 0  # ours and any other test's on the shared server
+    store_restarts_seen: int = 0  # seen by the watcher on the run's own server
     devserver_restarts: int = 0
     ack_faults_injected: dict[str, int] = field(default_factory=dict)
     deliveries: int = 0
@@ -119,7 +121,11 @@ class FaultRun:
         self.seed = seed
         self.log = log
         self.multi = store != "sqlite"
-        self.service = services.service(store) if self.multi else None
+        # The run's own store server: the one it restarts (never a shared one).
+        self.server: OwnServer | None = None
+        if self.multi:
+            self.server = OwnRedis(workdir) if store == "redis" else OwnPostgres(workdir)
+        self.service = self.server.service if self.server is not None else None
         self.dev_port = free_port()
         self.dev_url = f"http://127.0.0.1:{self.dev_port}"
         self.ledger_path = workdir / "ledger.db"
@@ -160,6 +166,8 @@ class FaultRun:
     # --- processes ------------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.server is not None:
+            self.server.start()
         if self.service is not None:
             self.service.require()
             interval = 0.1 if self.service.kind == "redis" else 0.25
@@ -227,8 +235,8 @@ class FaultRun:
             self.watcher.stop()
         if self.cluster is not None:
             self.cluster.stop()
-        if self.store_url is not None and self.service is not None and self.service.reachable():
-            services.drop_namespace(self.store_url)
+        if self.server is not None:
+            self.server.close()  # its keys or schema go with it
         if self.single is not None:
             self.single.cleanup()
         self.proxy.stop()
@@ -462,19 +470,21 @@ class FaultRun:
         f.side_effects = len(effects)
         # A second execution is legitimate only across a crash (the first one ran in a process
         # that was then killed before the router could record the message as handled) or a
-        # store failure: a restart of a store server that keeps nothing on disk (the local
-        # Redis runs without persistence: it forgets every claim and handled message; the
-        # watcher sees our restart and any other test's on the shared server), or a
-        # store that could not record the completion (down, or timing out), which the router
-        # answers 5xx so that IronMQ retries. The idempotency key makes each a no-op; anything
-        # else is a duplicate.
+        # store failure: a restart of a store server that keeps nothing on disk (the run's Redis
+        # runs without persistence: it forgets every claim, handled message and queued ack; a
+        # PostgreSQL restart forgets nothing, so it excuses nothing), or a quick handler whose
+        # completion the store could not record, which the router answers 503 so that IronMQ
+        # retries. A deferred job whose completion met the failure is retried until recorded:
+        # never an excuse. The idempotency key makes each a no-op; anything else is a
+        # duplicate.
         killed = self.killed_pids | (self.cluster.killed_pids if self.cluster else set())
         refused = self._refusals()
         unrecorded_logged = self._store_failures_logged()
         rows = self.query("SELECT message_id, pid, t FROM reexecutions")
         for message_id, pid, when in rows:
             first_pid, first_t = effects.get(message_id, (None, 0.0))
-            windows = self.watcher.windows if self.watcher else []
+            forgetful = self.store_kind == "redis"  # restarts without persistence
+            windows = self.watcher.windows if self.watcher and forgetful else []
             in_restart = any(first_t <= end and when >= begin for begin, end in windows)
             unrecorded = message_id in unrecorded_logged or any(
                 first_t <= t <= when for t in refused.get(message_id, [])

@@ -48,8 +48,10 @@ class Process:
         *,
         name: str,
         start_timeout: float = 60.0,
+        cwd: Path = ROOT,
     ) -> None:
         self.argv, self.env, self.health, self.name = argv, env, health, name
+        self.cwd = cwd
         self.start_timeout = start_timeout
         self.proc: subprocess.Popen[bytes] | None = None
         self.pids: list[int] = []
@@ -62,7 +64,7 @@ class Process:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            self.argv, env=self.env, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT
+            self.argv, env=self.env, cwd=self.cwd, stdout=self._log, stderr=subprocess.STDOUT
         )
         self.pids.append(self.proc.pid)
         if self.health is not None:

@@ -1,9 +1,14 @@
-"""The shared servers the runs use (Redis, PostgreSQL): where they are, and a real restart.
+"""The servers the runs use (Redis, PostgreSQL): where they are, and restarts that touch only
+what the test started.
 
-Found by ``IRONPUSH_TEST_REDIS_URL`` / ``IRONPUSH_TEST_POSTGRES_DSN`` (defaults: the local
-ports). An unreachable one fails with one line naming the URL and how to start it; a restart
-stops the real server and starts it again with the project's documented command, and waits
-(with a deadline) until it answers — it is always left running.
+The shared servers are found by ``IRONPUSH_TEST_REDIS_URL`` / ``IRONPUSH_TEST_POSTGRES_DSN``
+(defaults: the local ports); an unreachable one fails with one line naming the URL and how to
+start it. A test that breaks a server starts its own (:mod:`.servers`: ``OwnRedis``,
+``OwnPostgres``), whose :class:`Service` view restarts that server. :meth:`Service.restart` of
+a server the test did not start is refused, unless ``IRONPUSH_TEST_ALLOW_RESTART=1`` says so:
+then it restarts the server the URL points at (the Redis on that port, the PostgreSQL cluster
+listening on that port), and waits (with a deadline) until it answers — it is always left
+running.
 """
 
 from __future__ import annotations
@@ -16,12 +21,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
 from support import wait_until
 
+if TYPE_CHECKING:
+    from .servers import OwnServer
+
+ALLOW_RESTART = "IRONPUSH_TEST_ALLOW_RESTART"
 REDIS_START = (
-    "redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save '' "
+    "redis-server --daemonize yes --bind 127.0.0.1 -::1 --port {port} --save '' "
     "--appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log"
 )
 
@@ -35,6 +45,7 @@ def postgres_cluster() -> str:
 class Service:
     kind: str  # "redis" or "postgres"
     url: str
+    own: OwnServer | None = None  # the server this test started (it may break that one)
 
     @property
     def host(self) -> str:
@@ -47,8 +58,9 @@ class Service:
     @property
     def start_command(self) -> str:
         if self.kind == "redis":
-            return REDIS_START
-        return f"pg_ctlcluster --skip-systemctl-redirect {postgres_cluster()} main start"
+            return REDIS_START.format(port=self.port)
+        version, name = postgres_cluster_on(self.port)
+        return f"pg_ctlcluster --skip-systemctl-redirect {version} {name} start"
 
     def reachable(self) -> bool:
         try:
@@ -73,10 +85,21 @@ class Service:
     def restart(
         self, *, down_for: float = 1.0, on_down: Callable[[], object] | None = None
     ) -> float:
-        """Stop the real server, keep it down ``down_for`` s, start it again.
+        """Stop the server, keep it down ``down_for`` s, start it again.
 
         ``on_down`` runs while the server is down (before ``down_for``), e.g. to block until a
-        test has seen the outage. Returns the seconds it was unreachable."""
+        test has seen the outage. Returns the seconds it was unreachable. A server this test did
+        not start is restarted only with ``IRONPUSH_TEST_ALLOW_RESTART=1`` (else AssertionError)."""
+        if self.own is not None:
+            return self.own.restart(down_for=down_for, on_down=on_down)
+        if os.environ.get(ALLOW_RESTART) != "1":
+            raise AssertionError(
+                f"refusing to restart the {self.kind} server at {self.url}: this test did not "
+                f"start it (use tests/faults/servers.py), or set {ALLOW_RESTART}=1"
+            )
+        return self._restart_shared(down_for, on_down)
+
+    def _restart_shared(self, down_for: float, on_down: Callable[[], object] | None) -> float:
         stopped = time.monotonic()
         if self.kind == "redis":
             subprocess.run(
@@ -86,16 +109,9 @@ class Service:
                 timeout=30,
             )
         else:
+            version, name = postgres_cluster_on(self.port)
             subprocess.run(
-                [
-                    "pg_ctlcluster",
-                    "--skip-systemctl-redirect",
-                    postgres_cluster(),
-                    "main",
-                    "stop",
-                    "-m",
-                    "fast",
-                ],
+                ["pg_ctlcluster", "--skip-systemctl-redirect", version, name, "stop", "-m", "fast"],
                 capture_output=True,
                 check=True,
                 timeout=60,
@@ -111,6 +127,22 @@ class Service:
             )
         wait_until(self.reachable, 60, f"{self.kind} to start again ({self.start_command})")
         return time.monotonic() - stopped
+
+
+def postgres_cluster_on(port: int) -> tuple[str, str]:
+    """(version, name) of the Debian PostgreSQL cluster configured on ``port``
+    (``pg_lsclusters``); the newest ``main`` when none is listed."""
+    try:
+        out = subprocess.run(
+            ["pg_lsclusters", "--no-header"], capture_output=True, text=True, timeout=30
+        ).stdout
+    except OSError:
+        out = ""
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[2] == str(port):
+            return fields[0], fields[1]
+    return postgres_cluster(), "main"
 
 
 class RestartWatcher:
@@ -164,14 +196,15 @@ class RestartWatcher:
             last, last_seen = now_id, time.time()
 
 
-def drop_namespace(store_url: str) -> None:
-    """Remove what a run left in the shared server: its Redis keys (``?prefix=``) or its
-    PostgreSQL schema (``?schema=``). Reached directly, on 127.0.0.1."""
+def drop_namespace(store_url: str, service: Service | None = None) -> None:
+    """Remove what a run left in a server: its Redis keys (``?prefix=``) or its PostgreSQL
+    schema (``?schema=``), reached directly on 127.0.0.1 (``service``: the server the run
+    used; default the shared one of that kind)."""
     query = dict(parse_qsl(urlsplit(store_url).query))
     if "prefix" in query:
         import redis as redis_py
 
-        client = redis_py.Redis.from_url(redis().url)
+        client = redis_py.Redis.from_url((service or redis()).url)
         try:
             keys = list(client.scan_iter(match=f"{query['prefix']}:*", count=1000))
             for start in range(0, len(keys), 500):
@@ -181,7 +214,7 @@ def drop_namespace(store_url: str) -> None:
     elif "schema" in query:
         import psycopg
 
-        with psycopg.connect(postgres().url, autocommit=True) as db:
+        with psycopg.connect((service or postgres()).url, autocommit=True) as db:
             db.execute(f'DROP SCHEMA IF EXISTS "{query["schema"]}" CASCADE')
 
 

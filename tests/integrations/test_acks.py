@@ -2,14 +2,16 @@
 
 A real PushRouter (uvicorn on a socket) defers pushes from a real dev server with ``Defer()``
 and hands out ack tokens; the "worker" here is the test itself, using the public functions
-(:func:`acknowledge`, :func:`release`, :class:`PushAcks`, ``IronMQ.ack(token, store=...)``)
-on its own store object over the same SQLite file.
+(:func:`acknowledge`, :func:`release`, :class:`PushAcks`) on its own store object over the
+same SQLite file. The answer of each case is pinned for every caller in
+``tests/receiver/test_acks.py``.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,29 +142,20 @@ async def test_release_lets_the_next_push_run_the_handler_again(deferring: Defer
     assert deferring.pushes[1].attempt == 2
 
 
-def test_sync_ironmq_ack_with_the_store_acks_the_newest_reservation(
-    deferring: Deferring,
+@pytest.fixture
+def acks(deferring: Deferring) -> Iterator[PushAcks]:
+    """A worker's blocking acks on the receivers' store, closed after the test."""
+    made = PushAcks(store=deferring.store)
+    yield made
+    made.close()
+
+
+def test_push_acks_with_the_store_acks_the_newest_reservation(
+    deferring: Deferring, acks: PushAcks
 ) -> None:
     mid = deferring.post()
     deferring.redeliver(mid)
-    store = open_store(deferring.store)
-    with IronMQ() as mq:
-        mq.ack(deferring.pushes[0].ack_token, store=store)
-    assert deferring.acks(mid) == ["expired", "acked"]
-
-
-@pytest.mark.anyio
-async def test_async_ironmq_ack_with_the_store_acks_the_newest_reservation(
-    deferring: Deferring,
-) -> None:
-    mid = deferring.post()
-    deferring.redeliver(mid)
-    store = open_store(deferring.store)
-    try:
-        async with AsyncIronMQ() as mq:
-            await mq.ack(deferring.pushes[0].ack_token, store=store)
-    finally:
-        await store.close()
+    assert acks.ack(deferring.pushes[0].ack_token) == "acked"
     assert deferring.acks(mid) == ["expired", "acked"]
 
 
@@ -170,10 +163,11 @@ def _ack_in_child(acks: PushAcks, token: str) -> None:
     os._exit(0 if acks.ack(token) == "acked" else 1)
 
 
-def test_push_acks_used_before_a_fork_works_in_the_forked_child(deferring: Deferring) -> None:
+def test_push_acks_used_before_a_fork_works_in_the_forked_child(
+    deferring: Deferring, acks: PushAcks
+) -> None:
     """A prefork worker (Celery, RQ) forks after the app made its PushAcks: the child must
     not inherit a dead loop thread or a store bound to the parent's loop."""
-    acks = PushAcks(store=deferring.store)
     first = deferring.post()
     assert acks.release(deferring.pushes[0].ack_token) is True  # used in the parent
     deferring.dev.expire(deferring.queue, first, subscriber="worker")
@@ -187,19 +181,34 @@ def test_push_acks_used_before_a_fork_works_in_the_forked_child(deferring: Defer
     assert deferring.acks(first)[-1] == "acked"
 
 
-def test_push_acks_refuses_a_forged_token_and_hides_store_credentials(
-    deferring: Deferring,
-) -> None:
-    acks = PushAcks(store=deferring.store)
+def test_push_acks_refuses_a_forged_token_and_hides_store_credentials(acks: PushAcks) -> None:
     with pytest.raises(SignatureError):
         acks.ack("not-a-token")
     assert "hunter2" not in repr(PushAcks(store="redis://:hunter2@127.0.0.1:6379/0"))
 
 
-def test_push_acks_settle_acks_a_block_that_succeeds_and_releases_one_that_raises(
+def sqlite_writers() -> int:
+    return sum(t.name == "ironpush-sqlite" for t in threading.enumerate())
+
+
+def test_push_acks_close_stops_the_store_it_opened_and_use_reopens_it(
     deferring: Deferring,
 ) -> None:
+    deferring.post()
+    token = deferring.pushes[0].ack_token
+    before = sqlite_writers()  # the receiver's own store
     acks = PushAcks(store=deferring.store)
+    assert acks.ack(token) == "acked"
+    assert sqlite_writers() == before + 1
+    acks.close()
+    assert sqlite_writers() == before
+    assert acks.ack(token) == "done"  # reopened on use; the store says it was handled
+    acks.close()
+
+
+def test_push_acks_settle_acks_a_block_that_succeeds_and_releases_one_that_raises(
+    deferring: Deferring, acks: PushAcks
+) -> None:
     first = deferring.post()
     with pytest.raises(RuntimeError), acks.settle(deferring.pushes[0].ack_token):
         raise RuntimeError("the job failed")

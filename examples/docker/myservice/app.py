@@ -1,8 +1,9 @@
 """A FastAPI service mounting a PushRouter, as packaged by ``examples/docker/Dockerfile``.
 
 A router built without ``store=`` uses ``IRONPUSH_STORE`` (the image sets the SQLite file
-``/data/ironpush.db``)::
+``/data/ironpush.db``). From the repository root, with ironpush's wheel from the checkout::
 
+    pip wheel --no-deps -w examples/docker/wheels .
     docker build -t myservice examples/docker
 """
 

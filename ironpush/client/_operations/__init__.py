@@ -17,84 +17,39 @@ is the one name to use.
 
 from __future__ import annotations
 
-from .base import (
-    AlertInput,
-    MessageInput,
-    Op,
-    SubscriberInput,
-    alerts_json,
-    call,
-    queue_path,
-    subscribers_json,
-)
-from .keystone import keystone_token
-from .messages import (
-    clear,
-    delete,
-    delete_many,
-    get_message,
-    message_json,
-    peek,
-    post,
-    release,
-    reserve,
-    touch,
-)
-from .push import (
-    acknowledge,
-    add_subscribers,
-    push_statuses,
-    remove_subscribers,
-    replace_subscribers,
-)
-from .queues import (
-    add_alerts,
-    create_queue,
-    delete_queue,
-    get_queue,
-    list_queues,
-    queue_options,
-    remove_alert,
-    remove_alerts,
-    replace_alerts,
-    update_push_queue,
-    update_queue,
-)
-
-__all__ = [
-    "AlertInput",
-    "MessageInput",
-    "Op",
-    "SubscriberInput",
-    "acknowledge",
-    "add_alerts",
-    "add_subscribers",
-    "alerts_json",
-    "call",
-    "clear",
-    "create_queue",
-    "delete",
-    "delete_many",
-    "delete_queue",
-    "get_message",
-    "get_queue",
-    "keystone_token",
-    "list_queues",
-    "message_json",
-    "peek",
-    "post",
-    "push_statuses",
-    "queue_options",
-    "queue_path",
-    "release",
-    "remove_alert",
-    "remove_alerts",
-    "remove_subscribers",
-    "replace_alerts",
-    "replace_subscribers",
-    "reserve",
-    "subscribers_json",
-    "touch",
-    "update_push_queue",
-    "update_queue",
-]
+# Re-exported (``X as X``): ``operations.reserve`` is the one name to use.
+from .base import AlertInput as AlertInput
+from .base import MessageInput as MessageInput
+from .base import Op as Op
+from .base import SubscriberInput as SubscriberInput
+from .base import alerts_json as alerts_json
+from .base import call as call
+from .base import queue_path as queue_path
+from .base import subscribers_json as subscribers_json
+from .keystone import keystone_token as keystone_token
+from .messages import clear as clear
+from .messages import delete as delete
+from .messages import delete_many as delete_many
+from .messages import get_message as get_message
+from .messages import message_json as message_json
+from .messages import peek as peek
+from .messages import post as post
+from .messages import release as release
+from .messages import reserve as reserve
+from .messages import touch as touch
+from .push import acknowledge as acknowledge
+from .push import add_subscribers as add_subscribers
+from .push import push_statuses as push_statuses
+from .push import remove_subscribers as remove_subscribers
+from .push import replace_subscribers as replace_subscribers
+from .queues import add_alerts as add_alerts
+from .queues import create_queue as create_queue
+from .queues import delete_queue as delete_queue
+from .queues import get_queue as get_queue
+from .queues import list_queues as list_queues
+from .queues import queue_options as queue_options
+from .queues import remove_alert as remove_alert
+from .queues import remove_alerts as remove_alerts
+from .queues import replace_alerts as replace_alerts
+from .queues import update_push_queue as update_push_queue
+from .queues import update_queue as update_queue

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from urllib.parse import urlsplit
 
-from ..._errors import ValidationError
+from ..._errors import NotFound, ReservationExpired, TransportError, ValidationError
 from ..._protocol import Delivery, Request
 from .._models import PushStatus, Subscriber
 from .base import Op, SubscriberInput, call, list_at, queue_path, required, subscribers_json
@@ -51,10 +52,15 @@ def push_statuses(name: str, message_id: str) -> Op[list[PushStatus]]:
     return [PushStatus.from_json(s) for s in list_at(data, "subscribers") if isinstance(s, Mapping)]
 
 
-def acknowledge(name: str, delivery: Delivery) -> Op[None]:
+def acknowledge(name: str, delivery: Delivery, *, api_origin: str | None = None) -> Op[None]:
     """Acknowledge a push answered with 202.
 
-    v3: ``DELETE /messages/{id}`` with the delivery's reservation id and subscriber name.
+    v3: ``DELETE /messages/{id}`` with the delivery's reservation id and subscriber name. When
+    IronMQ refuses it (403/404) and the push's ``Iron-Subscriber-Message-Url`` is on another
+    origin than ``api_origin`` (the API's), the push was relayed (``ironpush listen``: the id
+    is the relay queue's, which this queue does not hold), so the same ``DELETE`` goes to that
+    URL, as the v3 push reference allows; the client never sends the token to another origin.
+    If that URL does not answer (the relay stopped), IronMQ's refusal is raised.
     Legacy v1/v2: ``DELETE`` on the delivery's ``Iron-Subscriber-Message-Url``, verbatim.
     """
     if delivery.flavour == "legacy":
@@ -66,9 +72,30 @@ def acknowledge(name: str, delivery: Delivery) -> Op[None]:
         return
     if not delivery.reservation_id or not delivery.subscriber_name:
         raise ValidationError("a v3 push ack needs Iron-Reservation-Id and Iron-Subscriber-Name")
-    yield from delete(
-        name,
-        delivery.message_id,
-        reservation_id=delivery.reservation_id,
-        subscriber_name=delivery.subscriber_name,
-    )
+    try:
+        yield from delete(
+            name,
+            delivery.message_id,
+            reservation_id=delivery.reservation_id,
+            subscriber_name=delivery.subscriber_name,
+        )
+    except (NotFound, ReservationExpired) as refused:
+        url = delivery.subscriber_message_url
+        if not url or api_origin is None or _origin(url) in ("", _origin(api_origin)):
+            raise
+        body = {
+            "reservation_id": delivery.reservation_id,
+            "subscriber_name": delivery.subscriber_name,
+        }
+        try:
+            yield from call(Request("DELETE", url, json=body))
+        except TransportError:
+            raise refused from None  # the relay is gone: nobody holds the message any more
+
+
+def _origin(url: str) -> str:
+    """``scheme://host[:port]`` of an http(s) URL, lower-cased; ``""`` for anything else."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return ""
+    return f"{parts.scheme}://{parts.netloc}".lower()

@@ -24,31 +24,25 @@ from __future__ import annotations
 
 import secrets
 from collections import OrderedDict
-from collections.abc import Callable
 from importlib import resources
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote, unquote
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from ..._devserver_settings import DevConfig
 from ..._errors import APIError
+from .._engine import Engine
 from .._events import events_endpoint
-from .._options import DevConfig
-from .._replay import replay
+from .._http import authorized
+from .._replay import Replay
 from .._validation import obj, optional_str, parse_json, push_headers
 from . import pages
 from .actions import ACTIONS
 from .guard import COOKIE, Guard
 from .html import UI, error_page, page
 
-if TYPE_CHECKING:
-    from .._app import Engine
-
-__all__ = ["routes"]
-
-Authorized = Callable[[DevConfig, Request], bool]
 STATIC_TYPES = {"inspector.js": "text/javascript", "inspector.css": "text/css"}
 MAX_FORM = 512 * 1024
 CSP = (
@@ -72,9 +66,8 @@ def _segments(request: Request, prefix: str) -> list[str]:
 class Inspector:
     """The routes of one dev server's inspector (one guard, so one page token per process)."""
 
-    def __init__(self, config: DevConfig, authorized: Authorized) -> None:
+    def __init__(self, config: DevConfig) -> None:
         self.config = config
-        self.authorized = authorized
         self.guard = Guard(config)
         self._flashes: OrderedDict[str, str] = OrderedDict()
         self._static: dict[str, bytes] = {}
@@ -92,15 +85,15 @@ class Inspector:
     # ------------------------------------------------------------------ control plane
 
     async def events(self, request: Request) -> Response:
-        if not (self.authorized(self.config, request) or self.guard.signed_in(request)):
+        if not (authorized(self.config, request) or self.guard.signed_in(request)):
             return JSONResponse({"msg": "Invalid token"}, status_code=401)
         try:
-            return await events_endpoint(request, _engine(request).pusher.events)
+            return await events_endpoint(request, _engine(request).events)
         except APIError as exc:
             return JSONResponse({"msg": exc.msg}, status_code=exc.status_code)
 
     async def replay_control(self, request: Request) -> Response:
-        if not self.authorized(self.config, request):
+        if not authorized(self.config, request):
             return JSONResponse({"msg": "Invalid token"}, status_code=401)
         engine = _engine(request)
         try:
@@ -114,9 +107,7 @@ class Inspector:
             raw_body = body.get("body")
             if raw_body is not None and not isinstance(raw_body, str):
                 raise APIError(400, "body must be a string")
-            done = replay(
-                engine.store,
-                engine.pusher,
+            ask = Replay(
                 project,
                 queue,
                 optional_str(body, "message_id") or None,
@@ -124,9 +115,9 @@ class Inspector:
                 body=raw_body,
                 push_headers=push_headers(body.get("push_headers")),
             )
+            done = await engine.replay(ask)
         except APIError as exc:
             return JSONResponse({"msg": exc.msg}, status_code=exc.status_code)
-        await engine.store.durable()
         return JSONResponse(done)
 
     # ------------------------------------------------------------------ pages
@@ -137,7 +128,7 @@ class Inspector:
             title,
             content,
             csrf=self.guard.page_token,
-            last_event_id=_engine(request).pusher.events.last_id,
+            last_event_id=_engine(request).events.last_id,
             stream_query=query,
             notice=flash,
         )
@@ -173,7 +164,7 @@ class Inspector:
         parts = _segments(request, UI + "/q/")
         try:
             if len(parts) == 2:
-                q = engine.store.queue(*parts)
+                q = engine.queue(*parts)
                 return self._page(
                     request, q.name, pages.queue_content(engine, q, self.guard.page_token)
                 )
@@ -186,11 +177,9 @@ class Inspector:
     def _message(
         self, request: Request, engine: Engine, project: str, queue: str, mid: str
     ) -> Response:
-        q = engine.store.queue(project, queue)
-        m = engine.store.live.get(mid) or engine.store.finished.get(mid)
-        if m is not None and (m.project, m.queue) != (project, queue):
-            m = None
-        attempts = engine.pusher.journal.attempts(mid)
+        q = engine.queue(project, queue)
+        m = engine.kept(q, mid)
+        attempts = engine.attempts(mid)
         if m is None and not attempts:
             raise APIError(404, f"message {mid} is not kept by the dev server")
         csrf = self.guard.page_token
@@ -250,6 +239,6 @@ def _headers() -> dict[str, str]:
     }
 
 
-def routes(config: DevConfig, authorized: Authorized) -> list[BaseRoute]:
+def routes(config: DevConfig) -> list[BaseRoute]:
     """The inspector's and the event stream's routes, for :func:`~ironpush.devserver.create_app`."""
-    return Inspector(config, authorized).routes()
+    return Inspector(config).routes()

@@ -9,24 +9,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 from ..._errors import APIError, ValidationError
-from ..._protocol import validate_push_headers
+from ..._protocol import MAX_DELAY, validate_push_headers
 from ...client._models import ErrorReport
-from .._replay import push_headers_from_report, replay
+from .._engine import Engine
+from .._replay import Replay, push_headers_from_report
 from .._validation import NewMessage
 from .html import message_href, queue_href
-
-if TYPE_CHECKING:
-    from .._app import Engine
-
-__all__ = ["ACTIONS", "Done"]
 
 Form = dict[str, str]
 #: (where to go back to, the line to show there)
 Done = tuple[str, str]
-Action = Callable[["Engine", Form], Awaitable[Done]]
+Action = Callable[[Engine, Form], Awaitable[Done]]
 
 
 def _required(form: Form, *names: str) -> list[str]:
@@ -57,8 +52,8 @@ def _delay(text: str) -> float:
         value = float(text or 0)
     except ValueError:
         raise APIError(400, "delay must be a number of seconds") from None
-    if not math.isfinite(value) or not 0 <= value <= 604_800:
-        raise APIError(400, "delay must be between 0 and 604800 seconds")
+    if not math.isfinite(value) or not 0 <= value <= MAX_DELAY:
+        raise APIError(400, f"delay must be between 0 and {MAX_DELAY} seconds")
     return value
 
 
@@ -70,25 +65,22 @@ async def post(engine: Engine, form: Form) -> Done:
     if len(body.encode()) > engine.limits.max_message_size:
         raise APIError(400, f"message body is larger than {engine.limits.max_message_size} bytes")
     item = NewMessage(body, _delay(form.get("delay", "")), _headers(form.get("push_headers", "")))
-    [mid] = engine.store.post(project, queue, [item])
-    await engine.store.durable()
+    [mid] = await engine.post(project, queue, [item])
     return message_href(project, queue, mid), f"posted message {mid} to {queue}"
 
 
 async def clear(engine: Engine, form: Form) -> Done:
     project, queue = _required(form, "project", "queue")
-    q = engine.store.queue(project, queue)
+    q = engine.queue(project, queue)
     count = len(q.messages)
-    engine.store.clear(q)
-    await engine.store.durable()
+    await engine.clear(q)
     return queue_href(project, queue), f"cleared {queue}: {count} message(s) deleted"
 
 
 async def replay_message(engine: Engine, form: Form) -> Done:
     project, queue, mid = _required(form, "project", "queue", "message_id")
     names = [form["subscriber"]] if form.get("subscriber") else []
-    done = replay(engine.store, engine.pusher, project, queue, mid, subscribers=names)
-    await engine.store.durable()
+    done = await engine.replay(Replay(project, queue, mid, subscribers=names))
     who = ", ".join(done["subscribers"])
     line = f"{done['how']}: {who}" if done["how"] != "same message" else f"replayed to {who}"
     return message_href(project, queue, done["message_id"]), line
@@ -97,31 +89,22 @@ async def replay_message(engine: Engine, form: Form) -> Done:
 async def replay_report(engine: Engine, form: Form) -> Done:
     """Push an error report's source message again, then delete the report."""
     project, queue, report_id = _required(form, "project", "queue", "report_id")
-    store = engine.store
-    q = store.queue(project, queue)
-    m = store.message(q, report_id)
+    q = engine.queue(project, queue)
+    m = engine.message(q, report_id)
     try:
         report = ErrorReport.parse(m.body)
     except ValueError:
         raise APIError(400, f"message {report_id} is not an error report") from None
-    sources = [s for s in store.projects.get(project, {}).values() if s.error_queue == queue]
+    sources = [s for s in engine.queues(project) if s.error_queue == queue]
     if len(sources) != 1:
         raise APIError(409, f"{len(sources)} push queues use {queue} as error queue: use the CLI")
     source = sources[0]
     failed = [f.name for f in report.subscribers if f.name and source.subscriber(f.name)]
     sub_headers = [h for s in source.subscribers for h in s.headers]
-    done = replay(
-        store,
-        engine.pusher,
-        project,
-        source.name,
-        report.source_msg_id,
-        subscribers=failed,
-        body=report.body,
-        push_headers=push_headers_from_report(report.headers, subscriber_headers=sub_headers),
-    )
-    store.delete(q, report_id, None)  # only once the replay is under way
-    await store.durable()
+    headers = push_headers_from_report(report.headers, subscriber_headers=sub_headers)
+    ask = Replay(project, source.name, report.source_msg_id, failed, report.body, headers)
+    done = await engine.replay(ask)
+    await engine.delete(q, report_id, None)  # only once the replay is under way
     line = f"replayed {done['message_id']} ({done['how']}) and deleted report {report_id}"
     return queue_href(project, queue), line
 

@@ -1,11 +1,12 @@
 """Who may use the inspector: this machine only, and no other web site's pages.
 
 - **Loopback clients only** (127.0.0.0/8, ::1), whatever address the dev server is bound to.
-- **Host header** must name this machine (``127.0.0.1``, ``localhost``, ``[::1]``) or the
-  host of ``public_url``: a page of another site whose DNS name was re-pointed at 127.0.0.1
+- **Host header** must be one of the dev server's names (:mod:`.._access`, which checks it
+  for every endpoint first): a page of another site whose DNS name was re-pointed at 127.0.0.1
   (DNS rebinding) is refused.
 - **Actions are POSTs** carrying the per-process token embedded in the page (a hidden field),
-  compared in constant time; their ``Origin`` (or ``Sec-Fetch-Site``) must be this server.
+  compared in constant time; their ``Origin`` (or ``Sec-Fetch-Site``) must be this server
+  (:meth:`.._access.Access.origin_refusal`, again).
 - **A server started with a token** wants it once: ``/_dev/ui?token=…`` sets an HttpOnly,
   ``SameSite=Strict`` cookie holding a value derived from the token (never the token itself).
 """
@@ -16,16 +17,13 @@ import hashlib
 import hmac
 import ipaddress
 import secrets
-from urllib.parse import urlsplit
 
 from starlette.requests import Request
 
-from .._options import DevConfig
-
-__all__ = ["COOKIE", "Guard"]
+from ..._devserver_settings import DevConfig
+from .._access import Access
 
 COOKIE = "ironpush_inspector"
-LOCAL_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -37,13 +35,6 @@ def _is_loopback(host: str | None) -> bool:
         return host == "localhost"
 
 
-def _hostname(value: str) -> str:
-    try:
-        return (urlsplit(f"http://{value}").hostname or "").lower()
-    except ValueError:
-        return ""
-
-
 class Guard:
     """The inspector's checks for one dev server (the page token lives as long as the process)."""
 
@@ -51,8 +42,7 @@ class Guard:
         self.config = config
         self.page_token = secrets.token_urlsafe(32)
         self._cookie_key = secrets.token_bytes(32)
-        public = urlsplit(config.public_url).hostname if config.public_url else None
-        self._hosts = LOCAL_NAMES | ({public.lower()} if public else set())
+        self.access = Access.of(config)
 
     # ------------------------------------------------------------------ reading pages
 
@@ -61,9 +51,9 @@ class Guard:
         client = request.client.host if request.client else None
         if not _is_loopback(client):
             return 403, "the inspector answers clients on this machine (loopback) only"
-        host = _hostname(request.headers.get("host", ""))
-        if host not in self._hosts and not _is_loopback(host):
-            return 403, f"unexpected Host {host!r}: open the inspector at 127.0.0.1"
+        bad_host = self.access.host_refusal(request.headers.get("host"))
+        if bad_host is not None:
+            return 403, bad_host
         if self.config.token is not None and not self.signed_in(request):
             return 401, (
                 "this dev server requires its token: open /_dev/ui?token=<the token> once "
@@ -92,13 +82,9 @@ class Guard:
         refused = self.refusal(request)
         if refused is not None:
             return refused
-        origin = request.headers.get("origin")
-        if origin is not None:
-            own = f"{request.url.scheme}://{request.headers.get('host', '')}"
-            if origin.rstrip("/").lower() != own.lower():
-                return 403, f"cross-site request refused (Origin {origin!r})"
-        elif request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-            return 403, "cross-site request refused (Sec-Fetch-Site)"
+        cross_site = self.access.origin_refusal(request.scope, request.headers)
+        if cross_site is not None:
+            return 403, cross_site
         given = form.get("csrf", "")
         if not (given and hmac.compare_digest(given.encode(), self.page_token.encode())):
             return 403, "missing or wrong page token: reload the inspector page and try again"

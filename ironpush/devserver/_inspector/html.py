@@ -12,17 +12,6 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-__all__ = [
-    "badge",
-    "button_form",
-    "esc",
-    "message_href",
-    "page",
-    "pretty_body",
-    "queue_href",
-    "table",
-]
-
 UI = "/_dev/ui"
 
 

@@ -1,7 +1,7 @@
 """The inspector's pages: the overview (queues + live feed), one queue, one message.
 
 Each page is rendered on the server from the live state (the handlers run on the dev server's
-event loop, like the API, so they read the store directly). The parts that change while you
+event loop, like the API, so they read the engine directly). The parts that change while you
 look at them (the queue table, a message's attempts) are also served alone as fragments
 (``?fragment=queues`` / ``?fragment=attempts``), which the page script swaps in when an event
 concerns them.
@@ -10,12 +10,14 @@ concerns them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..._redact import redact_headers, redact_url
+from ..._redact import redact_headers
 from ...client._models import ErrorReport
-from .._entities import MessageState, QueueState, iso
+from .._engine import Engine
 from .._events import EventFilter, describe, short_reservation
+from .._masking import shown_url
+from .._records import MessageRecord, QueueRecord, iso
 from .html import (
     UI,
     badge,
@@ -27,11 +29,6 @@ from .html import (
     table,
 )
 
-if TYPE_CHECKING:
-    from .._app import Engine
-
-__all__ = ["feed_rows", "message_content", "overview_content", "queue_content"]
-
 FEED_ROWS = 100
 MESSAGES_SHOWN = 50
 
@@ -41,26 +38,25 @@ MESSAGES_SHOWN = 50
 
 def queues_fragment(engine: Engine) -> str:
     rows = []
-    for project, queues in sorted(engine.store.projects.items()):
-        for name, q in sorted(queues.items()):
-            subs = ", ".join(s.name for s in q.subscribers) or "-"
-            push = (
-                f"retries {q.retries}, every {q.retries_delay:g}s"
-                + (f", errors → {esc(q.error_queue)}" if q.error_queue else "")
-                if q.is_push
-                else "-"
-            )
-            rows.append(
-                [
-                    esc(project),
-                    f'<a href="{esc(queue_href(project, name))}">{esc(name)}</a>',
-                    esc(q.type),
-                    f'<span class="num">{len(q.messages)}</span>',
-                    esc(q.total_messages),
-                    esc(subs),
-                    push,
-                ]
-            )
+    for q in engine.queues():
+        subs = ", ".join(s.name for s in q.subscribers) or "-"
+        push = (
+            f"retries {q.retries}, every {q.retries_delay:g}s"
+            + (f", errors → {esc(q.error_queue)}" if q.error_queue else "")
+            if q.is_push
+            else "-"
+        )
+        rows.append(
+            [
+                esc(q.project),
+                f'<a href="{esc(queue_href(q.project, q.name))}">{esc(q.name)}</a>',
+                esc(q.type),
+                f'<span class="num">{len(q.messages)}</span>',
+                esc(q.total_messages),
+                esc(subs),
+                push,
+            ]
+        )
     columns = ["project", "queue", "type", "size", "posted", "subscribers", "push settings"]
     return table(columns, rows, empty="No queues yet: post a message or create a push queue.")
 
@@ -93,7 +89,7 @@ def _clock(at: Any) -> str:
 
 
 def overview_content(engine: Engine, csrf: str) -> str:
-    recent = engine.pusher.events.recent(EventFilter(), limit=FEED_ROWS)
+    recent = engine.events.recent(EventFilter(), limit=FEED_ROWS)
     head = "<tr><th>time</th><th>outcome</th><th>queue</th><th>message</th><th>subscriber</th>"
     return f"""
 <section><h2>Queues</h2><div id="queues" data-fragment="queues">{queues_fragment(engine)}</div>
@@ -107,7 +103,7 @@ def overview_content(engine: Engine, csrf: str) -> str:
 {post_form(csrf, None)}</details></section>"""
 
 
-def post_form(csrf: str, q: QueueState | None) -> str:
+def post_form(csrf: str, q: QueueRecord | None) -> str:
     queue_field = (
         f'<input type="hidden" name="project" value="{esc(q.project)}">'
         f'<input type="hidden" name="queue" value="{esc(q.name)}">'
@@ -129,7 +125,7 @@ def post_form(csrf: str, q: QueueState | None) -> str:
 # --------------------------------------------------------------------------- one queue
 
 
-def queue_content(engine: Engine, q: QueueState, csrf: str) -> str:
+def queue_content(engine: Engine, q: QueueRecord, csrf: str) -> str:
     fields = {"csrf": csrf, "project": q.project, "queue": q.name}
     settings = [
         ("type", esc(q.type)),
@@ -144,7 +140,7 @@ def queue_content(engine: Engine, q: QueueState, csrf: str) -> str:
             ("error queue", _queue_link(q.project, q.error_queue)),
         ]
     subs = [
-        [esc(s.name), esc(redact_url(s.url)), esc(_pairs(redact_headers(s.headers)))]
+        [esc(s.name), esc(shown_url(s.url)), esc(_pairs(redact_headers(s.headers)))]
         for s in q.subscribers
     ]
     clear = button_form(
@@ -178,12 +174,8 @@ def _definitions(items: Iterable[tuple[str, str]]) -> str:
     return "<dl>" + "".join(f"<dt>{esc(k)}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
 
 
-def _messages(engine: Engine, q: QueueState) -> str:
-    finished = [
-        m
-        for m in reversed(engine.store.finished.values())
-        if (m.project, m.queue) == (q.project, q.name)
-    ][:MESSAGES_SHOWN]
+def _messages(engine: Engine, q: QueueRecord) -> str:
+    finished = engine.finished_of(q, MESSAGES_SHOWN)
     live = list(q.messages.values())[:MESSAGES_SHOWN]
     rows = [
         [
@@ -199,7 +191,7 @@ def _messages(engine: Engine, q: QueueState) -> str:
     return table(columns, rows, empty="No messages (pushed messages stay here for a while).")
 
 
-def _push_summary(m: MessageState) -> str:
+def _push_summary(m: MessageRecord) -> str:
     if m.push is None:
         return "-"
     return ", ".join(f"{ps.name}: {ps.status}" for ps in m.push) or "-"
@@ -209,13 +201,9 @@ def _excerpt(text: str, size: int) -> str:
     return text if len(text) <= size else text[: size - 1] + "…"
 
 
-def _reports(engine: Engine, q: QueueState, csrf: str) -> str:
+def _reports(engine: Engine, q: QueueRecord, csrf: str) -> str:
     """The error-queue reports among this queue's messages, each with a replay button."""
-    sources = [
-        s
-        for s in engine.store.projects.get(q.project, {}).values()
-        if s.is_push and s.error_queue == q.name
-    ]
+    sources = [s for s in engine.queues(q.project) if s.is_push and s.error_queue == q.name]
     rows = []
     for m in list(q.messages.values())[:MESSAGES_SHOWN]:
         try:
@@ -257,9 +245,9 @@ def _reports(engine: Engine, q: QueueState, csrf: str) -> str:
 
 
 def message_content(
-    engine: Engine, q: QueueState, m: MessageState | None, message_id: str, csrf: str
+    engine: Engine, q: QueueRecord, m: MessageRecord | None, message_id: str, csrf: str
 ) -> str:
-    attempts = engine.pusher.journal.attempts(message_id)
+    attempts = engine.attempts(message_id)
     if m is None:
         state = "no longer kept by the dev server (finished_retention)"
         body_html, headers = "<p class='empty'>not kept</p>", {}
@@ -269,7 +257,7 @@ def message_content(
         body_html = (
             f'<pre class="body{" json" if is_json else ""}" data-testid="body">{esc(body)}</pre>'
         )
-        headers = m.push_headers
+        headers = redact_headers(m.push_headers)
     fields = {"csrf": csrf, "project": q.project, "queue": q.name, "message_id": message_id}
     replay_all = (
         button_form(
@@ -293,7 +281,7 @@ def message_content(
 
 
 def attempts_fragment(
-    q: QueueState, m: MessageState | None, attempts: list[dict[str, Any]], csrf: str
+    q: QueueRecord, m: MessageRecord | None, attempts: list[dict[str, Any]], csrf: str
 ) -> str:
     """Per subscriber: the final push status, its replay button and every attempt."""
     statuses = {ps.name: ps for ps in ((m.push or []) if m is not None else [])}

@@ -14,8 +14,8 @@ spec                                       store
 ``"memory"``                               :class:`MemoryStore` (one process)
 a path, ``"sqlite:///rel.db"``,            :class:`SQLiteStore` (one host, several
 ``"sqlite:////abs/path.db"``               processes)
-``"redis://…"``, ``"rediss://…"``          :class:`RedisStore` (``?prefix=``), extra
-                                           ``ironpush[redis]``
+``"redis://…"``, ``"rediss://…"``          :class:`RedisStore` (``?prefix=``,
+                                           ``?allow_eviction=1``), extra ``ironpush[redis]``
 ``"postgresql://…"``, ``"postgres://…"``   :class:`PostgresStore` (``?schema=``), extra
                                            ``ironpush[postgres]``
 =========================================  ============================================
@@ -33,7 +33,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..._errors import ConfigError
 from ..._redact import redact_url
-from ._base import Claim, OutboxItem, Owner, Store, this_owner
+from ._base import Claim, OutboxItem, Owner, Store, StoreProblem, this_owner
 from ._memory import MemoryStore
 from ._null import NullStore
 from ._sqlite import SQLiteStore
@@ -53,6 +53,7 @@ __all__ = [
     "RedisStore",
     "SQLiteStore",
     "Store",
+    "StoreProblem",
     "open_store",
     "store_from_env",
     "this_owner",
@@ -62,6 +63,7 @@ STORE_ENV = "IRONPUSH_STORE"
 
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
 _POSTGRES_SCHEMES = ("postgresql", "postgres")
+_FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 
 def __getattr__(name: str) -> Any:
@@ -87,6 +89,7 @@ def open_store(spec: Store | str | os.PathLike[str]) -> Store:
         open_store("memory")                      # MemoryStore()
         open_store("ironpush.db")                 # SQLiteStore("ironpush.db")
         open_store("redis://127.0.0.1:6379/0?prefix=orders")
+        open_store("redis://cache:6379/0?allow_eviction=1")   # accept an evicting Redis
     """
     if isinstance(spec, os.PathLike):
         return SQLiteStore(spec)
@@ -114,9 +117,9 @@ def open_store(spec: Store | str | os.PathLike[str]) -> Store:
     if scheme in _REDIS_SCHEMES:
         from ._redis import RedisStore
 
-        url, options = _take_options(text, ("prefix",))
-        prefix = options.get("prefix")
-        return RedisStore(url, prefix=prefix) if prefix else RedisStore(url)
+        url, options = _take_options(text, ("prefix", "allow_eviction"))
+        named: dict[str, Any] = {"prefix": options["prefix"]} if "prefix" in options else {}
+        return RedisStore(url, allow_eviction=_flag(options, "allow_eviction"), **named)
     if scheme in _POSTGRES_SCHEMES:
         from ._postgres import PostgresStore
 
@@ -146,8 +149,16 @@ def store_from_env(
     return None if default is None else open_store(default)
 
 
+def _flag(options: Mapping[str, str], name: str) -> bool:
+    text = options.get(name, "0").lower()
+    if text not in _FLAGS:
+        raise ConfigError(f"store option {name} must be 1 or 0 (true/false), not {text!r}")
+    return _FLAGS[text]
+
+
 def _take_options(url: str, names: tuple[str, ...]) -> tuple[str, dict[str, str]]:
-    """Split our own query options (``prefix``, ``schema``) from the engine's URL."""
+    """Split our own query options (``prefix``, ``schema``, ``allow_eviction``) from the
+    engine's URL."""
     parts = urlsplit(url)
     pairs = parse_qsl(parts.query, keep_blank_values=True)
     options = {k: v for k, v in pairs if k in names and v}

@@ -19,9 +19,11 @@ lasts only ``retries_delay`` seconds after a 202).
 The **outbox** holds acknowledgements (and dead-letter posts) until IronMQ confirms them; items
 are taken with a lease so that exactly one sender (of any process or host) sends each.
 
-All methods are coroutines. A store that cannot reach its engine raises
-:class:`~ironpush._errors.StoreUnavailable` (the router answers 503, health says so) and heals
-by itself when the engine is back: it never keeps a broken connection.
+All methods but :meth:`Store.problems` are coroutines. A store that cannot reach its engine
+raises :class:`~ironpush._errors.StoreUnavailable` (the router answers 503, health says so) and
+heals by itself when the engine is back: it never keeps a broken connection. What a store knows
+is wrong beyond "unreachable" (a Redis whose eviction policy can drop its keys, evictions seen)
+it says in :meth:`Store.problems`, as :class:`StoreProblem` values health reports.
 """
 
 from __future__ import annotations
@@ -32,24 +34,14 @@ import time
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
 from ..._protocol import Delivery
-
-__all__ = [
-    "ActiveState",
-    "Claim",
-    "Key",
-    "OutboxItem",
-    "Outcome",
-    "Owner",
-    "Store",
-    "this_owner",
-]
 
 Key = tuple[str, str]  # (message id, subscriber name)
 ActiveState = Literal["running", "deferred", "external"]
 Outcome = Literal["acked", "dropped"]
+Level = Literal["refused", "failing", "degraded"]
 _ACTIVE = ("running", "deferred", "external")
 
 
@@ -136,6 +128,28 @@ class OutboxItem:
     next_at: float = 0.0
 
 
+class StoreProblem(NamedTuple):
+    """What a store knows is wrong, in one line that names the fix: a ``(level, reason)``
+    pair, as health reads them.
+
+    - ``refused``: a configuration that breaks the store's promise (a Redis whose
+      ``maxmemory-policy`` evicts): every call raises
+      :class:`~ironpush._errors.StoreUnavailable` with ``reason``, the router refuses to start,
+      health fails;
+    - ``failing``: damage seen at run time (Redis evicted keys): health fails (503) with
+      ``reason``;
+    - ``degraded``: a risk accepted by an explicit option (``allow_eviction=True``), or work
+      waiting for the store: health stays 200 and shows ``reason``.
+
+    ::
+
+        StoreProblem("degraded", "redis maxmemory-policy is allkeys-lru, allowed by ...")
+    """
+
+    level: Level
+    reason: str
+
+
 @runtime_checkable
 class Store(Protocol):
     """Claims, newest deliveries and the ack outbox, shared by every process that uses it.
@@ -174,6 +188,13 @@ class Store(Protocol):
     ) -> Delivery:
         """Mark ``key`` handled for ``ttl`` seconds; return the newest delivery recorded for it
         (``delivery`` when none is newer): the one to acknowledge."""
+        ...
+
+    async def complete_once(
+        self, key: Key, *, outcome: Outcome, ttl: float, delivery: Delivery
+    ) -> Delivery | None:
+        """:meth:`complete`, unless ``key`` is already handled: then nothing changes and the
+        answer is None (an ack token used twice acknowledges once)."""
         ...
 
     async def release(self, key: Key, claim_id: str | None) -> bool:
@@ -215,7 +236,12 @@ class Store(Protocol):
 
     async def check(self) -> None:
         """Probe the engine in bounded time; raise :class:`~ironpush._errors.StoreUnavailable`
-        when it is down (``/_health`` calls this)."""
+        when it is down (``/_health`` calls this, and the router once at start)."""
+        ...
+
+    def problems(self) -> list[StoreProblem]:
+        """What is wrong beyond reachability, from what the store saw in its own calls and
+        checks (no I/O: cheap enough for every health request); empty when all is well."""
         ...
 
     async def close(self) -> None:

@@ -12,19 +12,6 @@ from ..._redact import redact_text
 from ...client._retry import backoff_delay
 from ._base import _ACTIVE, OutboxItem, Owner, this_owner
 
-__all__ = [
-    "ACTIVE",
-    "Breaker",
-    "ClaimTokens",
-    "decode_delivery",
-    "describe",
-    "encode_delivery",
-    "is_dead_owner",
-    "item_from_payload",
-    "item_payload",
-    "takeable_owner",
-]
-
 ACTIVE: tuple[str, ...] = _ACTIVE
 
 encode_delivery = delivery_to_json

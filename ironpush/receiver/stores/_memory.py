@@ -10,23 +10,28 @@ from collections.abc import Callable, Collection
 from dataclasses import replace
 
 from ..._protocol import Delivery
-from ._base import _ACTIVE, ActiveState, Claim, Key, OutboxItem, Outcome
+from ._base import ActiveState, Claim, Key, OutboxItem, Outcome, StoreProblem
 
-__all__ = ["MemoryStore"]
-
-# A row is a plain tuple: (state, claim id, lease until, newest delivery, attempts, expires at,
-# outcome). Finished rows drop their delivery, so they hold only strings and numbers: the
-# garbage collector untracks such tuples, and the many remembered messages cost it nothing.
-_Row = tuple[str, str | None, float, Delivery | None, int, float, str | None]
+# Rows are plain tuples, one table per kind of claim, each oldest first:
+# - active (running, deferred, external): (state, claim id, lease until, newest delivery,
+#   attempts, expires at);
+# - idle (the last attempt failed): (newest delivery, attempts, expires at);
+# - done (handled): (outcome, attempts, expires at). Done rows hold only strings and numbers:
+#   the garbage collector untracks such tuples, and the many remembered messages cost it nothing.
+_Active = tuple[str, str, float, Delivery, int, float]
+_Idle = tuple[Delivery | None, int, float]
+_Done = tuple[str, int, float]
 
 
 class MemoryStore:
     """In-process claims and outbox (the default), for one process and one event loop.
 
-    Holds at most ``max_entries`` claims: the oldest finished ones are forgotten first, and
-    finished ones are also forgotten after their ``ttl``. Everything is lost on restart, and
-    each worker process has its own: use :class:`~ironpush.receiver.stores.SQLiteStore` (or a
-    networked store) for several workers or for durable acks::
+    Holds at most ``max_entries`` claims; past it, the oldest failed attempts are forgotten
+    first, then the oldest handled messages (a forgotten handled message would run again if
+    IronMQ pushed it again), and every finished one after its ``ttl``. Everything is lost on
+    restart, and each worker process has its own: use
+    :class:`~ironpush.receiver.stores.SQLiteStore` (or a networked store) for several workers
+    or for durable acks::
 
         router = PushRouter(secret_keys=keys, store=MemoryStore(max_entries=10_000))
 
@@ -42,7 +47,9 @@ class MemoryStore:
             raise ValueError("max_entries must be >= 1")
         self.max_entries = max_entries
         self._clock = clock
-        self._rows: OrderedDict[Key, _Row] = OrderedDict()
+        self._active: OrderedDict[Key, _Active] = OrderedDict()
+        self._idle: OrderedDict[Key, _Idle] = OrderedDict()
+        self._done: OrderedDict[Key, _Done] = OrderedDict()
         self._outbox: dict[str, OutboxItem] = {}
         self._leases: dict[str, float] = {}
         # Claim ids only need to be unique within this store: a counter is cheaper than uuid4.
@@ -50,47 +57,65 @@ class MemoryStore:
         self._seq = itertools.count(1)
 
     def __repr__(self) -> str:
-        return f"MemoryStore(entries={len(self._rows)}, outbox={len(self._outbox)})"
+        return f"MemoryStore(entries={self.entries}, outbox={len(self._outbox)})"
+
+    @property
+    def entries(self) -> int:
+        """How many messages the store remembers now (active, failed and handled ones)."""
+        return len(self._active) + len(self._idle) + len(self._done)
 
     # --- claims ------------------------------------------------------------------------------
 
     async def claim(self, key: Key, delivery: Delivery, *, lease: float, ttl: float) -> Claim:
         now = self._clock()
-        rows = self._rows
-        row = rows.get(key)
         attempts = 1
+        done = self._done.get(key)
+        if done is not None:
+            if done[2] > now:
+                return Claim("done", outcome=done[0])
+            del self._done[key]  # forgotten after its ttl: a new message again
+        row = self._active.get(key)
         if row is not None:
-            state = row[0]
-            if state == "done":
-                if row[5] > now:
-                    return Claim("done", outcome=row[6])
-            elif state != "idle" and row[2] > now:
-                rows[key] = (state, row[1], row[2], delivery, row[4], row[5], None)
-                return Claim("busy", state=state)
-            else:
-                attempts = row[4] + 1
-            del rows[key]  # re-inserted at the end: rows stay ordered by last change
+            if row[2] > now:
+                self._active[key] = (row[0], row[1], row[2], delivery, row[4], row[5])
+                return Claim("busy", state=row[0])
+            del self._active[key]  # the lease ran out: taken over
+            attempts = row[4] + 1
+        idle = self._idle.pop(key, None)
+        if idle is not None:
+            attempts = idle[1] + 1
         claim_id = f"{self._prefix}{next(self._seq)}"
-        rows[key] = ("running", claim_id, now + lease, delivery, attempts, now + ttl, None)
+        self._active[key] = ("running", claim_id, now + lease, delivery, attempts, now + ttl)
         self._trim(now)
         return Claim("new", claim_id=claim_id, attempt=attempts)
 
     def _trim(self, now: float) -> None:
-        # Rows are ordered by last change, so expired and evictable ones gather at the front.
-        rows = self._rows
-        while rows:
-            key, row = next(iter(rows.items()))
-            inactive = row[0] not in _ACTIVE or row[2] <= now
-            if inactive and (row[5] <= now or len(rows) > self.max_entries):
-                del rows[key]
-            else:
-                break
+        active, idle, done = self._active, self._idle, self._done
+        # Finished rows past their ttl go (each table is oldest first, so they gather in front).
+        for rows in (idle, done):
+            while rows and rows[next(iter(rows))][2] <= now:
+                rows.popitem(last=False)
+        excess = len(active) + len(idle) + len(done) - self.max_entries
+        if excess <= 0:
+            return
+        # Over the bound: forget what costs least to forget. A failed attempt only loses its
+        # count; a lapsed claim is taken over by the next push anyway; a handled message
+        # forgotten would run again if IronMQ pushed it again, so those go last.
+        while excess > 0 and idle:
+            idle.popitem(last=False)
+            excess -= 1
+        while excess > 0 and active and active[next(iter(active))][2] <= now:
+            active.popitem(last=False)
+            excess -= 1
+        while excess > 0 and done:
+            done.popitem(last=False)
+            excess -= 1
 
     async def hold(self, key: Key, claim_id: str, *, state: ActiveState, lease: float) -> bool:
-        row = self._rows.get(key)
-        if row is None or row[1] != claim_id or row[0] not in _ACTIVE:
+        row = self._active.get(key)
+        if row is None or row[1] != claim_id:
             return False
-        self._rows[key] = (state, claim_id, self._clock() + lease, *row[3:])
+        self._active[key] = (state, claim_id, self._clock() + lease, *row[3:])
         return True
 
     async def renew(self, claim_ids: Collection[str], *, lease: float) -> None:
@@ -98,33 +123,41 @@ class MemoryStore:
             return
         wanted = set(claim_ids)
         until = self._clock() + lease
-        rows = self._rows
-        for key, row in rows.items():
+        active = self._active
+        for key, row in active.items():
             # External claims keep their own (long) lease: the heartbeat must not shorten it.
-            if row[1] in wanted and row[0] in ("running", "deferred"):
-                rows[key] = (row[0], row[1], until, *row[3:])
+            if row[1] in wanted and row[0] != "external":
+                active[key] = (row[0], row[1], until, *row[3:])
 
     async def complete(
         self, key: Key, *, outcome: Outcome, ttl: float, delivery: Delivery
     ) -> Delivery:
-        row = self._rows.pop(key, None)
-        newest = row[3] if row is not None and row[0] in _ACTIVE else None
-        attempts = row[4] if row is not None else 1
-        self._rows[key] = ("done", None, 0.0, None, attempts, self._clock() + ttl, outcome)
-        return delivery if newest is None else newest
+        row = self._active.pop(key, None)
+        idle = self._idle.pop(key, None)
+        done = self._done.pop(key, None)  # re-inserted at the end: the table stays in order
+        attempts = row[4] if row else idle[1] if idle else done[1] if done else 1
+        self._done[key] = (outcome, attempts, self._clock() + ttl)
+        return delivery if row is None else row[3]
+
+    async def complete_once(
+        self, key: Key, *, outcome: Outcome, ttl: float, delivery: Delivery
+    ) -> Delivery | None:
+        done = self._done.get(key)
+        if done is not None and done[2] > self._clock():
+            return None
+        return await self.complete(key, outcome=outcome, ttl=ttl, delivery=delivery)
 
     async def release(self, key: Key, claim_id: str | None) -> bool:
-        row = self._rows.get(key)
-        if row is None or row[0] not in _ACTIVE:
+        row = self._active.get(key)
+        if row is None or (claim_id is not None and row[1] != claim_id):
             return False
-        if claim_id is not None and row[1] != claim_id:
-            return False
-        self._rows[key] = ("idle", None, 0.0, *row[3:])
+        del self._active[key]
+        self._idle[key] = (row[3], row[4], row[5])
         return True
 
     async def newest(self, key: Key) -> Delivery | None:
-        row = self._rows.get(key)
-        return row[3] if row is not None and row[0] in _ACTIVE else None
+        row = self._active.get(key)
+        return None if row is None else row[3]
 
     # --- outbox ------------------------------------------------------------------------------
 
@@ -166,6 +199,10 @@ class MemoryStore:
 
     async def check(self) -> None:
         """Always healthy: there is no engine to lose."""
+
+    def problems(self) -> list[StoreProblem]:
+        """None: there is no engine to misconfigure."""
+        return []
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from ..._protocol import Delivery
-from ._base import ActiveState, Claim, Key, OutboxItem, Outcome, Store
+from ._base import ActiveState, Claim, Key, OutboxItem, Outcome, Store, StoreProblem
 from ._memory import MemoryStore
-
-__all__ = ["NullStore"]
 
 _NEW = Claim("new", claim_id="null")
 
@@ -49,6 +47,11 @@ class NullStore:
     ) -> Delivery:
         return delivery
 
+    async def complete_once(
+        self, key: Key, *, outcome: Outcome, ttl: float, delivery: Delivery
+    ) -> Delivery | None:
+        return delivery
+
     async def release(self, key: Key, claim_id: str | None) -> bool:
         return False
 
@@ -77,6 +80,9 @@ class NullStore:
 
     async def check(self) -> None:
         await self.outbox.check()
+
+    def problems(self) -> list[StoreProblem]:
+        return self.outbox.problems()
 
     async def close(self) -> None:
         await self.outbox.close()

@@ -5,7 +5,11 @@ share of a statement's CPU here (``benchmarks/bench_store_clients.py``). The sto
 less: up to ``size`` autocommit connections, each with one reusable cursor, handed out
 last-in first-out (the warm one) and given back at once; a connection that failed is closed,
 never reused. Waiting for a connection is bounded by the
-caller's timeout (the store wraps every call in ``asyncio.timeout``)::
+caller's timeout (the store wraps every call in ``asyncio.timeout``). Inside an ironpush span
+(a traced push, job or ack: :mod:`ironpush._tracing`), :meth:`Connections.execute` makes each
+statement an OpenTelemetry CLIENT span named after the store's statement (``claim``), with
+``db.system.name=postgresql``, ``db.namespace`` (the database) and ``server.address``/
+``server.port``: never the DSN (its password), the SQL's parameters or the rows::
 
     connections = Connections(dsn, size=16, connect_timeout=2)
     lease = await connections.get()
@@ -25,7 +29,7 @@ from typing import Any
 
 import psycopg
 
-__all__ = ["Connections", "Lease"]
+from ... import _tracing
 
 
 @dataclass(slots=True)
@@ -48,6 +52,7 @@ class Connections:
         self._waiters: collections.deque[asyncio.Future[Lease | None]] = collections.deque()
         self._open = 0  # connections open or being opened
         self._closed = False
+        self._span_attributes: dict[str, Any] | None = None  # made on the first traced call
 
     async def get(self) -> Lease:
         """A free connection: an idle one, a new one below ``size``, or the next one given
@@ -86,6 +91,34 @@ class Connections:
             self._wake(None)
             raise
         return Lease(conn, conn.cursor())
+
+    async def execute(
+        self, lease: Lease, name: str, sql: str, params: dict[str, Any] | None = None
+    ) -> None:
+        """``lease.cursor.execute(sql, params)``: the store's statement ``name``, traced inside
+        an ironpush span."""
+        if _tracing.current() is None:
+            await lease.cursor.execute(sql, params)
+            return
+        with _tracing.client_span(name, {**self._attributes(), "db.operation.name": name}):
+            await lease.cursor.execute(sql, params)
+
+    def _attributes(self) -> dict[str, Any]:
+        if self._span_attributes is None:
+            try:  # the parsed DSN: never its password
+                info = psycopg.conninfo.conninfo_to_dict(self._dsn)
+            except psycopg.Error:
+                info = {}
+            attributes: dict[str, Any] = {"db.system.name": "postgresql", "db.system": "postgresql"}
+            if info.get("dbname"):
+                attributes["db.namespace"] = str(info["dbname"])
+            host = str(info.get("host") or "localhost").split(",")[0]
+            attributes["server.address"] = host
+            port = str(info.get("port") or "5432").split(",")[0]
+            if port.isdigit():
+                attributes["server.port"] = int(port)
+            self._span_attributes = attributes
+        return self._span_attributes
 
     def put(self, lease: Lease) -> None:
         """Give a connection back (closed instead when it failed or is not idle)."""

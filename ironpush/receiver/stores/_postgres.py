@@ -40,7 +40,7 @@ from typing import Any
 from ..._errors import StoreUnavailable
 from ..._protocol import Delivery
 from ..._redact import redact_url
-from ._base import ActiveState, Claim, Key, OutboxItem, Outcome
+from ._base import ActiveState, Claim, Key, OutboxItem, Outcome, StoreProblem
 from ._common import (
     Breaker,
     ClaimTokens,
@@ -60,8 +60,6 @@ try:
     from ._pg_connections import Connections, Lease
 except ImportError as exc:  # pragma: no cover - exercised by the import-hint test
     raise ImportError("PostgresStore needs psycopg 3: pip install 'ironpush[postgres]'") from exc
-
-__all__ = ["PostgresStore"]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 _MAX_TAKEOVERS = 3
@@ -141,7 +139,7 @@ class PostgresStore:
             if not self._migrated:
                 await self._migrate(lease.conn)
             cursor = lease.cursor
-            await cursor.execute(self._sql[name], params)
+            await self._connections.execute(lease, name, self._sql[name], params)  # traced
             return await cursor.fetchall() if cursor.description else []
         except BaseException:
             # Failed, timed out or cancelled mid-statement: its state is unknown, never reuse.
@@ -238,6 +236,13 @@ class PostgresStore:
         rows = await self._run("complete", params)
         return newest_or(rows[0][0], delivery)
 
+    async def complete_once(
+        self, key: Key, *, outcome: Outcome, ttl: float, delivery: Delivery
+    ) -> Delivery | None:
+        params = {"m": key[0], "sub": key[1], "outcome": outcome, "ttl": ttl}
+        newest, changed = (await self._run("complete_once", params))[0]
+        return newest_or(newest, delivery) if changed else None
+
     async def release(self, key: Key, claim_id: str | None) -> bool:
         return bool(await self._run("release", {"m": key[0], "sub": key[1], "cid": claim_id}))
 
@@ -306,6 +311,10 @@ class PostgresStore:
             raise
         finally:
             self._connections.put(lease)
+
+    def problems(self) -> list[StoreProblem]:
+        """None beyond what :meth:`check` finds: PostgreSQL never drops rows by itself."""
+        return []
 
     async def close(self) -> None:
         """Stop the background purge and close the connections."""

@@ -7,8 +7,6 @@ single statement, so it is atomic without an explicit transaction and costs one 
 
 from __future__ import annotations
 
-__all__ = ["MIGRATIONS", "SQL"]
-
 NOW = "extract(epoch FROM statement_timestamp())::float8"
 ACTIVE = "('running', 'deferred', 'external')"
 
@@ -50,6 +48,23 @@ _TAKE_OVER = (
     "(c.state = 'idle' OR (c.state IN {active} AND c.lease_until <= {now}) "
     "OR (c.state = 'done' AND c.expires_at <= {now}))"
 )
+
+# Mark a message handled; ``{only}`` is complete_once's guard (complete has none).
+_COMPLETE = """
+    WITH old AS (
+        SELECT state, delivery FROM {s}.claims
+        WHERE message_id = %(m)s AND subscriber = %(sub)s FOR UPDATE
+    ), up AS (
+        INSERT INTO {s}.claims AS c (message_id, subscriber, state, outcome, expires_at)
+        VALUES (%(m)s, %(sub)s, 'done', %(outcome)s, {now} + %(ttl)s)
+        ON CONFLICT (message_id, subscriber) DO UPDATE SET state = 'done',
+            claim_id = NULL, lease_until = 0, delivery = NULL, owner = NULL,
+            outcome = excluded.outcome, expires_at = excluded.expires_at
+        {only}
+        RETURNING 1
+    )
+    SELECT (SELECT delivery FROM old WHERE state IN {active}), (SELECT count(*) FROM up)
+"""
 
 _TEMPLATES = {
     # -> (status, attempts, outcome, state, owner, claim id) where status is new/done/busy.
@@ -101,21 +116,12 @@ _TEMPLATES = {
         UPDATE {s}.claims SET lease_until = {now} + %(lease)s
         WHERE claim_id = ANY(%(ids)s) AND state IN ('running', 'deferred')
     """,
-    # -> the newest delivery when the claim was active (read before this statement's update)
-    "complete": """
-        WITH old AS (
-            SELECT state, delivery FROM {s}.claims
-            WHERE message_id = %(m)s AND subscriber = %(sub)s FOR UPDATE
-        ), up AS (
-            INSERT INTO {s}.claims AS c (message_id, subscriber, state, outcome, expires_at)
-            VALUES (%(m)s, %(sub)s, 'done', %(outcome)s, {now} + %(ttl)s)
-            ON CONFLICT (message_id, subscriber) DO UPDATE SET state = 'done',
-                claim_id = NULL, lease_until = 0, delivery = NULL, owner = NULL,
-                outcome = excluded.outcome, expires_at = excluded.expires_at
-            RETURNING 1
-        )
-        SELECT (SELECT delivery FROM old WHERE state IN {active}), (SELECT count(*) FROM up)
-    """,
+    # -> (the newest delivery when the claim was active, read before this statement's update;
+    # 1, or 0 when complete_once found the message handled already and changed nothing)
+    "complete": _COMPLETE.replace("{only}", ""),
+    "complete_once": _COMPLETE.replace(
+        "{only}", "WHERE NOT (c.state = 'done' AND c.expires_at > {now})"
+    ),
     "release": """
         UPDATE {s}.claims SET state = 'idle', claim_id = NULL, lease_until = 0, owner = NULL
         WHERE message_id = %(m)s AND subscriber = %(sub)s AND state IN {active}

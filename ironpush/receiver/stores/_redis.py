@@ -8,14 +8,15 @@
     # or: PushRouter(store="redis://127.0.0.1:6379/0"), or IRONPUSH_STORE=redis://...
 
 Every decision is one Lua script run with ``EVALSHA`` (atomic, one round trip; see
-:mod:`.redis_scripts`). Round trips per push:
+:mod:`._redis_scripts`). Round trips per push:
 
 - quick path (handler answers at once): ``claim`` + ``complete`` = **2**;
 - deferred path: ``claim`` + ``hold`` + ``complete`` + outbox ``add`` = 4, plus the sender's
   ``take`` and ``finish``, each one round trip for a whole batch of acks (so ~4 per push under
   load, 6 when acks go out one by one);
 - a redelivery of a handled message: 1 (``claim``); of a message whose owner died on this host:
-  2 (``claim``, ``takeover``). The first use of a store adds 1 (the schema version check), and
+  2 (``claim``, ``takeover``). The first use of a store adds 2 (the eviction policy and the
+  scripts, then the schema version), every ``watch_interval`` one call reads ``INFO`` first, and
   after a Redis restart each script is loaded again once (``NOSCRIPT`` → ``EVAL``).
 
 Keys live under ``prefix`` (default ``"ironpush"``), with a version key ``{prefix}:version``.
@@ -24,6 +25,14 @@ or slow raises :class:`~ironpush._errors.StoreUnavailable` within ``timeout`` se
 are never retried blindly (a lost answer could hide a recorded claim), the connections are
 dropped and reopened, and a short doubling fail-fast delay keeps callers from piling up.
 Standalone Redis (or a primary with replicas); not Redis Cluster.
+
+**Eviction.** The server's ``maxmemory-policy`` must be ``noeviction``: an evicted claim or
+handled-message record lets a redelivery run its handler again. The store reads the policy and
+``evicted_keys`` with ``INFO`` at first use and every ``watch_interval`` seconds
+(:mod:`._redis_watch`): an evicting policy is refused (every call raises
+:class:`~ironpush._errors.StoreUnavailable` naming the fix, and the router refuses to start)
+unless ``allow_eviction=True`` (``?allow_eviction=1``) accepts the risk; evictions seen make
+health fail and are logged every time.
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ from typing import Any
 from ..._errors import StoreUnavailable
 from ..._protocol import Delivery
 from ..._redact import redact_url
-from ._base import ActiveState, Claim, Key, OutboxItem, Outcome
+from ._base import ActiveState, Claim, Key, OutboxItem, Outcome, StoreProblem
 from ._common import (
     Breaker,
     ClaimTokens,
@@ -47,9 +56,8 @@ from ._common import (
 )
 from ._common import item_from_payload as _item
 from ._redis_scripts import SCRIPTS
+from ._redis_watch import RedisWatch
 from ._resp import Busy, ReplyError, RespClient, RespError
-
-__all__ = ["RedisStore"]
 
 SCHEMA_VERSION = "1"
 _MAX_TAKEOVERS = 3
@@ -62,7 +70,9 @@ class RedisStore:
 
     ``timeout`` bounds every command (connect, send and answer); calls are pipelined over
     ``connections`` sockets, and past ``max_in_flight`` waiting calls a call gets
-    :class:`~ironpush._errors.StoreUnavailable` at once (nothing queues in memory)::
+    :class:`~ironpush._errors.StoreUnavailable` at once (nothing queues in memory).
+    ``allow_eviction`` accepts a server whose ``maxmemory-policy`` evicts (refused otherwise);
+    the policy and evictions are read every ``watch_interval`` seconds::
 
         store = RedisStore("redis://redis:6379/0", prefix="orders", timeout=2.0)
     """
@@ -79,10 +89,13 @@ class RedisStore:
         timeout: float = 2.0,
         connections: int = 2,
         max_in_flight: int = 1024,
+        allow_eviction: bool = False,
+        watch_interval: float = 5.0,
     ) -> None:
         self.url = url
         self.prefix = prefix
         self.timeout = timeout
+        self.watch = RedisWatch(allow_eviction=allow_eviction, interval=watch_interval)
         self._max_in_flight = max_in_flight
         # Our own pipelining client (``_resp``): see benchmarks/bench_store_clients.py for why.
         self._client = RespClient(
@@ -95,15 +108,15 @@ class RedisStore:
         self._tokens = ClaimTokens()
 
     def __repr__(self) -> str:
-        return f"RedisStore({redact_url(self.url)!r}, prefix={self.prefix!r})"
+        allowed = ", allow_eviction=True" if self.watch.allow_eviction else ""
+        return f"RedisStore({redact_url(self.url)!r}, prefix={self.prefix!r}{allowed})"
 
     # --- plumbing ----------------------------------------------------------------------------
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
         self.breaker.guard()
         try:
-            if not self._versioned:
-                await self._check_version()
+            await self._watched()
             result = await self._client.send(("EVALSHA", _SHAS[name], len(keys), *keys, *args))
             if isinstance(result, ReplyError) and str(result).startswith("NOSCRIPT"):
                 # Redis lost its script cache (a restart): the command did not run, so sending
@@ -123,16 +136,37 @@ class RedisStore:
         self.breaker.reset()
         return result
 
+    async def _watched(self, *, now: bool = False) -> None:
+        """First use: the version check (with the eviction policy); then the policy and
+        evictions again when due (or ``now``); raises while the policy is refused (reading it
+        again only when due, so that a refused server costs no round trip per call)."""
+        watch = self.watch
+        if watch.refusal is not None and not (now or watch.due()):
+            watch.guard()
+        if not self._versioned:
+            await self._check_version()
+        elif now or watch.due():
+            watch.read(await self._client.pipeline(RedisWatch.COMMANDS))
+        watch.guard()
+
     async def _check_version(self) -> None:
-        # First use, one round trip: load every script (so no call meets NOSCRIPT) and read or
-        # set the key schema version.
-        commands: list[tuple[Any, ...]] = [("SCRIPT", "LOAD", s) for s in SCRIPTS.values()]
-        commands.append(("EVAL", SCRIPTS["version"], 1, f"{self.prefix}:version", SCHEMA_VERSION))
+        # First use, one round trip: the eviction policy (INFO), every script loaded (so no call
+        # meets NOSCRIPT), and the key schema version read or set. The policy is checked before
+        # the version key is written: a refused server gets nothing of ours.
+        watch = len(RedisWatch.COMMANDS)
+        commands: list[tuple[Any, ...]] = list(RedisWatch.COMMANDS)
+        commands += [("SCRIPT", "LOAD", s) for s in SCRIPTS.values()]
         replies = await self._client.pipeline(commands)
-        for reply in replies:
+        self.watch.read(replies[:watch])
+        self.watch.guard()
+        for reply in replies[watch:]:
             if isinstance(reply, ReplyError):
                 raise RespError(str(reply))
-        text = _text(replies[-1])
+        version = ("EVAL", SCRIPTS["version"], 1, f"{self.prefix}:version", SCHEMA_VERSION)
+        reply = await self._client.send(version)
+        if isinstance(reply, ReplyError):
+            raise RespError(str(reply))
+        text = _text(reply)
         if text != SCHEMA_VERSION:
             raise StoreUnavailable(
                 f"redis store {self.prefix!r} has key schema {text}, this ironpush speaks "
@@ -194,6 +228,12 @@ class RedisStore:
         newest = await self._run("complete", [self._key(key)], [outcome, _ms(ttl)])
         return newest_or(newest, delivery)
 
+    async def complete_once(
+        self, key: Key, *, outcome: Outcome, ttl: float, delivery: Delivery
+    ) -> Delivery | None:
+        answer = await self._run("complete_once", [self._key(key)], [outcome, _ms(ttl)])
+        return newest_or(answer[1] if len(answer) > 1 else None, delivery) if answer[0] else None
+
     async def release(self, key: Key, claim_id: str | None) -> bool:
         return bool(await self._run("release", [self._key(key)], [claim_id or ""]))
 
@@ -253,18 +293,22 @@ class RedisStore:
     # --- life --------------------------------------------------------------------------------
 
     async def check(self) -> None:
-        """One ``PING`` (or the first-use version check), bounded by ``timeout``."""
+        """The eviction watch read now (``INFO``: the policy, evictions, restarts; on first use
+        with the version check), bounded by ``timeout``; raises while the eviction policy is
+        refused. Health calls it, so health is never a ``watch_interval`` late."""
         self.breaker.guard()
         try:
-            if not self._versioned:
-                await self._check_version()
-            await self._client.call("PING")
+            await self._watched(now=True)
         except RespError as exc:
             raise self.breaker.trip(exc) from exc
         except OSError as exc:
             self._client.disconnect()
             raise self.breaker.trip(exc) from exc
         self.breaker.reset()
+
+    def problems(self) -> list[StoreProblem]:
+        """The eviction policy refused or allowed, evictions seen (:mod:`._redis_watch`)."""
+        return self.watch.problems()
 
     async def close(self) -> None:
         """Close the connections."""

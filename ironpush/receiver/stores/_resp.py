@@ -13,7 +13,11 @@ keeps the figures. This client only sends commands and reads their answers:
 - a call is never retried after its command was sent (an answer lost in a reset may hide a
   command Redis applied); a dropped connection is reopened by the next call;
 - at most ``max_in_flight`` calls wait at once; beyond that a call fails at once
-  (:class:`Busy`) instead of queueing in memory.
+  (:class:`Busy`) instead of queueing in memory;
+- inside an ironpush span (a traced push, job or ack: :mod:`ironpush._tracing`), each call is
+  an OpenTelemetry CLIENT span (``EVALSHA claim``: ``db.system.name=redis``, the command, the
+  script's name, ``db.namespace``, ``server.address``/``server.port``; never arguments, keys
+  or the password). Outside one, the check is one context-variable read.
 
 ::
 
@@ -31,12 +35,12 @@ from collections.abc import Sequence
 from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from ... import _tracing
+
 try:
     import hiredis
 except ImportError as exc:  # pragma: no cover - exercised by the import-hint test
     raise ImportError("RedisStore needs hiredis: pip install 'ironpush[redis]'") from exc
-
-__all__ = ["Busy", "ReplyError", "RespClient", "RespError"]
 
 Arg = str | bytes | int | float
 ReplyError = hiredis.ReplyError  # an error answer, as a value (pipelines keep going)
@@ -179,13 +183,42 @@ class RespClient:
     async def send(self, args: Sequence[Arg]) -> Any:
         """Send one command; its answer as is (an error answer is a ``hiredis.ReplyError``)."""
         connection = await self._connection()
-        return await connection.send(_pack(args))
+        if _tracing.current() is None:
+            return await connection.send(_pack(args))
+        with _tracing.client_span(*self._span(args[:2], 1)) as span:
+            reply = await connection.send(_pack(args))
+            if span is not None and isinstance(reply, hiredis.ReplyError):
+                _tracing.fail(span, str(reply).split(" ", 1)[0])  # the error's prefix: NOSCRIPT
+            return reply
 
     async def pipeline(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
         """Send several commands in one write; their answers, in order (errors as values)."""
         connection = await self._connection()
-        futures = [connection.send(_pack(c)) for c in commands]
-        return list(await asyncio.gather(*futures))
+        if _tracing.current() is None:
+            return list(await asyncio.gather(*[connection.send(_pack(c)) for c in commands]))
+        with _tracing.client_span(*self._span(("PIPELINE",), len(commands))):
+            return list(await asyncio.gather(*[connection.send(_pack(c)) for c in commands]))
+
+    def _span(self, head: Sequence[Arg], batch: int) -> tuple[str, dict[str, Any]]:
+        """A traced call's span name and attributes: the command (and the script it runs)."""
+        command = str(head[0]).upper()
+        target = self._target
+        attributes: dict[str, Any] = {
+            "db.system.name": "redis",
+            "db.system": "redis",
+            "db.operation.name": command,
+            "db.namespace": str(target.db),
+            "server.address": target.unix_path or target.host,
+        }
+        if target.unix_path is None:
+            attributes["server.port"] = target.port
+        if batch > 1:
+            attributes["db.operation.batch.size"] = batch
+        script = _script_name(head[1]) if command == "EVALSHA" and len(head) > 1 else None
+        if script is None:
+            return command, attributes
+        attributes["db.stored_procedure.name"] = script
+        return f"{command} {script}", attributes
 
     async def _connection(self) -> _Connection:
         live = self._live
@@ -258,6 +291,22 @@ class RespClient:
         """Close the connections; calls still waiting fail."""
         self.disconnect()
         await asyncio.sleep(0)  # let the transports close
+
+
+_SCRIPT_NAMES: dict[str, str] = {}
+
+
+def _script_name(sha: Arg) -> str | None:
+    """The name of the store script with this SHA-1 (for span names), if it is one."""
+    if not _SCRIPT_NAMES:
+        import hashlib
+
+        from ._redis_scripts import SCRIPTS
+
+        for name, text in SCRIPTS.items():
+            digest = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+            _SCRIPT_NAMES[digest] = name
+    return _SCRIPT_NAMES.get(str(sha))
 
 
 class _Target:

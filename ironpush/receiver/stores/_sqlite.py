@@ -19,12 +19,10 @@ from pathlib import Path
 
 from ..._errors import StoreUnavailable
 from ..._protocol import Delivery
-from ._base import ActiveState, Claim, Key, OutboxItem, Outcome, this_owner
+from ._base import ActiveState, Claim, Key, OutboxItem, Outcome, StoreProblem, this_owner
 from ._common import ACTIVE, decode_delivery, encode_delivery, item_payload, takeable_owner
 from ._common import item_from_payload as _item
 from ._sqlite_writer import Writer
-
-__all__ = ["SQLiteStore"]
 
 SCHEMA_VERSION = 2
 
@@ -140,6 +138,12 @@ class SQLiteStore:
         newest: str | None = await self._writer.call(_complete, key, outcome, ttl)
         return decode_delivery(newest) or delivery
 
+    async def complete_once(
+        self, key: Key, *, outcome: Outcome, ttl: float, delivery: Delivery
+    ) -> Delivery | None:
+        done, newest = await self._writer.call(_complete_once, key, outcome, ttl)
+        return None if done else decode_delivery(newest) or delivery
+
     async def release(self, key: Key, claim_id: str | None) -> bool:
         released: bool = await self._writer.call(_release, key, claim_id)
         return released
@@ -189,6 +193,10 @@ class SQLiteStore:
                 "(locked by another process?)",
                 store="sqlite",
             ) from None
+
+    def problems(self) -> list[StoreProblem]:
+        """None beyond what :meth:`check` finds: a file has no eviction policy."""
+        return []
 
     async def close(self) -> None:
         """Finish the queued operations, stop the thread and close the file (reopened if the
@@ -331,6 +339,20 @@ def _complete(
         (*key, outcome, now + ttl),
     )
     return newest
+
+
+def _complete_once(
+    conn: sqlite3.Connection, now: float, key: Key, outcome: str, ttl: float
+) -> tuple[bool, str | None]:
+    """(True, None) when ``key`` is handled already; else :func:`_complete`'s answer."""
+    row = conn.execute(
+        "SELECT 1 FROM ironpush_claims WHERE message_id = ? AND subscriber = ? "
+        "AND state = 'done' AND expires_at > ?",
+        (*key, now),
+    ).fetchone()
+    if row is not None:
+        return True, None
+    return False, _complete(conn, now, key, outcome, ttl)
 
 
 def _release(conn: sqlite3.Connection, now: float, key: Key, claim_id: str | None) -> bool:

@@ -37,10 +37,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ... import _tracing
 from ..._errors import StoreUnavailable
 from ._common import Breaker
-
-__all__ = ["Op", "Writer"]
 
 log = logging.getLogger("ironpush.store")
 
@@ -121,7 +120,19 @@ class Writer:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
         self._queue.put(_Call(fn, args, future, loop))
-        return await future
+        if _tracing.current() is None:
+            return await future
+        # Traced (inside an ironpush span): one CLIENT span per operation, queue wait and
+        # group commit included; the path, never the arguments.
+        name = fn.__name__.lstrip("_")
+        attributes = {
+            "db.system.name": "sqlite",
+            "db.system": "sqlite",
+            "db.operation.name": name,
+            "db.namespace": str(self.path),
+        }
+        with _tracing.client_span(name, attributes):
+            return await future
 
     def _start(self) -> None:
         if self._thread is not None and self._pid == os.getpid():

@@ -1,11 +1,13 @@
 """What the contract suite's other processes do with a store (run as a script, or in-process).
 
 ``python contender.py SPEC race MESSAGE START_AT`` claims once at ``START_AT`` (epoch) and
-prints the status; ``send SPEC START_AT`` takes outbox items until the outbox is empty and
-prints their ids; ``hold SPEC MESSAGE LEASE [remote]`` claims, prints the claim, then renews
-it every ``LEASE/4`` seconds (printing ``renewed N``) until it is killed. ``remote`` makes the
-claim's owner look like another host, so only the lease can free it; ``external`` hands the
-claim to an external worker (state "external") right after claiming.
+prints the status; ``ack SPEC MESSAGE START_AT`` completes the message once (as a worker acking
+its token) and prints the reservation to ack or ``done``; ``send SPEC START_AT`` takes outbox
+items until the outbox is empty and prints their ids; ``hold SPEC MESSAGE LEASE [remote]``
+claims, prints the claim, then renews it every ``LEASE/4`` seconds (printing ``renewed N``)
+until it is killed. ``remote`` makes the claim's owner look like another host, so only the
+lease can free it; ``external`` hands the claim to an external worker (state "external") right
+after claiming.
 """
 
 from __future__ import annotations
@@ -34,6 +36,15 @@ async def race(store: Store, message_id: str, start_at: float) -> str:
     await wait_for(start_at)
     claim = await store.claim((message_id, "billing"), delivery(message_id), lease=60, ttl=600)
     return claim.status
+
+
+async def ack(store: Store, message_id: str, start_at: float) -> str:
+    """Complete the message as a worker acking its token does: the reservation to ack, or
+    "done" when another worker completed it first."""
+    await wait_for(start_at)
+    key, own = (message_id, "billing"), delivery(message_id, "token")
+    newest = await store.complete_once(key, outcome="acked", ttl=600, delivery=own)
+    return "done" if newest is None else str(newest.reservation_id)
 
 
 async def send(store: Store, start_at: float) -> list[str]:
@@ -74,6 +85,8 @@ async def main(argv: list[str]) -> None:
     try:
         if command == "race":
             print(await race(store, args[0], float(args[1])), flush=True)
+        elif command == "ack":
+            print(await ack(store, args[0], float(args[1])), flush=True)
         elif command == "send":
             print(json.dumps(await send(store, float(args[0]))), flush=True)
         elif command == "hold":

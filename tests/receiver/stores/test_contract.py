@@ -20,13 +20,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from faults.servers import OwnPostgres, OwnRedis, OwnServer
 from support import wait_until, wait_until_async
 
 from ironpush._errors import StoreUnavailable
-from ironpush.receiver.stores import OutboxItem, Store
+from ironpush.receiver.stores import OutboxItem, Store, open_store
 
 from .conftest import SHARED_KINDS
-from .contender import delivery, race, send
+from .contender import ack, delivery, race, send
 
 pytestmark = pytest.mark.anyio
 
@@ -62,6 +63,32 @@ async def test_complete_without_a_claim_records_done(store: Store) -> None:
     assert await store.complete(KEY, outcome="dropped", ttl=600, delivery=own) == own
     claim = await store.claim(KEY, delivery("m1", "r2"), lease=30, ttl=600)
     assert (claim.status, claim.outcome) == ("done", "dropped")
+
+
+async def test_complete_once_completes_once_with_the_newest_delivery(store: Store) -> None:
+    claim = await store.claim(KEY, delivery("m1", "r1"), lease=30, ttl=600)
+    assert claim.claim_id
+    assert await store.hold(KEY, claim.claim_id, state="external", lease=900)
+    await store.claim(KEY, delivery("m1", "r2"), lease=30, ttl=600)  # redelivered meanwhile
+    own = delivery("m1", "r1")
+    assert await store.complete_once(KEY, outcome="acked", ttl=600, delivery=own) == delivery(
+        "m1", "r2"
+    )
+    assert await store.complete_once(KEY, outcome="acked", ttl=600, delivery=own) is None
+    done = await store.claim(KEY, delivery("m1", "r3"), lease=30, ttl=600)
+    assert (done.status, done.outcome) == ("done", "acked")
+
+
+async def test_complete_once_records_an_unknown_or_released_message(store: Store) -> None:
+    unknown, released = ("m1", "billing"), ("m2", "billing")
+    own = delivery("m1", "r1")
+    assert await store.complete_once(unknown, outcome="acked", ttl=600, delivery=own) == own
+    assert (await store.claim(unknown, own, lease=30, ttl=600)).status == "done"
+    claim = await store.claim(released, delivery("m2"), lease=30, ttl=600)
+    assert await store.release(released, claim.claim_id)
+    mine = delivery("m2", "r9")
+    assert await store.complete_once(released, outcome="acked", ttl=600, delivery=mine) == mine
+    assert (await store.claim(released, mine, lease=30, ttl=600)).status == "done"
 
 
 async def test_released_claim_runs_again_with_the_next_attempt(store: Store) -> None:
@@ -243,6 +270,21 @@ async def test_four_contenders_racing_for_one_claim_exactly_one_wins(
     assert sorted(statuses) == ["busy", "busy", "busy", "new"]
 
 
+async def test_four_workers_acking_one_token_at_once_complete_it_once(
+    kind: str, spec: str, store: Store, procs: list[Proc]
+) -> None:
+    claim = await store.claim(KEY, delivery("m1", "r1"), lease=60, ttl=600)
+    assert claim.claim_id
+    assert await store.hold(KEY, claim.claim_id, state="external", lease=900)
+    start_at = time.time() + (2.5 if kind in SHARED_KINDS else 0.05)
+    if kind in SHARED_KINDS:
+        procs.extend(Proc(spec, "ack", "m1", str(start_at)) for _ in range(4))
+        answers = [p.result() for p in procs]
+    else:
+        answers = list(await asyncio.gather(*(ack(store, "m1", start_at) for _ in range(4))))
+    assert sorted(answers) == ["done", "done", "done", "r1"]
+
+
 async def test_three_senders_take_each_outbox_item_exactly_once(
     kind: str, spec: str, store: Store, procs: list[Proc]
 ) -> None:
@@ -310,11 +352,25 @@ async def test_a_killed_remote_owner_loses_its_claim_when_the_lease_runs_out(
 # --------------------------------------------------------------------------- server restarts
 
 
-@pytest.mark.parametrize("kind", ["redis", "postgres"])
+@pytest.fixture(params=["redis", "postgres"])
+def own_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OwnServer]:
+    """A server of this test's own: the one it restarts (never a shared one)."""
+    with OwnRedis(tmp_path) if request.param == "redis" else OwnPostgres(tmp_path) as server:
+        yield server
+
+
 async def test_a_server_restart_is_unavailable_while_down_then_heals(
-    kind: str, spec: str, store: Store, request: pytest.FixtureRequest
+    own_server: OwnServer,
 ) -> None:
-    server = request.getfixturevalue(f"{kind}_server")
+    server, kind = own_server, own_server.kind
+    store = open_store(server.url)
+    try:
+        await _restart_and_heal(server, kind, store)
+    finally:
+        await store.close()
+
+
+async def _restart_and_heal(server: OwnServer, kind: str, store: Store) -> None:
     await store.claim(KEY, delivery("m1"), lease=30, ttl=600)
     await store.complete(KEY, outcome="acked", ttl=600, delivery=delivery("m1"))
     down, seen = threading.Event(), threading.Event()
@@ -348,5 +404,5 @@ async def test_a_server_restart_is_unavailable_while_down_then_heals(
 
     await wait_until_async(healed, 30, f"the {kind} store to heal")
     again = await store.claim(KEY, delivery("m1"), lease=30, ttl=600)
-    # PostgreSQL keeps what was recorded; the CI Redis runs without persistence (--save "").
+    # PostgreSQL keeps what was recorded; the test's Redis runs without persistence (--save "").
     assert again.status == ("done" if kind == "postgres" else "new")

@@ -1,0 +1,516 @@
+"""The lean keep-alive HTTP/1.1 client against raw TCP servers that misbehave on purpose.
+
+The framing matrix: each way a response can be delimited (Content-Length, chunked, the end of
+the connection) or cut short, interim 1xx answers, HEAD, ``Connection: close`` and reuse of
+keep-alive connections the peer closed, written as exact bytes by an asyncio server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import subprocess
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from support import wait_until_async
+
+from ironpush.client._lean import HTTPFailure, LeanHTTPClient
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+class RawServer:
+    def __init__(self) -> None:
+        self.connections = 0
+        self.ended_by_client = 0  # connections the client closed (the server saw EOF)
+        self.requests: list[bytes] = []
+        self.url = ""
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return head + await reader.readexactly(length)
+
+
+@asynccontextmanager
+async def raw_server(
+    reply: Callable[[RawServer, asyncio.StreamWriter], Awaitable[bool]],
+) -> AsyncIterator[RawServer]:
+    """A TCP server; ``reply`` answers each request and says whether to keep the connection."""
+    state = RawServer()
+    writers: list[asyncio.StreamWriter] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        state.connections += 1
+        try:
+            while True:
+                state.requests.append(await read_request(reader))
+                if not await reply(state, writer):
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            state.ended_by_client += 1
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    state.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    async with server:
+        try:
+            yield state
+        finally:
+            # Since Python 3.12.1 leaving ``async with server`` waits for every connection to
+            # end: close the keep-alive ones the client under test still holds.
+            for writer in writers:
+                writer.close()
+
+
+@pytest.mark.anyio
+async def test_request_format_and_connection_reuse() -> None:
+    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
+        writer.write(OK)
+        return True
+
+    client = LeanHTTPClient()
+    async with raw_server(reply) as srv:
+        headers = [("X-A", "1"), ("Host", "evil"), ("Content-Length", "999")]
+        for body in (b"one", b"two"):
+            response = await client.request(
+                "POST", srv.url + "/p/a b?q=1", headers=headers, body=body, timeout=2
+            )
+            assert (response.status, response.body) == (200, b"ok")
+        assert srv.connections == 1
+        head, _, body = srv.requests[0].partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        port = srv.url.rsplit(":", 1)[1]
+        assert lines[0] == b"POST /p/a%20b?q=1 HTTP/1.1"
+        assert lines[1:] == [f"Host: 127.0.0.1:{port}".encode(), b"Content-Length: 3", b"X-A: 1"]
+        assert body == b"one"
+    client.close()
+
+
+@pytest.mark.anyio
+async def test_a_connection_the_peer_closed_while_idle_is_replaced() -> None:
+    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
+        writer.write(OK)  # no "Connection: close", yet the server hangs up
+        await writer.drain()
+        return False
+
+    client = LeanHTTPClient()
+    async with raw_server(reply) as srv:
+        for _ in range(3):
+            assert (
+                await client.request("POST", srv.url, headers=[], body=b"x", timeout=2)
+            ).status == 200
+        assert srv.connections == 3
+        assert len(srv.requests) == 3
+    client.close()
+
+
+@pytest.mark.anyio
+async def test_response_delimited_by_connection_close() -> None:
+    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 500 Boom\r\nConnection: close\r\n\r\nbody until close")
+        return False
+
+    client = LeanHTTPClient()
+    async with raw_server(reply) as srv:
+        response = await client.request("POST", srv.url, headers=[], body=b"x", timeout=2)
+        assert (response.status, response.body) == (500, b"body until close")
+    client.close()
+
+
+@pytest.mark.anyio
+async def test_garbage_and_silence_and_refusal_are_push_failures() -> None:
+    async def garbage(state: RawServer, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"this is not http\r\n\r\n")
+        return True
+
+    async def silent(state: RawServer, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(5)  # the peer under test never answers in time
+        return False
+
+    client = LeanHTTPClient()
+    async with raw_server(garbage) as srv:
+        with pytest.raises(HTTPFailure, match="invalid HTTP response"):
+            await client.request("POST", srv.url, headers=[], body=b"x", timeout=2)
+    async with raw_server(silent) as srv:
+        started = time.monotonic()
+        with pytest.raises(HTTPFailure, match=r"no answer within 0.2 s"):
+            await client.request("POST", srv.url, headers=[], body=b"x", timeout=0.2)
+        assert time.monotonic() - started < 5  # cut at the timeout, not by the peer (5 s)
+    with pytest.raises(HTTPFailure, match="connection failed"):
+        await client.request(
+            "POST", srv.url, headers=[], body=b"x", timeout=2
+        )  # that server is closed now
+    with pytest.raises(HTTPFailure, match="cannot send"):
+        await client.request("POST", "ftp://example.com/", headers=[], body=b"x", timeout=2)
+    client.close()
+
+
+@pytest.mark.anyio
+async def test_any_method_and_the_whole_response_with_headers() -> None:
+    big = b"x" * 100_000
+
+    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
+        writer.write(
+            b"HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(big) + big
+        )
+        return True
+
+    client = LeanHTTPClient()
+    async with raw_server(reply) as srv:
+        response = await client.request("DELETE", srv.url + "/q/m", headers=[], timeout=2)
+        assert response.status == 404
+        assert response.body == big
+        assert (b"Content-Type", b"application/json") in response.headers
+        assert srv.requests[0].startswith(b"DELETE /q/m HTTP/1.1\r\n")
+        assert b"Content-Length: 0\r\n" in srv.requests[0]
+        with pytest.raises(HTTPFailure, match="over 1000 bytes"):
+            await client.request("GET", srv.url, headers=[], timeout=2, max_body=1000)
+        cut = await client.request(
+            "GET", srv.url, headers=[], timeout=2, max_body=10, truncate=True
+        )
+        assert cut.body == b"x" * 10
+    client.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("resend", [True, False])
+async def test_a_request_lost_on_a_reused_connection_is_resent_only_when_allowed(
+    resend: bool,
+) -> None:
+    per_connection: dict[int, int] = {}
+
+    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
+        served = per_connection.get(id(writer), 0)
+        per_connection[id(writer)] = served + 1
+        if served:  # the second request on a connection: hang up without an answer
+            return False
+        writer.write(OK)
+        return True
+
+    client = LeanHTTPClient()
+    async with raw_server(reply) as srv:
+        assert (await client.request("POST", srv.url, headers=[], timeout=2)).status == 200
+        call = client.request("POST", srv.url, headers=[], timeout=2, resend_stale=resend)
+        if resend:
+            assert (await call).status == 200  # sent again on a new connection
+            assert srv.connections == 2
+        else:
+            with pytest.raises(HTTPFailure, match="closed before a response") as info:
+                await call
+            assert not info.value.unsent  # it was written: it may have been processed
+            assert srv.connections == 1
+    client.close()
+
+
+@pytest.mark.anyio
+async def test_a_refused_connection_is_unsent() -> None:
+    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
+        return False
+
+    async with raw_server(reply) as srv:
+        url = srv.url
+    with pytest.raises(HTTPFailure) as info:
+        await LeanHTTPClient().request("POST", url, headers=[], timeout=2)
+    assert info.value.unsent
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("header", [("X-A", "v\r\nInjected: 1"), ("X-B\n", "v"), ("X-C", "v\x00")])
+async def test_header_injection_is_refused_before_anything_is_sent(
+    header: tuple[str, str],
+) -> None:
+    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
+        writer.write(OK)
+        return True
+
+    client = LeanHTTPClient()
+    async with raw_server(reply) as srv:
+        with pytest.raises(HTTPFailure, match="line break or NUL") as info:
+            await client.request("POST", srv.url, headers=[header], timeout=2)
+        assert info.value.unsent
+        assert srv.requests == []
+    client.close()
+
+
+# --------------------------------------------------------------------------- framing matrix
+#
+# Each row: what the server writes for one request (then it closes the connection when
+# ``close`` is set), and what the client must make of it: a response (status, body) or a
+# failure. A body cut short must never pass for a complete answer.
+
+FRAMING = [
+    pytest.param(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+        True,
+        "cut short",
+        id="truncated-length",
+    ),
+    pytest.param(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3\r\nab",
+        True,
+        "cut short",
+        id="truncated-chunked",
+    ),
+    pytest.param(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        True,
+        "cut short",
+        id="chunked-without-last-chunk",
+    ),
+    pytest.param(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", True, "cut short", id="headers-only"
+    ),
+    pytest.param(b"HTTP/1.1 200 O", True, "closed before a response", id="cut-status-line"),
+    pytest.param(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n4\r\n abc\r\n0\r\n\r\n",
+        False,
+        (200, b"hello abc"),
+        id="chunked",
+    ),
+    pytest.param(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end",
+        True,
+        (200, b"until the end"),
+        id="close-delimited",
+    ),
+    pytest.param(
+        b"HTTP/1.0 200 OK\r\n\r\nold style", True, (200, b"old style"), id="http10-close-delimited"
+    ),
+    pytest.param(
+        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 4\r\n\r\ndone",
+        False,
+        (201, b"done"),
+        id="100-continue",
+    ),
+    pytest.param(
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+        False,
+        (200, b"ok"),
+        id="several-1xx",
+    ),
+    pytest.param(
+        b"HTTP/1.1 100 Continue\r\n\r\n", True, "closed before a response", id="1xx-then-close"
+    ),
+    pytest.param(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n",
+        False,
+        "invalid HTTP response",
+        id="unasked-101",
+    ),
+    pytest.param(
+        b"HTTP/1.1 204 No Content\r\nContent-Length: 7\r\n\r\n", False, (204, b""), id="204-no-body"
+    ),
+    pytest.param(
+        b"HTTP/1.1 304 Not Modified\r\nContent-Length: 7\r\n\r\n",
+        False,
+        (304, b""),
+        id="304-no-body",
+    ),
+]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(("wire", "close", "expected"), FRAMING)
+async def test_framing_matrix(wire: bytes, close: bool, expected: str | tuple[int, bytes]) -> None:
+    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
+        writer.write(wire)
+        await writer.drain()
+        return not close
+
+    client = LeanHTTPClient()
+    async with raw_server(reply) as srv:
+        call = client.request("POST", srv.url, headers=[], body=b"x", timeout=2)
+        if isinstance(expected, str):
+            with pytest.raises(HTTPFailure, match=expected) as info:
+                await call
+            assert not info.value.unsent  # it was sent: a caller may not blindly resend it
+        else:
+            response = await call
+            assert (response.status, response.body) == expected
+        assert len(srv.requests) == 1  # never sent twice, even on a fresh connection
+    client.close()
+
+
+@pytest.mark.anyio
+async def test_the_final_response_after_1xx_carries_only_its_own_headers() -> None:
+    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n")
+        await writer.drain()
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Final: 1\r\nContent-Length: 2\r\n\r\nok")
+        return True
+
+    client = LeanHTTPClient()
+    async with raw_server(reply) as srv:
+        response = await client.request("POST", srv.url, headers=[], body=b"x", timeout=2)
+        assert response.headers == [(b"X-Final", b"1"), (b"Content-Length", b"2")]
+        again = await client.request("POST", srv.url, headers=[], body=b"y", timeout=2)
+        assert (again.status, again.body, srv.connections) == (200, b"ok", 1)
+    client.close()
+
+
+@pytest.mark.anyio
+async def test_a_head_reply_has_no_body_and_does_not_hang() -> None:
+    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
+        if state.requests[-1].startswith(b"HEAD "):
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n")  # the GET's length
+        else:
+            writer.write(OK)
+        return True
+
+    client = LeanHTTPClient()
+    async with raw_server(reply) as srv:
+        response = await client.request("HEAD", srv.url, headers=[], timeout=2)
+        assert (response.status, response.body) == (200, b"")
+        assert (b"Content-Length", b"5000") in response.headers
+        assert b"Content-Length" not in srv.requests[0]  # a HEAD request has no body either
+        after = await client.request("GET", srv.url, headers=[], timeout=2)
+        assert (after.status, after.body) == (200, b"ok")
+    client.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "wire",
+    [
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+            id="connection-close",
+        ),
+        pytest.param(b"HTTP/1.1 200 OK\r\n\r\nok", id="close-delimited"),
+        pytest.param(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", id="http10"),
+    ],
+)
+async def test_a_connection_the_response_ends_is_never_reused(wire: bytes) -> None:
+    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
+        writer.write(wire)
+        return False  # as the response said: this connection is over
+
+    client = LeanHTTPClient()
+    async with raw_server(reply) as srv:
+        for body in (b"one", b"two", b"three"):
+            response = await client.request("POST", srv.url, headers=[], body=body, timeout=2)
+            assert (response.status, response.body) == (200, b"ok")
+        assert (srv.connections, len(srv.requests)) == (3, 3)  # no request lost on a dead one
+    client.close()
+
+
+@pytest.mark.anyio
+async def test_bytes_after_a_complete_response_retire_the_connection() -> None:
+    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
+        writer.write(OK)
+        await writer.drain()
+        if len(state.requests) == 1:  # then, while the connection sits idle in the pool:
+            writer.write(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
+        return True
+
+    client = LeanHTTPClient()
+    async with raw_server(reply) as srv:
+        assert (await client.request("POST", srv.url, headers=[], timeout=2)).status == 200
+        await wait_until_async(lambda: srv.ended_by_client == 1, 5, "the client to hang up")
+        assert (await client.request("POST", srv.url, headers=[], timeout=2)).status == 200
+        assert (srv.connections, len(srv.requests)) == (2, 2)
+    client.close()
+
+
+@pytest.mark.anyio
+async def test_a_reused_connection_cut_mid_response_is_not_resent() -> None:
+    per_connection: dict[int, int] = {}
+
+    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
+        served = per_connection.get(id(writer), 0)
+        per_connection[id(writer)] = served + 1
+        if served:  # second request on this connection: half an answer, then hang up
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\npar")
+            await writer.drain()
+            return False
+        writer.write(OK)
+        return True
+
+    client = LeanHTTPClient()
+    async with raw_server(reply) as srv:
+        assert (await client.request("POST", srv.url, headers=[], timeout=2)).status == 200
+        with pytest.raises(HTTPFailure, match="cut short"):
+            await client.request("POST", srv.url, headers=[], timeout=2, resend_stale=True)
+        assert (srv.connections, len(srv.requests)) == (1, 2)  # answered bytes: no resend
+    client.close()
+
+
+# --------------------------------------------------------------------------- https
+
+
+@pytest.fixture
+def tls_server_context(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server context with a fresh self-signed certificate for 127.0.0.1, and its file."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+            "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+            "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    return context, cert
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("trusted", [True, False])
+async def test_https_trusts_exactly_what_httpx_trusts(
+    tls_server_context: tuple[ssl.SSLContext, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    trusted: bool,
+) -> None:
+    context, cert = tls_server_context
+    if trusted:  # httpx's bundle: certifi, or SSL_CERT_FILE when set
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    else:
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await read_request(reader)
+            writer.write(OK)
+            await writer.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass  # the client refused the certificate
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=context)
+    url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/"
+    async with server:
+        lean = LeanHTTPClient()
+        async with httpx.AsyncClient() as reference:
+            if trusted:
+                assert (await reference.get(url)).status_code == 200
+                response = await lean.request("GET", url, headers=[], timeout=5)
+                assert (response.status, response.body) == (200, b"ok")
+            else:
+                with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                    await reference.get(url)
+                with pytest.raises(HTTPFailure, match="connection failed") as info:
+                    await lean.request("GET", url, headers=[], timeout=5)
+                assert info.value.unsent
+        lean.close()

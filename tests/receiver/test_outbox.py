@@ -1,0 +1,147 @@
+"""The ack outbox: retries until IronMQ confirms, late acks, give-ups, several senders on one
+file, and crash recovery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from ironpush._errors import APIError, NotFound, ReservationExpired, TransportError
+from ironpush._protocol import Delivery
+from ironpush.receiver._metrics import Counters
+from ironpush.receiver._outbox import AckOutbox, OutboxSettings
+from ironpush.receiver._router import PushRouter
+from ironpush.receiver.stores import MemoryStore, OutboxItem, SQLiteStore
+from ironpush.testing import PushSimulator
+
+pytestmark = pytest.mark.anyio
+FAST = OutboxSettings(backoff=0.01, max_backoff=0.02, poll_interval=0.05)
+
+
+def delivery(n: int) -> Delivery:
+    return Delivery(f"m{n}", reservation_id=f"r{n}", subscriber_name="s")
+
+
+class FakeClient:
+    """Answers acks from a script of outcomes per message id (an exception or None = ok)."""
+
+    def __init__(self, script: dict[str, list[Exception | None]] | None = None) -> None:
+        self.script = script or {}
+        self.calls: list[tuple[str, str]] = []
+        self.posts: list[tuple[str, str]] = []
+
+    async def acknowledge(self, queue: str, d: Delivery) -> None:
+        self.calls.append((queue, d.message_id))
+        steps = self.script.get(d.message_id, [])
+        outcome = steps.pop(0) if steps else None
+        if outcome is not None:
+            raise outcome
+
+    def queue(self, name: str) -> Any:
+        client = self
+
+        class _Q:
+            async def post(self, body: str) -> list[str]:
+                client.posts.append((name, body))
+                return ["id"]
+
+        return _Q()
+
+
+def outbox(store: Any, client: FakeClient, counters: Counters | None = None) -> AckOutbox:
+    async def get_client() -> Any:
+        return client
+
+    return AckOutbox(store, get_client, counters or Counters(), FAST)
+
+
+async def test_outbox_sends_everything_and_empties() -> None:
+    store, client, counters = MemoryStore(), FakeClient(), Counters()
+    box = outbox(store, client, counters)
+    futures = [await box.put_ack("q", delivery(i)) for i in range(10)]
+    await box.put_post("dlq", "report")
+    await box.drain_due()
+    assert sorted(m for _, m in client.calls) == sorted(f"m{i}" for i in range(10))
+    assert client.posts == [("dlq", "report")]
+    assert [f.result() for f in futures] == ["acked"] * 10
+    assert await store.depth() == 0
+    assert counters.totals["acked"] == 10
+
+
+async def test_outbox_retries_transient_failures_until_confirmed() -> None:
+    store, counters = MemoryStore(), Counters()
+    flaky = [TransportError("reset"), APIError(503, "busy"), APIError(401, "token")]
+    client = FakeClient({"m1": flaky})
+    box = outbox(store, client, counters)
+    box.start()
+    future = await box.put_ack("q", delivery(1))
+    with anyio.fail_after(5):
+        assert await future == "acked"
+    assert client.calls == [("q", "m1")] * 4
+    await box.close(1)
+
+
+@pytest.mark.parametrize(
+    "error", [ReservationExpired(403, "Reservation timed out"), NotFound(404, "gone")]
+)
+async def test_outbox_stops_on_late_acks(error: APIError) -> None:
+    store, counters = MemoryStore(), Counters()
+    box = outbox(store, FakeClient({"m1": [error]}), counters)
+    future = await box.put_ack("q", delivery(1))
+    await box.drain_due()
+    assert future.result() == "late"
+    assert counters.totals["late_acks"] == 1
+    assert await store.depth() == 0
+
+
+async def test_outbox_gives_up_on_permanent_errors_and_old_items() -> None:
+    store, counters = MemoryStore(), Counters()
+    box = outbox(store, FakeClient({"m1": [APIError(400, "bad")]}), counters)
+    future = await box.put_ack("q", delivery(1))
+    await box.drain_due()
+    assert future.result() == "failed"
+    assert counters.totals["ack_failures"] == 1
+    old = OutboxItem("ack", "q", delivery=delivery(2), created_at=0.0)
+    await store.add(old)
+    box.get_client = _failing_client
+    await box.drain_due()
+    assert await store.depth() == 0
+    assert counters.totals["ack_failures"] == 2
+
+
+async def _failing_client() -> Any:
+    raise TransportError("down")
+
+
+async def test_two_outboxes_on_one_sqlite_file_never_send_an_item_twice(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    client = FakeClient()
+    first, second = SQLiteStore(path), SQLiteStore(path)
+    for i in range(200):
+        await first.add(OutboxItem("ack", "q", delivery=delivery(i)))
+    a, b = outbox(first, client), outbox(second, client)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(a.drain_due)
+        tg.start_soon(b.drain_due)
+    assert len(client.calls) == 200
+    assert len(set(client.calls)) == 200
+    assert await first.depth() == 0
+    await first.close()
+    await second.close()
+
+
+async def test_router_startup_flushes_an_outbox_left_by_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "crashed.db"
+    left = SQLiteStore(path)
+    await left.add(OutboxItem("ack", "orders", delivery=delivery(1)))
+    await left.close()
+    router = PushRouter(secret_keys=["k"], store=path)
+    async with PushSimulator(router) as sim:
+        [ack] = await sim.wait_for_acks(1)
+        assert (ack.queue, ack.message_id, ack.reservation_id) == ("orders", "m1", "r1")
+    reopened = SQLiteStore(path)
+    assert await reopened.depth() == 0
+    await reopened.close()
