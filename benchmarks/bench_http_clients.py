@@ -5,12 +5,15 @@ requests: the dev server's pusher and a receiver's ack outbox. **It stays only w
 aiohttp**: this benchmark is the check.
 
 One local server (a raw-ASGI endpoint on uvicorn, pinned to its own CPU) answers every request;
-this process (pinned to the other CPU, one event loop, uvloop when installed) keeps the three
+this process (pinned to the other CPU, one event loop, uvloop when installed) keeps the
 clients warm and measures them in alternating slots: each cycle runs every (client,
 concurrency) pair once for ``--slot`` seconds, the order rotated each cycle. Each client POSTs
-a 1 KB JSON body, ``--concurrency`` requests in flight, over keep-alive connections. Figures:
-requests/s, the per-cycle ratio to aiohttp at the same concurrency (median, IQR), and the CPU
-per request of this process (the client) and of the server.
+a 1 KB JSON body, ``--concurrency`` requests in flight, over keep-alive connections: ``lean``
+one request per connection (as many connections as requests in flight), ``lean_pipelined``
+up to 8 per connection (HTTP/1.1 pipelining: the requests of one event-loop turn in one
+write, what an outbox does with its acks; in real use only idempotent requests are
+pipelined). Figures: requests/s, the per-cycle ratio to aiohttp at the same concurrency
+(median, IQR), and the CPU per request of this process (the client) and of the server.
 
 Run from the repository root: ``python -m benchmarks.bench_http_clients [--write]``.
 Not part of CI.
@@ -47,7 +50,7 @@ README = ROOT / "benchmarks" / "README.md"
 MARKER = "bench_http_clients"
 BODY = b'{"pad": "' + b"x" * 1012 + b'"}'
 HEADERS = {"Content-Type": "application/json"}
-CLIENTS = ("lean", "aiohttp", "httpx")
+CLIENTS = ("lean", "lean_pipelined", "aiohttp", "httpx")
 Send = Callable[[], Awaitable[None]]
 
 
@@ -60,11 +63,13 @@ class Measured:
 
 
 class Clients:
-    """The three clients, each with a pool of ``max(concurrency)`` keep-alive connections."""
+    """The clients, each with a pool of ``max(concurrency)`` keep-alive connections (the
+    pipelined one: 8 requests in flight per connection)."""
 
     def __init__(self, url: str, pool: int) -> None:
         self.url = url
         self.lean = LeanHTTPClient()
+        self.pipelined = LeanHTTPClient(pipeline_depth=8)
         self.aiohttp = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=pool))
         limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
         self.httpx = httpx.AsyncClient(limits=limits)
@@ -76,6 +81,13 @@ class Clients:
             )
             assert response.status == 200, response.status
 
+        async def lean_pipelined() -> None:
+            response = await self.pipelined.request(
+                "POST", self.url, headers=list(HEADERS.items()), body=BODY, timeout=10,
+                pipeline=True,
+            )  # fmt: skip
+            assert response.status == 200, response.status
+
         async def with_aiohttp() -> None:
             async with self.aiohttp.post(self.url, data=BODY, headers=HEADERS) as response:
                 await response.read()
@@ -85,10 +97,12 @@ class Clients:
             response = await self.httpx.post(self.url, content=BODY, headers=HEADERS)
             assert response.status_code == 200, response.status_code
 
-        return {"lean": lean, "aiohttp": with_aiohttp, "httpx": with_httpx}[name]
+        senders = {"lean": lean, "lean_pipelined": lean_pipelined}
+        return {**senders, "aiohttp": with_aiohttp, "httpx": with_httpx}[name]
 
     async def aclose(self) -> None:
         self.lean.close()
+        self.pipelined.close()
         await self.aiohttp.close()
         await self.httpx.aclose()
 

@@ -4,10 +4,11 @@ The ack server is a minimal raw-ASGI endpoint (answers ``{"msg": "Deleted"}``) o
 subprocess pinned apart from this process, so the figures measure the client side. Baseline:
 ``-n`` sequential ``DELETE`` requests over one keep-alive ``httpx.Client``. Contenders: the
 router's :class:`~ironpush.receiver._outbox.AckOutbox` (memory store, then SQLite store)
-flushing ``-n`` queued acks through :class:`~ironpush.AsyncIronMQ` with the httpx backend and
-with the lean backend (the router's default), for several sender counts. Each cycle measures
-every contestant once, in a rotated order; each figure is the median of the per-cycle ratios
-to the baseline, with the IQR (``benchmarks/harness.py``).
+flushing ``-n`` queued acks through :class:`~ironpush.AsyncIronMQ` with the httpx backend,
+with the lean backend (the router's default: acks pipelined, up to 8 per connection) and with
+the lean backend one ack per connection (``lean-unpipelined``), for several sender counts.
+Each cycle measures every contestant once, in a rotated order; each figure is the median of
+the per-cycle ratios to the baseline, with the IQR (``benchmarks/harness.py``).
 
 ``--latency-ms`` makes the server wait that long before answering, like a real network round
 trip to IronMQ (on localhost the client's CPU is the limit, where concurrency cannot help).
@@ -41,6 +42,7 @@ from benchmarks.harness import (
 )
 from ironpush._protocol import Delivery
 from ironpush.client import AsyncIronMQ
+from ironpush.client._transports import LeanTransport
 from ironpush.receiver._metrics import Counters
 from ironpush.receiver._outbox import AckOutbox, OutboxSettings
 from ironpush.receiver.stores import MemoryStore, OutboxItem, SQLiteStore, Store
@@ -49,7 +51,7 @@ GOAL = 4.0
 README = ROOT / "benchmarks" / "README.md"
 MARKER = "bench_outbox"
 DEFAULT_SENDERS = OutboxSettings().concurrency
-Backend = Literal["httpx", "lean"]
+Backend = Literal["httpx", "lean", "lean-unpipelined"]
 
 
 def ack_app() -> Any:
@@ -87,7 +89,13 @@ def sequential(url: str, n: int) -> float:
 
 
 async def outbox_rate(url: str, n: int, store: Store, senders: int, backend: Backend) -> float:
-    mq = AsyncIronMQ(project_id="p", token="t", cloud=url, max_connections=senders, backend=backend)
+    if backend == "lean-unpipelined":
+        transport = LeanTransport(pipeline_depth=1)
+        mq = AsyncIronMQ(project_id="p", token="t", cloud=url, transport=transport)
+    else:
+        mq = AsyncIronMQ(
+            project_id="p", token="t", cloud=url, max_connections=senders, backend=backend
+        )
 
     async def get_client() -> AsyncIronMQ:
         return mq
@@ -112,11 +120,11 @@ def contestants(url: str, n: int, senders: list[int], tmp: str) -> dict[str, Cal
     def sqlite() -> Store:
         return SQLiteStore(os.path.join(tmp, f"outbox{next(counter)}.db"))
 
-    for backend in ("httpx", "lean"):
+    for backend in ("httpx", "lean", "lean-unpipelined"):
         for k in senders:
             for kind, make in (("memory", MemoryStore), ("sqlite", sqlite)):
                 name = f"{backend} x{k} {kind}"
-                out[name] = _runner(url, n, make, k, backend)  # type: ignore[arg-type]
+                out[name] = _runner(url, n, make, k, backend)
     return out
 
 

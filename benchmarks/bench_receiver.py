@@ -4,11 +4,15 @@ Every server is up at once (``benchmarks/receiver_apps.py``, one uvicorn worker 
 apart from ``wrk``), measured in alternating slots (``benchmarks/harness.py``). Each request is
 a push as IronMQ sends it (headers from ``ironpush._protocol.build_push_headers``, a unique
 ``Iron-Message-Id`` per request so dedupe never short-circuits, the route's push secret, a
-1 KB JSON body). Figures: 2xx rate relative to the bare Starlette endpoint in the same cycle
-(median of per-cycle ratios, IQR), each goal's ratio to its own reference, server CPU per
-request.
+1 KB JSON body). For each path, side by side (``benchmarks/verdicts.py``): the 2xx rate and
+its ratio to the bare Starlette endpoint over the cycles where both servers were saturated
+("not saturated" otherwise), each server's utilisation, the CPU µs per request and its ratio,
+and the instructions per push in-process counted by callgrind
+(``benchmarks/instructions.py``); then each goal's ratios to its own reference and the
+hand-rolled anchor (FastAPI, a dict, a ``BackgroundTask`` acking with httpx).
 
-Run from the repository root (needs ``wrk``: ``apt-get install -y wrk``)::
+Run from the repository root (needs ``wrk``: ``apt-get install -y wrk``; ``valgrind`` and a C
+compiler for the instruction counts, or ``--no-instructions``)::
 
     python -m benchmarks.bench_receiver            # print the table
     python -m benchmarks.bench_receiver --write    # and record it in benchmarks/README.md
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -41,17 +46,22 @@ from benchmarks.harness import (
     dump_slots,
     free_port,
     machine,
-    per_cycle_ratios,
-    summarize,
     write_between_markers,
     write_json,
     wrk_available,
 )
+from benchmarks.instructions import Target
+from benchmarks.instructions import available as instructions_available
+from benchmarks.instructions import count as count_instructions
 from benchmarks.receiver_apps import QUEUE, SECRET, SUBSCRIBER
+from benchmarks.verdicts import figures_table, goals_table
 from ironpush._protocol import Delivery, build_push_headers, message_url
 from ironpush._signing import DEFAULT_SECRET_HEADER
 
 ANCHOR = "bare"
+# Connections of the one wrk thread: enough that each server is saturated in its slot (32
+# left the quick path's server near 0.9 of its core, the others below it).
+CONNECTIONS = 64
 README = ROOT / "benchmarks" / "README.md"
 RESULTS = ROOT / "benchmarks" / "results" / "receiver.json"
 MARKER = "bench_receiver"
@@ -82,8 +92,15 @@ ROWS = [
     Row("defer_external", "`Defer()` (external worker) → 202", "/orders", "router", 0.9),
     Row("defer_job", "`Defer(job)`, no-op job, fast fake IronMQ, defaults", "/orders",
         "router", 0.5),
+    Row("handrolled_defer", "hand-rolled: FastAPI, dict dedupe, `BackgroundTask` acking with "
+        "httpx (202)", "/orders"),
     Row("sqlite", "SQLite store, quick 200", "/orders", "router", 0.5),
 ]  # fmt: skip
+
+#: Pairs (ironpush, what a user would write instead) whose ratio must stay well above 1.
+AHEAD = [("router", "fastapi"), ("defer_job", "handrolled_defer")]
+#: The contestants whose 202s owe an ack to the fake IronMQ.
+DEFERRED = {"defer_job", "handrolled_defer"}
 
 
 # --------------------------------------------------------------------------- the load
@@ -109,33 +126,45 @@ def lua(value: str) -> str:
 
 
 def push_script(*, body: str) -> str:
-    """A wrk script posting pushes with a unique message and reservation id per request."""
+    """A wrk script posting pushes with a unique message and reservation id per request.
+
+    The request is formatted once (``wrk.format`` in ``init``) with placeholders, cut at them,
+    and each request is the pieces joined around its ids: formatting every request in Lua
+    (a headers table and two ``gsub`` per request) kept the one wrk thread below what a bare
+    server answers, so no server could be saturated."""
     url = message_url("http://127.0.0.1:8080", "dev", QUEUE, "__ID__", SUBSCRIBER, "__RES__")
     template = build_push_headers(
         Delivery("__ID__", "__RES__", SUBSCRIBER, url),
         subscriber_headers={DEFAULT_SECRET_HEADER: SECRET},
     )
-    static = ", ".join(f"[{lua(k)}] = {lua(v)}" for k, v in template.items() if "__" not in v)
-    dynamic = ", ".join(f"{{{lua(k)}, {lua(v)}}}" for k, v in template.items() if "__" in v)
+    headers = ", ".join(f"[{lua(k)}] = {lua(v)}" for k, v in template.items())
     return f"""
 local counter = 0
 local prefix = "p"
-local static = {{{static}}}
-local dynamic = {{{dynamic}}}
-local body = {lua(body)}
+local pieces, slots = {{}}, {{}}
 function init(args)
   if args[1] then prefix = args[1] end
+  local text = wrk.format("POST", nil, {{{headers}}}, {lua(body)})
+  local at = 1
+  while true do
+    local s, e, name = text:find("__(%u+)__", at)
+    if not s then break end
+    pieces[#pieces + 1] = text:sub(at, s - 1)
+    slots[#slots + 1] = name
+    at = e + 1
+  end
+  pieces[#pieces + 1] = text:sub(at)
 end
 function request()
   counter = counter + 1
-  local id = prefix .. "-" .. counter
-  local res = "r" .. counter
-  local headers = {{}}
-  for k, v in pairs(static) do headers[k] = v end
-  for _, pair in ipairs(dynamic) do
-    headers[pair[1]] = (pair[2]:gsub("__ID__", id):gsub("__RES__", res))
+  local values = {{ID = prefix .. "-" .. counter, RES = "r" .. counter}}
+  local out = {{}}
+  for i = 1, #slots do
+    out[#out + 1] = pieces[i]
+    out[#out + 1] = values[slots[i]]
   end
-  return wrk.format("POST", nil, headers, body)
+  out[#out + 1] = pieces[#pieces]
+  return table.concat(out)
 end
 """
 
@@ -162,57 +191,44 @@ def wait_for_acks(url: str, expected: int, timeout: float = 60.0) -> int:
         time.sleep(0.2)
 
 
-def result_rows(slots: list[Slot]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for row in ROWS:
-        mine = [s for s in slots if s.name == row.name and s.cycle >= 0]
-        requests = sum(s.requests for s in mine)
-        entry: dict[str, Any] = {
-            "label": row.label,
-            "rate_2xx": summarize([s.rate_2xx for s in mine]).median,
-            "vs_anchor": summarize(per_cycle_ratios(slots, row.name, ANCHOR)),
-            "non_2xx_share": sum(s.non_2xx for s in mine) / requests if requests else 0.0,
-            "socket_errors": sum(s.socket_errors for s in mine),
-            "cpu_us_per_request": summarize([s.cpu_us_per_request for s in mine]).median,
-        }
-        if row.reference and row.goal:
-            ratio = summarize(per_cycle_ratios(slots, row.name, row.reference))
-            entry.update(reference=row.reference, goal=row.goal, vs_reference=ratio)
-            entry["met"] = ratio.median >= row.goal and entry["non_2xx_share"] == 0
-        out[row.name] = entry
-    return out
+def instruction_targets(sqlite_path: str, fake_port: int) -> list[Target]:
+    env = {"IRONMQ_EMULATOR_HOST": f"127.0.0.1:{fake_port}", "BENCH_SQLITE_PATH": sqlite_path}
+    return [
+        Target(r.name, f"benchmarks.receiver_apps:{r.name}", r.path, env, r.name in DEFERRED)
+        for r in ROWS
+    ]
 
 
-def markdown(results: dict[str, dict[str, Any]], settings: dict[str, Any]) -> str:
+def markdown(slots: list[Slot], counts: dict[str, float], settings: dict[str, Any]) -> str:
     lines = [
         f"{settings['machine']}; {settings['cycles']} cycles x {settings['slot']:g} s slots, "
         f"`wrk -t1 -c{settings['connections']}`, 1 uvicorn worker each, "
         f"{settings['body_bytes']} B JSON body, CPUs: servers {settings['server_cpus']}, "
-        f"wrk {settings['load_cpu']}. Command: `{settings['command']}`.",
+        f"wrk {settings['load_cpu']}; load average {settings['load_before']} before the run, "
+        f"{settings['load_after']} after. Instructions: callgrind, in-process, "
+        f"{settings['instructions']}. Command: `{settings['command']}`.",
         "",
-        "| path | 2xx req/s | vs bare Starlette (median, IQR) | goal | measured vs goal's "
-        "reference | non-2xx | server CPU µs/req |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for r in results.values():
-        goal = measured = "—"
-        if "goal" in r:
-            goal = f"≥ {r['goal']:.1f}x {r['reference']}"
-            measured = f"{r['vs_reference']} {'**met**' if r['met'] else '**not met**'}"
-        lines.append(
-            f"| {r['label']} | {r['rate_2xx']:,.0f} | {r['vs_anchor']} | {goal} | {measured} "
-            f"| {r['non_2xx_share']:.1%} | {r['cpu_us_per_request']:.0f} |"
-        )
+        *figures_table([(r.name, r.label) for r in ROWS], slots, ANCHOR, counts),
+        "",
+        "Goals (issue 12) and the hand-rolled anchors, each ratio against the goal's reference:",
+        "",
+        *goals_table(
+            [(r.name, r.reference, r.goal) for r in ROWS if r.reference and r.goal],
+            slots,
+            counts,
+            ahead=[(a, b) for a, b in AHEAD if any(r.name == a for r in ROWS)
+                   and any(r.name == b for r in ROWS)],
+        ),
+    ]  # fmt: skip
     if "acks" in settings:
         sent, confirmed = settings["acks"]
         lines += [
             "",
-            f"`Defer(job)`: the fake IronMQ received {confirmed:,} acks for the {sent:,} 202s "
-            f"wrk counted ({'every 202 acked' if confirmed >= sent else '**acks missing**'}; "
-            "wrk does not count the answers still in flight when a slot ends).",
+            f"`Defer(job)` and the hand-rolled `BackgroundTask`: the fake IronMQ received "
+            f"{confirmed:,} acks for the {sent:,} 202s wrk counted "
+            f"({'every 202 acked' if confirmed >= sent else '**acks missing**'}; wrk does not "
+            "count the answers still in flight when a slot ends).",
         ]
-    if settings.get("failed"):
-        lines += ["", f"Not measured (did not start): {', '.join(settings['failed'])}."]
     return "\n".join(lines)
 
 
@@ -220,21 +236,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cycles", type=int, default=16)
     parser.add_argument("--slot", type=float, default=2.0)
-    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--connections", type=int, default=CONNECTIONS)
     parser.add_argument("--only", nargs="*", help="contestants to run (with their references)")
+    parser.add_argument("--pushes", type=int, default=2000, help="pushes counted by callgrind")
+    parser.add_argument("--no-instructions", action="store_true", help="skip callgrind")
     parser.add_argument("--write", action="store_true", help="record in benchmarks/README.md")
     args = parser.parse_args()
     if not wrk_available():
         sys.exit("bench_receiver needs wrk: apt-get install -y wrk")
+    if not args.no_instructions and (why := instructions_available()):
+        sys.exit(f"bench_receiver: {why}, or run with --no-instructions")
     global ROWS
-    if args.only:  # with the anchor and the goals' references
+    if args.only:  # with the anchor, the goals' references and the hand-rolled pairs
         wanted = {ANCHOR, *args.only}
         wanted |= {r.reference for r in ROWS if r.name in wanted and r.reference}
+        wanted |= {b for a, b in AHEAD if a in wanted}
         ROWS = [r for r in ROWS if r.name in wanted]
     server_cpus, load_cpu = cpu_plan()
     body = json_body()
     script = push_script(body=body)
     fake_port = free_port()
+    load_before = f"{os.getloadavg()[0]:.2f}"
+    counts: dict[str, float] = {}
     with (
         tempfile.TemporaryDirectory() as tmp,
         Servers(specs(str(Path(tmp) / "bench.db"), fake_port), cpus=server_cpus) as servers,
@@ -252,29 +275,29 @@ def main() -> None:
             "body_bytes": len(body),
             "server_cpus": server_cpus or "any",
             "load_cpu": load_cpu or "any",
+            "load_before": load_before,
             "command": "python -m benchmarks.bench_receiver --write",
+            "instructions": "skipped",
         }
-        if any(r.name == "defer_job" for r in ROWS):
+        deferred = [r.name for r in ROWS if r.name in DEFERRED]
+        if deferred:
             # Every 202 must end in one ack (warm-up slots included: they were answered too).
-            expected = sum(s.requests - s.non_2xx for s in slots if s.name == "defer_job")
+            expected = sum(s.requests - s.non_2xx for s in slots if s.name in deferred)
             settings["acks"] = (expected, wait_for_acks(servers["fake_ironmq"].url, expected))
-    results = result_rows(slots)
-    table = markdown(results, settings)
+        settings["load_after"] = f"{os.getloadavg()[0]:.2f}"
+        if not args.no_instructions:
+            counts = count_instructions(
+                instruction_targets(str(Path(tmp) / "callgrind.db"), fake_port),
+                pushes=args.pushes,
+            )
+            settings["instructions"] = f"{args.pushes:,} pushes, 32 in flight"
+    table = markdown(slots, counts, settings)
     print(table)
     if args.write:
-        write_json(RESULTS, {"settings": settings, "results": _jsonable(results),
+        write_json(RESULTS, {"settings": settings, "instructions": counts,
                              "slots": dump_slots(slots)})  # fmt: skip
         write_between_markers(README, MARKER, table)
         print(f"written: {RESULTS.relative_to(ROOT)}, {README.relative_to(ROOT)}")
-
-
-def _jsonable(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    def plain(value: Any) -> Any:
-        if hasattr(value, "median"):
-            return {"median": value.median, "q1": value.q1, "q3": value.q3, "n": value.n}
-        return value
-
-    return {name: {k: plain(v) for k, v in r.items()} for name, r in results.items()}
 
 
 if __name__ == "__main__":

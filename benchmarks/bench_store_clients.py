@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import resource
 import time
@@ -112,15 +113,20 @@ async def postgres_contestants(
     await pool.open(wait=True)
     lean = Connections(PG_DSN, size=16, connect_timeout=2)
 
-    def params(message_id: str) -> dict[str, Any]:
-        return {"m": message_id, "sub": "billing", "d": DELIVERY, "owner": OWNER, "lease": 10.0,
-                "ttl": 600.0, "cid": uuid.uuid4().hex, "outcome": "acked"}  # fmt: skip
+    def params(message_id: str) -> dict[str, dict[str, Any]]:
+        # The store's statements take a batch of calls as one JSON array: a batch of one here.
+        claim = (message_id, "billing", uuid.uuid4().hex, DELIVERY, OWNER, 10.0, 600.0)
+        complete = (message_id, "billing", "acked", 600.0)
+        return {
+            "claim": {"calls": json.dumps([claim])},
+            "complete": {"calls": json.dumps([complete])},
+        }
 
     async def via_pool(message_id: str) -> None:
         p = params(message_id)
         for name in ("claim", "complete"):
             async with pool.connection() as conn:
-                cursor = await conn.execute(sql[name], p)
+                cursor = await conn.execute(sql[name], p[name])
                 await cursor.fetchall()
 
     async def via_lean(message_id: str) -> None:
@@ -128,7 +134,7 @@ async def postgres_contestants(
         for name in ("claim", "complete"):
             lease = await lean.get()
             try:
-                await lease.cursor.execute(sql[name], p)
+                await lease.cursor.execute(sql[name], p[name])
                 await lease.cursor.fetchall()
             except BaseException:
                 lease.broken = True

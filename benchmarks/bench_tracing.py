@@ -15,7 +15,9 @@ Each variant is its own process (the API's presence is decided at import). Two f
    collection on around the measured loop only, after a warm-up. Counts do not move with the
    machine's load.
 
-Every push carries a ``traceparent`` header, as a traced producer's do. Run from the
+Every push carries a ``traceparent`` header, as a traced producer's do; the per-delivery log
+lines are off (``ironpush`` logger at WARNING), and the heap is collected and frozen before
+each measured loop (a full collection's cost grows with what a variant imported). Run from the
 repository root::
 
     python -m benchmarks.bench_tracing [--rounds 16] [--pushes 2000] [--no-callgrind]
@@ -28,6 +30,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import ctypes
+import gc
+import logging
 import os
 import re
 import statistics
@@ -81,6 +85,9 @@ def build(variant: str) -> Any:
     from benchmarks import receiver_apps
     from ironpush import _tracing
 
+    # The per-delivery log lines are not what is measured (and would be written here): off.
+    logging.getLogger("ironpush").setLevel(logging.WARNING)
+
     if _tracing.AVAILABLE is (variant == "absent"):
         raise SystemExit(f"{variant}: the OpenTelemetry API is not as this variant needs")
     if (_tracing.tracer() is None) is (variant == "sdk"):
@@ -122,6 +129,14 @@ async def _drive(app: Any, scopes: list[dict[str, Any]]) -> float:
     return (time.thread_time() - started) / len(scopes) * 1e6
 
 
+def _settle_heap() -> None:
+    """Collect, then freeze what is alive: a full collection's cost grows with everything a
+    variant imported (the API, the SDK), and one landing in a measured loop would be counted
+    as per-push cost. The pushes' own garbage is collected as usual."""
+    gc.collect()
+    gc.freeze()
+
+
 def worker(variant: str) -> None:
     """Serve rounds on stdin (``N`` pushes each), answer µs/push on stdout."""
     app = build(variant)
@@ -129,6 +144,7 @@ def worker(variant: str) -> None:
     async def serve() -> None:
         await app.startup()
         await _drive(app, _scopes(500))  # warm up
+        _settle_heap()
         for line in sys.stdin:
             pushes = int(line)
             scopes = _scopes(pushes)
@@ -146,6 +162,7 @@ def callgrind_worker(variant: str, pushes: int, shim: str) -> None:
         await app.startup()
         await _drive(app, _scopes(1000))  # warm up: caches, lazy imports
         scopes = _scopes(pushes)
+        _settle_heap()
         message_loop = _drive(app, scopes)
         measure.measure_start()
         await message_loop

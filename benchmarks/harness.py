@@ -9,6 +9,18 @@ rate *in the same cycle*: the median of those per-cycle ratios with the interqua
 The second figure is the server's CPU time per request, read from ``/proc/<pid>/stat`` around
 each slot (the process and its children, every thread included).
 
+**A throughput ratio means something only when both servers were saturated.** Two half-idle
+servers answer as fast as the load generator asks, whatever each costs, so their ratio is
+near 1. Each slot therefore records its server's **utilisation**: CPU seconds over the slot's
+seconds, in cores (the server is pinned to one). A slot is *saturated* at ``SATURATED``
+(0.9) or more, and a ratio is taken only over the cycles in which both servers were
+saturated; too few such cycles and the ratio is reported as "not saturated" (with the CPU
+ratio beside it, which holds either way: CPU µs per request of the reference over the
+contestant's). A contestant that needs an engine (PostgreSQL, a private Redis) has its engine
+processes counted with it and pinned to the servers' CPU (:class:`PostgresBackends`,
+:class:`EngineProcess`): the server and its engine share one core, and the load generator
+has the other.
+
 Needs ``wrk`` (Debian/Ubuntu: ``apt-get install -y wrk``); the benchmarks never run in CI.
 
 ::
@@ -19,6 +31,7 @@ Needs ``wrk`` (Debian/Ubuntu: ``apt-get install -y wrk``); the benchmarks never 
         slots = alternate([Contestant(name, servers[name], Load("/orders", script))
                            for name in ("bare", "router")], cycles=16, slot=2.0, cpus=load_cpu)
     print(summarize(per_cycle_ratios(slots, "router", "bare")))
+    print(Verdict.of(slots, "router", "bare"))   # saturated-only ratio, CPU ratio, utilisation
 """
 
 from __future__ import annotations
@@ -41,8 +54,12 @@ from types import TracebackType
 
 import httpx
 
+from benchmarks.engines import EngineProcess, PostgresBackends
+
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+SATURATED = 0.9  # a slot's utilisation (cores) from which its server counts as saturated
+MIN_SATURATED_SHARE = 0.5  # of the cycles: fewer and a ratio is "not saturated"
 
 
 # --------------------------------------------------------------------------- statistics
@@ -161,9 +178,12 @@ class RunningServer:
 class Servers:
     """Start every server at once, wait until each answers HTTP, stop them all on exit."""
 
-    def __init__(self, specs: Sequence[ServerSpec], *, cpus: str | None = None) -> None:
+    def __init__(
+        self, specs: Sequence[ServerSpec], *, cpus: str | None = None, quiet: bool = True
+    ) -> None:
         self.specs = list(specs)
         self.cpus = cpus
+        self.quiet = quiet
         self.running: dict[str, RunningServer] = {}
 
     def __getitem__(self, name: str) -> RunningServer:
@@ -208,7 +228,13 @@ class Servers:
         if spec.workers > 1:
             command += ["--workers", str(spec.workers)]
         env = {**os.environ, **spec.env, "PYTHONPATH": str(ROOT)}
-        proc = subprocess.Popen(pinned(command, self.cpus), env=env, cwd=ROOT)
+        # The servers' output is dropped: the router logs a line per push by default, which
+        # here would flood the benchmark's own output (each line still costs its server the
+        # formatting and the write). A server that does not start is named by _wait_ready.
+        out = subprocess.DEVNULL if self.quiet else None
+        proc = subprocess.Popen(
+            pinned(command, self.cpus), env=env, cwd=ROOT, stdout=out, stderr=out
+        )
         return RunningServer(spec, port, proc)
 
     def stop(self) -> None:
@@ -228,7 +254,10 @@ def _wait_ready(server: RunningServer, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while True:
         if server.proc.poll() is not None:
-            raise RuntimeError(f"server {server.spec.name} exited with {server.proc.returncode}")
+            raise RuntimeError(
+                f"server {server.spec.name} exited with {server.proc.returncode} (its output "
+                f"is dropped: run uvicorn {server.spec.app} --factory by hand to see why)"
+            )
         try:
             httpx.get(server.url + "/", timeout=2)  # any answer: it is serving
             return
@@ -304,11 +333,12 @@ class Contestant:
     name: str
     server: RunningServer
     load: Load
+    engine: EngineProcess | PostgresBackends | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Slot:
-    """One contestant measured in one cycle."""
+    """One contestant measured in one cycle; ``engine_cpu_seconds``: its engine's share."""
 
     name: str
     cycle: int
@@ -317,6 +347,7 @@ class Slot:
     socket_errors: int
     seconds: float
     cpu_seconds: float
+    engine_cpu_seconds: float = 0.0
 
     @property
     def rate_2xx(self) -> float:
@@ -326,14 +357,42 @@ class Slot:
     def cpu_us_per_request(self) -> float:
         return self.cpu_seconds / self.requests * 1e6 if self.requests else float("nan")
 
+    @property
+    def engine_us_per_request(self) -> float:
+        return self.engine_cpu_seconds / self.requests * 1e6 if self.requests else float("nan")
+
+    @property
+    def total_us_per_request(self) -> float:
+        """Server and engine CPU per request: what the contestant costs its core."""
+        return self.cpu_us_per_request + (
+            self.engine_us_per_request if self.engine_cpu_seconds else 0.0
+        )
+
+    @property
+    def utilisation(self) -> float:
+        """Server + engine CPU over the slot's time, in cores."""
+        return (self.cpu_seconds + self.engine_cpu_seconds) / self.seconds if self.seconds else 0.0
+
+    @property
+    def saturated(self) -> bool:
+        return self.utilisation >= SATURATED
+
 
 def measure(contestant: Contestant, *, cycle: int, duration: float, cpus: str | None) -> Slot:
+    engine = contestant.engine
+    engine_before = {p: cpu_seconds(p) for p in engine.pids()} if engine else {}
     before = contestant.server.cpu()
     prefix = f"{contestant.name}-{cycle}-{time.monotonic_ns()}"
     result = run_wrk(
         contestant.server.url, contestant.load, duration=duration, prefix=prefix, cpus=cpus
     )
     used = contestant.server.cpu() - before
+    engine_used = 0.0
+    if engine:
+        # A backend opened during the slot counts whole; one that ended is lost (rare: the
+        # stores keep their connections).
+        after = {p: cpu_seconds(p) for p in engine.pids()}
+        engine_used = sum(v - engine_before.get(p, 0.0) for p, v in after.items())
     return Slot(
         contestant.name,
         cycle,
@@ -342,6 +401,7 @@ def measure(contestant: Contestant, *, cycle: int, duration: float, cpus: str | 
         result.socket_errors,
         result.seconds,
         used,
+        max(0.0, engine_used),
     )
 
 
@@ -385,7 +445,7 @@ def per_cycle_ratios(slots: Sequence[Slot], name: str, reference: str) -> list[f
 
 
 def dump_slots(slots: Sequence[Slot]) -> list[dict[str, float | int | str]]:
-    return [{**asdict(s), "rate_2xx": s.rate_2xx} for s in slots]
+    return [{**asdict(s), "rate_2xx": s.rate_2xx, "utilisation": s.utilisation} for s in slots]
 
 
 # --------------------------------------------------------------------------- recording

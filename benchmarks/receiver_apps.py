@@ -15,20 +15,32 @@ has a plain route), ``defer_job`` (``Defer(job)`` with a no-op job, acked throug
 ``fake_ironmq`` named by ``IRONMQ_EMULATOR_HOST``), ``sqlite`` (``PushRouter(store=path)`` with
 the file named by ``BENCH_SQLITE_PATH``). ``fake_ironmq`` answers every ack at once and counts
 them (``GET /_count``).
+
+Hand-rolled anchors (what a user would write instead, FastAPI without ironpush):
+``handrolled_defer`` (dedupe in a dict, a ``BackgroundTask`` acking with httpx, 202),
+``handrolled_redis_quick`` (redis-py ``SET NX PX`` dedupe, 200) and ``handrolled_redis_defer``
+(both), Redis named by ``BENCH_REDIS_URL``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
 from ironpush import Defer, PushMessage, PushRouter
 from ironpush._signing import push_secret
+
+# ``BENCH_IRONPUSH_LOG=warning`` silences the router's line per push (INFO, shown by default):
+# what it costs is then measurable as the difference.
+if os.environ.get("BENCH_IRONPUSH_LOG"):
+    logging.getLogger("ironpush").setLevel(os.environ["BENCH_IRONPUSH_LOG"].upper())
 
 KEYS = ["bench-old-key", "bench-new-key"]
 QUEUE, SUBSCRIBER = "orders", "billing"
@@ -142,6 +154,93 @@ def defer_job() -> PushRouter:
 
 def sqlite() -> PushRouter:
     return _router(store=os.environ["BENCH_SQLITE_PATH"])
+
+
+# --------------------------------------------------------------------------- hand-rolled
+
+
+# What a user would write instead of ironpush, kept as standing anchors (issue 23): a FastAPI
+# endpoint that checks the push secret, reads the Iron-* headers and the JSON body, dedupes
+# with one ``SET NX PX`` in Redis (``BENCH_REDIS_URL``) or a dict in memory, and either answers
+# 200 after the handler or 202 with a ``BackgroundTask`` that runs the job, then acknowledges
+# with httpx (``DELETE`` of the v3 message, its reservation and subscriber in the body) on the
+# IronMQ named by ``IRONMQ_EMULATOR_HOST``. Nothing of ironpush is used but the test secret.
+
+
+def _handrolled(*, redis: bool, defer: bool) -> Any:
+    import hmac
+
+    import httpx
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    seen: set[str] = set()
+    client: Any = None
+    if redis:
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
+    ironmq = httpx.AsyncClient(
+        base_url=f"http://{os.environ.get('IRONMQ_EMULATOR_HOST', '127.0.0.1:8080')}",
+        headers={"Authorization": "OAuth bench-token"},
+        timeout=10,
+        # Every connection kept alive: with httpx's default of 20, 64 concurrent acks closed
+        # and reopened connections until the pool timed out (httpx.PoolTimeout).
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
+    )
+
+    async def fresh(message_id: str) -> bool:
+        if client is not None:
+            return bool(await client.set(f"seen:{SUBSCRIBER}:{message_id}", 1, nx=True,
+                                         px=86_400_000))  # fmt: skip
+        if message_id in seen:
+            return False
+        seen.add(message_id)
+        return True
+
+    async def job_then_ack(order: Any, message_id: str, reservation: str) -> None:
+        await _noop_job()
+        await ironmq.request(
+            "DELETE",
+            f"/3/projects/dev/queues/{QUEUE}/messages/{message_id}",
+            json={"reservation_id": reservation, "subscriber_name": SUBSCRIBER},
+        )
+
+    @app.post("/orders")
+    async def orders(request: Request) -> Response:
+        headers = request.headers
+        if not hmac.compare_digest(headers.get("x-ironpush-secret", ""), SECRET):
+            return Response(status_code=401)
+        message_id = headers.get("iron-message-id")
+        reservation = headers.get("iron-reservation-id", "")
+        if not message_id:
+            return Response(status_code=400)
+        order = await request.json()
+        if not await fresh(message_id):
+            return Response(status_code=200)
+        if defer:  # FastAPI's BackgroundTasks are this: run after the answer is sent
+            return Response(
+                status_code=202,
+                background=BackgroundTask(job_then_ack, order, message_id, reservation),
+            )
+        return Response(status_code=200)
+
+    return app
+
+
+def handrolled_defer() -> Any:
+    """FastAPI, dedupe in a dict, ``BackgroundTask`` acking with httpx: 202."""
+    return _handrolled(redis=False, defer=True)
+
+
+def handrolled_redis_quick() -> Any:
+    """FastAPI + redis-py ``SET NX PX`` dedupe, the handler, 200."""
+    return _handrolled(redis=True, defer=False)
+
+
+def handrolled_redis_defer() -> Any:
+    """FastAPI + redis-py ``SET NX PX`` dedupe, ``BackgroundTask`` acking with httpx: 202."""
+    return _handrolled(redis=True, defer=True)
 
 
 # --------------------------------------------------------------------------- fake IronMQ

@@ -119,7 +119,7 @@ def validate_push_headers(headers: Any) -> dict[str, str]:
 # --------------------------------------------------------------------------- deliveries
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Delivery:
     """The IronMQ part of a push request's headers.
 
@@ -134,6 +134,45 @@ class Delivery:
     subscriber_message_url: str | None = None
     subscriber_message_id: str | None = None
     flavour: Literal["v3", "legacy"] = "v3"
+
+    def __init__(
+        self,
+        message_id: str,
+        reservation_id: str | None = None,
+        subscriber_name: str | None = None,
+        subscriber_message_url: str | None = None,
+        subscriber_message_id: str | None = None,
+        flavour: Literal["v3", "legacy"] = "v3",
+    ) -> None:
+        # The generated frozen __init__ goes through object.__setattr__ per field; the slots'
+        # own setters are half the cost, and one Delivery is made per push. (Still frozen:
+        # assignment after construction raises FrozenInstanceError.)
+        _set_message_id(self, message_id)
+        _set_reservation_id(self, reservation_id)
+        _set_subscriber_name(self, subscriber_name)
+        _set_subscriber_message_url(self, subscriber_message_url)
+        _set_subscriber_message_id(self, subscriber_message_id)
+        _set_flavour(self, flavour)
+
+
+(
+    _set_message_id,
+    _set_reservation_id,
+    _set_subscriber_name,
+    _set_subscriber_message_url,
+    _set_subscriber_message_id,
+    _set_flavour,
+) = (
+    Delivery.__dict__[name].__set__
+    for name in (
+        "message_id",
+        "reservation_id",
+        "subscriber_name",
+        "subscriber_message_url",
+        "subscriber_message_id",
+        "flavour",
+    )
+)
 
 
 # Lower-cased once: parse_delivery runs on every push.
@@ -165,27 +204,58 @@ def parse_lowered_delivery(lowered: Mapping[str, str]) -> Delivery:
 
 
 def delivery_from_values(
-    message_id: str, reservation_id: str, subscriber_name: str, url: str, subscriber_message_id: str
+    message_id: str,
+    reservation_id: str,
+    subscriber_name: str,
+    url: str,
+    subscriber_message_id: str,
+    subscriber: str | None = None,
 ) -> Delivery:
     """:func:`parse_delivery` from the five ``Iron-*`` header values (``""`` when absent), in
-    the order of :class:`Delivery`'s fields: the receiver reads them in its one header pass."""
+    the order of :class:`Delivery`'s fields; ``subscriber`` is the name of a push that names
+    none (a legacy push: the route's)."""
     message_id = message_id.strip()
-    sub_msg_id = subscriber_message_id.strip() or None
-    reservation = reservation_id.strip() or None
-    name = subscriber_name.strip() or None
-    sub_url = url.strip() or None
+    sub_msg_id = subscriber_message_id.strip() or None if subscriber_message_id else None
+    reservation = reservation_id.strip() or None if reservation_id else None
+    name = (subscriber_name.strip() if subscriber_name else "") or subscriber
+    sub_url = url.strip() or None if url else None
     if not message_id:
         message_id = sub_msg_id or ""
     if not message_id:
         raise ValidationError(f"push without {HEADER_MESSAGE_ID} header")
     legacy = reservation is None and (sub_msg_id is not None or sub_url is not None)
     return Delivery(
-        message_id=message_id,
-        reservation_id=reservation,
-        subscriber_name=name,
-        subscriber_message_url=sub_url,
-        subscriber_message_id=sub_msg_id,
-        flavour="legacy" if legacy else "v3",
+        message_id, reservation, name, sub_url, sub_msg_id, "legacy" if legacy else "v3"
+    )
+
+
+# The Iron-* names as an ASGI server gives them (lower-cased bytes).
+_RAW_MESSAGE_ID, _RAW_RESERVATION_ID, _RAW_SUBSCRIBER_NAME, _RAW_URL, _RAW_SUBSCRIBER_MESSAGE_ID = (
+    name.encode("latin-1")
+    for name in (
+        _MESSAGE_ID,
+        _RESERVATION_ID,
+        _SUBSCRIBER_NAME,
+        _SUBSCRIBER_MESSAGE_URL,
+        _SUBSCRIBER_MESSAGE_ID,
+    )
+)
+
+
+def delivery_from_raw(headers: Mapping[bytes, bytes], subscriber: str | None = None) -> Delivery:
+    """:func:`delivery_from_values` from a push's headers as an ASGI server gives them: names
+    lower-cased, values latin-1 bytes (the receiver's one pass over the headers)::
+
+        delivery_from_raw({b"iron-message-id": b"m1"}, "billing")
+    """
+    get = headers.get
+    return delivery_from_values(
+        get(_RAW_MESSAGE_ID, b"").decode("latin-1"),
+        get(_RAW_RESERVATION_ID, b"").decode("latin-1"),
+        get(_RAW_SUBSCRIBER_NAME, b"").decode("latin-1"),
+        get(_RAW_URL, b"").decode("latin-1"),
+        get(_RAW_SUBSCRIBER_MESSAGE_ID, b"").decode("latin-1"),
+        subscriber,
     )
 
 

@@ -4,8 +4,8 @@ ironpush depends on ``opentelemetry-api`` only, as OpenTelemetry asks of librari
 comes from the global provider, so spans are recorded only when the application configured an
 SDK (``trace.set_tracer_provider(TracerProvider(...))``). Without the API nothing is imported
 and every hook is a constant check; with the API but no SDK, :func:`tracer` is one module
-attribute read per push (no span object is ever made: the API's no-op spans cost ~8 µs each,
-more than the 5 % a push may spend on tracing, see ``benchmarks/README.md``).
+attribute read per push and no span object is ever made, not even the API's no-op one (a
+push is ~13 µs; ``benchmarks/README.md``, ``bench_tracing.py``: +0.9 % instructions).
 
 Two kinds of hooks use this module:
 

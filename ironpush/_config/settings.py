@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from urllib.parse import quote
 
 from .._protocol import DEFAULT_API_VERSION, DEFAULT_HOST
@@ -87,7 +88,8 @@ class Settings:
     emulator: bool = False
     sources: tuple[str, ...] = ()
 
-    @property
+    # Cached (the settings are frozen): every request builds its URL from them.
+    @cached_property
     def origin(self) -> str:
         """``scheme://host[:port]``; the port is omitted when it is the scheme's default."""
         host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6 literal
@@ -95,7 +97,7 @@ class Settings:
             return f"{self.protocol}://{host}"
         return f"{self.protocol}://{host}:{self.port}"
 
-    @property
+    @cached_property
     def base_url(self) -> str:
         """The project's API root, e.g. ``https://host/3/projects/{project_id}`` (no trailing /)."""
         project = quote(self.project_id, safe="")

@@ -157,6 +157,14 @@ def client_config_text(
     type=Choice(["debug", "info", "warning", "error"]),
     help="info: one line per push attempt and per acknowledgement.",
 )
+@click.option(
+    "--log-format",
+    default="text",
+    show_default=True,
+    type=Choice(list(logs.FORMATS)),
+    help="text, or json: one JSON object per line, the push's fields as keys (README "
+    "'Observability').",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No line per push (warnings and errors only).")
 @click.option(
     "--env",
@@ -172,6 +180,7 @@ def dev_command(
     token: str | None,
     project_id: str | None,
     log_level: str,
+    log_format: str,
     quiet: bool,
     print_env: bool,
     show_token: bool,
@@ -201,7 +210,7 @@ def dev_command(
         _print_env(url_host, port, project_id=project_id, token=token, show_token=show_token)
         return
     debug = bool(click.get_current_context().find_root().params.get("debug"))  # ironpush --debug
-    logs.configure("warning" if quiet else "debug" if debug else log_level)
+    logs.configure("warning" if quiet else "debug" if debug else log_level, log_format)
     # The dev server and uvicorn load only when this command runs (``import ironpush.cli`` stays
     # light for every other command).
     from ..devserver._access import Access

@@ -8,9 +8,11 @@ Python warnings through it, so a warning reads like every other line::
     12:00:03.250 INFO    ironpush.devserver: push orders 6295… → billing try 1/4: 200 …
     12:00:03.300 WARNING py.warnings: …/app.py:12: DeprecationWarning: …
 
-Other libraries stay at WARNING (httpx would log every request at INFO). ``ironpush serve``
-hands uvicorn its own ``log_config`` instead (:mod:`ironpush.cli._serve_logging`), so that it
-holds in every worker process.
+Other libraries stay at WARNING (httpx would log every request at INFO). ``fmt="json"``
+(``ironpush dev --log-format json``) writes one JSON object per line instead, the push's
+fields as keys (:class:`ironpush._logfields.JsonFormatter`). ``ironpush serve`` hands uvicorn
+its own ``log_config`` instead (:mod:`ironpush.cli._serve_logging`), so that it holds in every
+worker process.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ import logging
 import sys
 from typing import TextIO
 
-FORMAT = "%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s"
-DATEFMT = "%H:%M:%S"
+from .._logfields import DATEFMT, FORMAT, JsonFormatter
+
 LEVELS = ("debug", "info", "warning", "error", "critical")
+#: ``--log-format``'s choices.
+FORMATS = ("text", "json")
 
 
 class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -48,18 +52,24 @@ def _level(level: str | int) -> int:
     return value
 
 
-def configure(level: str | int = "warning") -> None:
-    """Set up logging for a CLI run: one stderr handler (installed once), ironpush at ``level``.
+def configure(level: str | int = "warning", fmt: str | None = None) -> None:
+    """Set up logging for a CLI run: one stderr handler (installed once), ironpush at ``level``,
+    lines as ``fmt`` (``text``, ``json``; None keeps the current one).
 
-    Calling it again only changes the level (``ironpush dev --log-level debug`` after the
-    group's setup)::
+    Calling it again only changes the level and the format (``ironpush dev --log-level debug
+    --log-format json`` after the group's setup)::
 
         configure("info")
     """
     root = logging.getLogger()
-    if not any(isinstance(h, StderrHandler) for h in root.handlers):
+    handler = next((h for h in root.handlers if isinstance(h, StderrHandler)), None)
+    if handler is None:
         handler = StderrHandler()
-        handler.setFormatter(logging.Formatter(FORMAT, DATEFMT))
         root.addHandler(handler)
+        fmt = fmt or "text"
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    elif fmt is not None:
+        handler.setFormatter(logging.Formatter(FORMAT, DATEFMT))
     logging.getLogger("ironpush").setLevel(_level(level))
     logging.captureWarnings(True)

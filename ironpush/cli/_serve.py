@@ -16,15 +16,21 @@ What it adds to plain uvicorn (each piece in its own module):
   timeout and a concurrency limit (:class:`._serve_settings.HttpLimits`, enforced by
   :mod:`._serve_http` and uvicorn's own settings; every option's default and help is a field
   of :class:`._serve_settings.ServeSettings` or ``HttpLimits``);
-- the access log masks push secrets in query strings, and repeated identical errors are
-  logged once with their traceback, then counted (:mod:`._serve_logging`).
+- one log format in the master and every worker (``--log-format text|json``), each start-up
+  warning once whatever the number of workers, push secrets masked in the access log's query
+  strings, and repeated identical errors logged once with their traceback, then counted
+  (:mod:`._serve_logging`).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
+import logging.config
 import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -34,7 +40,7 @@ from .._errors import ConfigError
 from ._app_refs import app_ref_error
 from ._commands import CliError, main
 from ._options import options_from
-from ._serve_logging import log_config
+from ._serve_logging import ONCE_ENV, log_config
 from ._serve_settings import (
     LIMITS_ENV,
     AppSettings,
@@ -88,12 +94,7 @@ def serve(
 
     Example: ironpush serve myservice.app:app --host 0.0.0.0 --workers 4 --store redis://redis:6379/0
     """
-    import uvicorn
-
     from ..receiver.stores import STORE_ENV
-    from ._serve_apps import servable
-    from ._serve_protocol import protocol_for_uvicorn
-    from ._serve_worker import APP_ENV, APP_SETTINGS_ENV, MASTER_ENV, find_routers, load_app
 
     if ":" not in app_ref:
         raise click.BadParameter(
@@ -104,6 +105,39 @@ def serve(
         raise click.UsageError("--reload runs one process: drop --workers")
     if store_spec is not None:
         os.environ[STORE_ENV] = store_spec
+    logs = log_config(
+        level=settings.log_level,
+        repeat_interval=settings.log_repeat_interval,
+        fmt=settings.log_format,
+    )
+    once = None
+    if workers > 1 or reload:  # every process imports the app: its warnings once (filter)
+        once = os.environ[ONCE_ENV] = tempfile.mkdtemp(prefix="ironpush-serve-")
+    # Now, not in uvicorn.run: the app's import below logs in the workers' format too.
+    logging.config.dictConfig(copy.deepcopy(logs))  # dictConfig consumes what it is given
+    try:
+        _serve(app_ref, settings, app_settings, allow_unshared_store, reload, limits, logs)
+    finally:
+        if once is not None:
+            shutil.rmtree(once, ignore_errors=True)
+
+
+def _serve(
+    app_ref: str,
+    settings: ServeSettings,
+    app_settings: AppSettings,
+    allow_unshared_store: bool,
+    reload: bool,
+    limits: HttpLimits,
+    logs: dict[str, object],
+) -> None:
+    import uvicorn
+
+    from ._serve_apps import servable
+    from ._serve_protocol import protocol_for_uvicorn
+    from ._serve_worker import APP_ENV, APP_SETTINGS_ENV, MASTER_ENV, find_routers, load_app
+
+    workers = settings.workers
     try:
         app, module = load_app(app_ref)
     except ConfigError as exc:  # not found, no such attribute: a hint naming the fix
@@ -130,9 +164,7 @@ def serve(
         workers=workers,
         reload=reload,
         log_level=settings.log_level,
-        log_config=log_config(
-            level=settings.log_level, repeat_interval=settings.log_repeat_interval
-        ),
+        log_config=logs,
         proxy_headers=settings.proxy_headers,
         lifespan=app_settings.lifespan,
         limit_concurrency=limits.limit_concurrency,

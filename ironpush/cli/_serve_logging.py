@@ -1,7 +1,10 @@
-"""Logging for ``ironpush serve``: no secrets in the access log, no floods of tracebacks.
+"""Logging for ``ironpush serve``: one format in every process, each start-up warning once, no
+secrets in the access log, no floods of tracebacks.
 
-:func:`log_config` is uvicorn's logging configuration plus two filters, built in every worker
-process by ``logging.config.dictConfig``:
+:func:`log_config` is uvicorn's logging configuration (or, with ``--log-format json``, one
+JSON object per line: :class:`ironpush._logfields.JsonFormatter`) plus three filters, built by
+``logging.config.dictConfig`` in the master (before it imports the app, so that its lines have
+the workers' format) and in every worker process:
 
 - :class:`AccessLogRedactor` on ``uvicorn.access``: the request line's query values that hold a
   secret (``?ironpush_secret=…``, any name :func:`ironpush._redact.is_sensitive` flags, and the
@@ -10,11 +13,17 @@ process by ``logging.config.dictConfig``:
   logger, level, message template and exception type) the first one passes with its
   traceback, the rest are counted, and one line per ``interval`` reports how many there were.
   A store that fails for minutes logs a handful of lines, not one traceback per push.
+- :class:`StartupOnce` on every handler: with ``--workers N`` (or ``--reload``) every process
+  imports the app and starts its routers, so each start-up warning would appear once per
+  process; the processes of one run share a directory (:data:`ONCE_ENV`, made by the master)
+  where the first to log a warning claims it, and the others drop it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import threading
 import time
 from collections import OrderedDict
@@ -23,7 +32,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-from .._redact import is_sensitive, mask
+from .._logfields import JsonFormatter
+from .._redact import MASK, is_sensitive, mask
+
+#: The directory the processes of one ``ironpush serve`` run share (:class:`StartupOnce`).
+ONCE_ENV = "IRONPUSH_SERVE_ONCE_DIR"
 
 
 def redact_path(path: str, extra_names: Iterable[str] = ()) -> str:
@@ -33,9 +46,14 @@ def redact_path(path: str, extra_names: Iterable[str] = ()) -> str:
         return path
     names = set(extra_names)
     pairs = parse_qsl(query, keep_blank_values=True)
-    if not any(name in names or is_sensitive(name) for name, _ in pairs):
+
+    def secret(name: str, value: str) -> bool:
+        # A value masked already stays as it is (a second filter would lose its prefix).
+        return (name in names or is_sensitive(name)) and not value.endswith(MASK)
+
+    if not any(secret(name, value) for name, value in pairs):
         return path
-    masked = [(k, mask(v) if k in names or is_sensitive(k) else v) for k, v in pairs]
+    masked = [(k, mask(v) if secret(k, v) else v) for k, v in pairs]
     return head + "?" + urlencode(masked, safe="*/")
 
 
@@ -143,8 +161,53 @@ class RepeatLimiter(logging.Filter):
         record.stack_info = None
 
 
-def log_config(*, level: str, repeat_interval: float) -> dict[str, Any]:
-    """uvicorn's default logging configuration with ironpush's filters, for ``dictConfig``.
+class StartupOnce(logging.Filter):
+    """Across the processes of one ``ironpush serve`` run, a warning or error logged while a
+    process starts passes in the first process that logs it only.
+
+    The first claims it by creating a file named after it (logger, level, message) in the run's
+    directory (:data:`ONCE_ENV`; ``O_EXCL`` makes the claim atomic); the others find the file
+    and drop the record. A process has started once it answered its first push (its first
+    delivery line: a router without a lifespan starts, and warns so, on its first push; health
+    checks come before); its later records are its own and always pass. Without the directory
+    (one process) every record passes::
+
+        handler.addFilter(StartupOnce())
+    """
+
+    def __init__(self, directory: str | None = None) -> None:
+        super().__init__()
+        self.directory = directory if directory is not None else os.environ.get(ONCE_ENV)
+        self.starting = bool(self.directory)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.starting:
+            return True
+        if _started(record):
+            self.starting = False
+            return True
+        if record.levelno < logging.WARNING:
+            return True
+        text = f"{record.name}\0{record.levelno}\0{record.getMessage()}"
+        name = hashlib.sha256(text.encode("utf-8", "replace")).hexdigest()[:32]
+        try:
+            fd = os.open(os.path.join(str(self.directory), name), os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return False  # another process of this run logged it
+        except OSError:
+            return True  # the directory is gone (the run is ending): better twice than never
+        os.close(fd)
+        return True
+
+
+def _started(record: logging.LogRecord) -> bool:
+    return record.name == "ironpush.receiver" and "status" in record.__dict__
+
+
+def log_config(*, level: str, repeat_interval: float, fmt: str = "text") -> dict[str, Any]:
+    """uvicorn's default logging configuration with ironpush's filters, for ``dictConfig``;
+    ``fmt="json"`` writes every line (uvicorn's, the access log, ironpush's, other
+    libraries') as one JSON object.
 
     The root logger (where ``ironpush.*`` records go) gets the same stderr handler as uvicorn,
     so the receiver's per-delivery lines show up at ``--log-level info``; other libraries log
@@ -159,11 +222,15 @@ def log_config(*, level: str, repeat_interval: float) -> dict[str, Any]:
         "loggers": {name: dict(lg) for name, lg in LOGGING_CONFIG["loggers"].items()},
     }
     config["filters"] = {
+        "ironpush_once": {"()": f"{__name__}.StartupOnce"},
         "ironpush_repeats": {"()": f"{__name__}.RepeatLimiter", "interval": repeat_interval},
         "ironpush_access": {"()": f"{__name__}.AccessLogRedactor"},
     }
+    if fmt == "json":
+        json_formatter = {"()": f"{JsonFormatter.__module__}.{JsonFormatter.__qualname__}"}
+        config["formatters"] = {name: dict(json_formatter) for name in config["formatters"]}
     for handler in config["handlers"].values():
-        handler["filters"] = ["ironpush_repeats"]
+        handler["filters"] = ["ironpush_once", "ironpush_repeats"]
     config["loggers"]["uvicorn.access"]["filters"] = ["ironpush_access"]
     # Like the rest of the CLI: ironpush at the chosen level, other libraries at WARNING (httpx
     # would log every request at INFO). Explicit, because the CLI group may have set the

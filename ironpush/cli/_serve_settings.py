@@ -26,6 +26,7 @@ from .._defaults import check, setting
 
 LIMITS_ENV = "IRONPUSH_SERVE_LIMITS"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+LOG_FORMATS = ("text", "json")
 LIFESPAN_MODES = ("auto", "on", "off")
 #: Descriptors a worker needs beside its connections (listening socket, logs, store, clients).
 SPARE_FILES = 256
@@ -44,6 +45,12 @@ class ServeSettings:
         1, "Worker processes; more than one needs a shared store (see --store).", ge=1
     )
     log_level: str = setting("info", "Log level of uvicorn and ironpush.", choices=LOG_LEVELS)
+    log_format: str = setting(
+        "text",
+        "text, or json: one JSON object per line, the push's fields as keys (README "
+        "'Observability').",
+        choices=LOG_FORMATS,
+    )
     proxy_headers: bool = setting(True, "Trust X-Forwarded-* from a proxy in front.")
     log_repeat_interval: float = setting(
         60.0,

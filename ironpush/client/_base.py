@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypedDict, TypeVar, Unpack
 from urllib.parse import urlencode
@@ -27,6 +27,14 @@ from ._models import PushStatus
 from ._operations import Op
 from ._retry import RetryPolicy
 from ._transports import HTTPFailure, Response, WireRequest
+
+_fast_loads: Callable[[bytes], Any] | None
+try:  # ironpush[speedups]
+    from orjson import loads as _fast_loads
+except ImportError:  # pragma: no cover - the standard library's json is used
+    _fast_loads = None
+# json.dumps(..., separators=...) builds an encoder per call: one, made once.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 T = TypeVar("T")
 logger = logging.getLogger("ironpush.client")
@@ -176,7 +184,7 @@ class ClientBase:
         headers = self._headers(request, url)
         body = b""
         if request.json is not None:
-            body = json.dumps(request.json, separators=(",", ":")).encode()
+            body = _COMPACT.encode(request.json).encode()
             headers["Content-Type"] = "application/json"
         return WireRequest(
             request.method,
@@ -227,10 +235,22 @@ def parse_reply(status: int, content: bytes, headers: Mapping[str, str], respons
     data: Any = None
     if content:
         try:
-            data = json.loads(content)
+            data = _loads(content)
         except ValueError:
             data = content.decode("utf-8", "replace")
     return Reply(status, data, headers, response)
+
+
+def _loads(content: bytes) -> Any:
+    """``json.loads(content)``, through orjson when installed (several times faster on the
+    small answers of every call); what orjson refuses (NaN, huge integers) the standard
+    library decides."""
+    if _fast_loads is not None:
+        try:
+            return _fast_loads(content)
+        except ValueError:
+            pass
+    return json.loads(content)
 
 
 def push_summary(statuses: Sequence[PushStatus]) -> str:

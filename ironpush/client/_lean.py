@@ -15,6 +15,12 @@ It is a transport, not a general client. What it guarantees:
 - idle connections are reused per origin; one that the peer closed while idle is detected, and
   a request that failed on a reused connection before any response byte is sent again once
   when the caller allows it (``resend_stale``: safe for idempotent calls and pushes);
+- idempotent requests may be *pipelined* (``pipeline=True``, the ack outbox's acks):
+  up to ``pipeline_depth`` in flight on one connection, those of one event-loop turn written
+  together (one ``send()`` for many acks, their answers read in one ``recv()``: see
+  :mod:`._lean_connection`). A pipelined request the connection ended before answering is
+  sent again once, alone on a connection; a server that answers some and closes on the rest
+  gets no more pipelined requests from this client;
 - a response ends where HTTP/1.1 framing says (``Content-Length``, chunked, or the end of the
   connection when it has neither); one cut short raises, interim ``1xx`` answers are skipped,
   and a ``HEAD`` reply has no body;
@@ -29,191 +35,51 @@ It is a transport, not a general client. What it guarantees:
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import cast
+from collections.abc import Iterable
+from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-import httptools
 import httpx
 
 from .. import _tracing
+from ._lean_connection import DEFAULT_MAX_BODY as DEFAULT_MAX_BODY
+from ._lean_connection import Connection, Exchange
+from ._lean_connection import HTTPFailure as HTTPFailure
+from ._lean_connection import HTTPResponse as HTTPResponse
 
-DEFAULT_MAX_BODY = 16 * 1024 * 1024
 _SKIP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 _FORBIDDEN_IN_HEADERS = frozenset("\r\n\x00")  # characters a header must not contain
-_FRAMING_HEADERS = (b"content-length", b"transfer-encoding")
-
-
-class HTTPFailure(Exception):
-    """No usable HTTP answer: connection refused/reset, timeout, garbage or oversized response.
-
-    ``unsent`` is true when the request certainly never reached the server (the connection
-    could not be made), so even a non-idempotent call may be retried.
-    """
-
-    def __init__(self, reason: str, *, unsent: bool = False) -> None:
-        super().__init__(reason)
-        self.unsent = unsent
+# A path (and query) that quoting would leave as it is: most URLs, built from quoted segments.
+_PLAIN_TAIL = re.compile(r"/[A-Za-z0-9/%:@!$&'()*+,;=._~?-]*")
+_CACHE_LIMIT = 1024
 
 
 @dataclass(frozen=True, slots=True)
-class HTTPResponse:
-    status: int
-    body: bytes  # at most ``max_body`` bytes (the rest is dropped when ``truncate`` is set)
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class _Target:
-    origin: tuple[str, str, int]
+class _Origin:
+    key: tuple[str, str, int]  # scheme, host, port
     host: str
     port: int
     tls: bool
-    target: bytes  # b"/path?query HTTP/1.1\r\nHost: host:port\r\n"
+    host_line: bytes  # b" HTTP/1.1\r\nHost: host:port\r\n"
 
 
-class _Connection(asyncio.Protocol):
-    """One HTTP/1.1 connection: one request at a time, the response framed as RFC 9112 says.
+@dataclass(slots=True)
+class _Opening:
+    """A pipelined connection being made: callers that need one wait for it (up to depth)."""
 
-    A response ends at its ``Content-Length``, at the end of its chunked body, or (with
-    neither) when the peer closes the connection. Anything else that ends early is an error:
-    a body cut short must never pass for a complete answer.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.waiter: asyncio.Future[HTTPResponse] | None = None
-        self.closed = False
-        self.got_bytes = False
-        self.keep_alive = True
-        self.head = False  # the request was HEAD: its response has headers only
-        self.headers_done = False
-        self.until_close = False  # the body is delimited by the end of the connection
-        self.body = bytearray()
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.max_body = DEFAULT_MAX_BODY
-        self.truncate = False
-
-    # asyncio.Protocol
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses but have the same API
-        self.transport = cast(asyncio.Transport, transport)
-
-    def data_received(self, data: bytes) -> None:
-        if self.waiter is None:
-            # Bytes nobody asked for (a late body, a 408 before closing): the connection is
-            # out of step with its requests and must not be reused.
-            self.close()
-            return
-        self.got_bytes = True
-        try:
-            self.parser.feed_data(data)
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
-            self._fail(HTTPFailure(f"invalid HTTP response: {exc}"))
-            self.close()
-
-    def eof_received(self) -> bool:
-        self._end_of_stream()
-        return False
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self._end_of_stream()
-
-    def _end_of_stream(self) -> None:
-        self.keep_alive = False
-        if self.waiter is None:
-            return
-        if self.until_close:
-            self.on_message_complete()
-        elif self.headers_done:
-            self._fail(HTTPFailure("response cut short: connection closed before its end"))
-        else:
-            self._fail(HTTPFailure("connection closed before a response"))
-
-    # httptools callbacks
-    def on_message_begin(self) -> None:
-        if self.waiter is None:  # a second response in the bytes of the first: out of step
-            self.close()
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self.headers_done = True
-        status = self.parser.get_status_code()
-        if status < 200:
-            return  # an interim answer: the parser completes it as a message without a body
-        if self.head:
-            # httptools cannot be told that a HEAD reply has no body: it would wait for the
-            # announced Content-Length. Complete now, and do not reuse the connection.
-            self.keep_alive = False
-            self.on_message_complete()
-            return
-        self.until_close = status not in (204, 304) and not any(
-            name.lower() in _FRAMING_HEADERS for name, _ in self.headers
-        )
-
-    def on_body(self, body: bytes) -> None:
-        room = self.max_body - len(self.body)
-        if len(body) > room and not self.truncate:
-            self._fail(HTTPFailure(f"response body over {self.max_body} bytes"))
-            self.close()
-            return
-        if room > 0:
-            self.body += body[:room]
-
-    def on_message_complete(self) -> None:
-        status = self.parser.get_status_code()
-        if status < 200:
-            if status == 101:  # never asked for: the connection now speaks something else
-                self._fail(HTTPFailure("invalid HTTP response: unexpected 101 upgrade"))
-                self.close()
-                return
-            # 100 Continue, 103 Early Hints...: the final response follows on this connection.
-            self.headers = []
-            self.headers_done = False
-            return
-        fut, self.waiter = self.waiter, None
-        self.until_close = False
-        if fut is None or fut.done():
-            return
-        self.keep_alive = self.keep_alive and self.parser.should_keep_alive()
-        fut.set_result(HTTPResponse(status, bytes(self.body), self.headers))
-
-    # client side
-    def request(
-        self, data: bytes, *, head: bool, max_body: int, truncate: bool
-    ) -> asyncio.Future[HTTPResponse]:
-        assert self.transport is not None
-        self.body = bytearray()
-        self.headers = []
-        self.max_body, self.truncate, self.head = max_body, truncate, head
-        self.headers_done = self.got_bytes = self.until_close = False
-        self.waiter = self.loop.create_future()
-        self.transport.write(data)
-        return self.waiter
-
-    def _fail(self, exc: HTTPFailure) -> None:
-        fut, self.waiter = self.waiter, None
-        if fut is not None and not fut.done():
-            fut.set_exception(exc)
-
-    def close(self) -> None:
-        self.closed = True
-        if self.transport is not None:
-            self.transport.close()
+    future: asyncio.Future[Connection]
+    waiters: int = 1
 
 
 class LeanHTTPClient:
     """Send requests over pooled keep-alive connections (one event loop per client).
 
-    ::
+    ``request(..., pipeline=True)`` (idempotent requests only) sends up to ``pipeline_depth``
+    requests back to back on one connection instead of one per connection; the others wait
+    for an idle connection or open one::
 
         client = LeanHTTPClient()
         response = await client.request("POST", "http://127.0.0.1:8000/hook",
@@ -222,10 +88,20 @@ class LeanHTTPClient:
         client.close()
     """
 
-    def __init__(self, *, max_idle_per_origin: int = 128) -> None:
-        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
-        self._targets: dict[str, _Target] = {}
+    def __init__(self, *, max_idle_per_origin: int = 128, pipeline_depth: int = 8) -> None:
+        if pipeline_depth < 1:
+            raise ValueError("pipeline_depth must be >= 1")
+        self._idle: dict[tuple[str, str, int], list[Connection]] = {}
+        self._pipes: dict[tuple[str, str, int], list[Connection]] = {}
+        self._opening: dict[tuple[str, str, int], _Opening] = {}
+        # Origins that ended a pipeline midway (answered some, closed on the rest): from then
+        # on their requests go one per connection.
+        self._serial: set[tuple[str, str, int]] = set()
+        self._origins: dict[str, _Origin] = {}
+        self._lines: dict[tuple[str, str], bytes] = {}
+        self._blocks: dict[tuple[tuple[str, str], ...], bytes] = {}
         self._max_idle = max_idle_per_origin
+        self._depth = pipeline_depth
         self._ssl: ssl.SSLContext | None = None
 
     async def request(
@@ -233,45 +109,46 @@ class LeanHTTPClient:
         method: str,
         url: str,
         *,
-        headers: Sequence[tuple[str, str]],
+        headers: Iterable[tuple[str, str]],
         body: bytes = b"",
         timeout: float,
         max_body: int = DEFAULT_MAX_BODY,
         truncate: bool = False,
         resend_stale: bool = True,
+        pipeline: bool = False,
     ) -> HTTPResponse:
         """One request; raises :class:`HTTPFailure` without an answer within ``timeout`` s.
 
         A response body over ``max_body`` bytes is an error, unless ``truncate`` keeps its
         first ``max_body`` bytes (the pusher only reads the start of an error body).
+        ``pipeline`` (with ``resend_stale``: the request must be idempotent, as a request
+        behind another on a connection that ends is sent again) lets the request share a
+        connection with others in flight.
         """
-        target = self._target(url)
-        lines = [method.encode("ascii"), b" ", target.target]
+        origin, path = self._target(url)
+        lines = [method.encode("ascii"), b" ", path, origin.host_line]
         if body or method not in ("GET", "HEAD"):
             lines += [b"Content-Length: ", str(len(body)).encode(), b"\r\n"]
-        for name, value in headers:
-            if name.lower() not in _SKIP_HEADERS:
-                if not _FORBIDDEN_IN_HEADERS.isdisjoint(name + value):
-                    # CR/LF would let a value inject headers or a second request.
-                    raise HTTPFailure(f"header {name[:40]!r} has a line break or NUL", unsent=True)
-                lines.append(f"{name}: {value}\r\n".encode())
-        lines += [b"\r\n", body]
+        lines += [self._header_block(headers), b"\r\n", body]
         data = b"".join(lines)
+        head = method == "HEAD"
+        piped = pipeline and resend_stale and not head and origin.key not in self._serial
         if _tracing.current() is not None:
-            traced = self._traced(method, target, data, timeout, max_body, truncate, resend_stale)
+            traced = self._traced(method, origin, data, timeout, max_body, truncate, resend_stale)
             return await traced
+        if piped:
+            # Its deadline is kept by its connection (one timer for all its requests).
+            return await self._pipelined(origin, data, max_body, truncate, timeout)
         try:
             async with asyncio.timeout(timeout):
-                return await self._exchange(
-                    target, data, method == "HEAD", max_body, truncate, resend_stale
-                )
+                return await self._exchange(origin, data, head, max_body, truncate, resend_stale)
         except TimeoutError:
             raise HTTPFailure(f"no answer within {timeout:g} s") from None
 
     async def _traced(
         self,
         method: str,
-        target: _Target,
+        origin: _Origin,
         data: bytes,
         timeout: float,
         max_body: int,
@@ -280,15 +157,15 @@ class LeanHTTPClient:
     ) -> HTTPResponse:
         attributes = {
             "http.request.method": method,
-            "server.address": target.host,
-            "server.port": target.port,
-            "url.scheme": target.origin[0],
+            "server.address": origin.host,
+            "server.port": origin.port,
+            "url.scheme": origin.key[0],
         }
         with _tracing.client_span(method, attributes) as span:
             try:
                 async with asyncio.timeout(timeout):
                     response = await self._exchange(
-                        target, data, method == "HEAD", max_body, truncate, resend_stale
+                        origin, data, method == "HEAD", max_body, truncate, resend_stale
                     )
             except TimeoutError:
                 raise HTTPFailure(f"no answer within {timeout:g} s") from None
@@ -298,49 +175,45 @@ class LeanHTTPClient:
                     _tracing.fail(span, str(response.status))
             return response
 
+    # --- one request per connection -----------------------------------------------------------
+
     async def _exchange(
         self,
-        target: _Target,
+        origin: _Origin,
         data: bytes,
         head: bool,
         max_body: int,
         truncate: bool,
         resend_stale: bool,
     ) -> HTTPResponse:
-        conn = self._take_idle(target.origin)
+        conn = self._take_idle(origin.key)
         if conn is not None:
+            exchange = conn.request(data, head=head, max_body=max_body, truncate=truncate)
             try:
-                return await self._send(conn, target, data, head, max_body, truncate)
+                return await self._answer(conn, origin, exchange)
             except HTTPFailure:
-                if conn.got_bytes or not resend_stale:
+                if exchange.started or not resend_stale:
                     raise
                 # The peer closed the idle connection as we reused it: nothing was answered.
-        conn = await self._connect(target)
-        return await self._send(conn, target, data, head, max_body, truncate)
+        conn = await self._connect(origin)
+        exchange = conn.request(data, head=head, max_body=max_body, truncate=truncate)
+        return await self._answer(conn, origin, exchange)
 
-    async def _send(
-        self,
-        conn: _Connection,
-        target: _Target,
-        data: bytes,
-        head: bool,
-        max_body: int,
-        truncate: bool,
-    ) -> HTTPResponse:
+    async def _answer(self, conn: Connection, origin: _Origin, exchange: Exchange) -> HTTPResponse:
         try:
-            response = await conn.request(data, head=head, max_body=max_body, truncate=truncate)
+            response = await exchange.future
         except BaseException:  # failure, timeout or cancellation: the connection is unusable
             conn.close()
             raise
         if conn.keep_alive and not conn.closed:
-            idle = self._idle.setdefault(target.origin, [])
+            idle = self._idle.setdefault(origin.key, [])
             if len(idle) < self._max_idle:
                 idle.append(conn)
                 return response
         conn.close()
         return response
 
-    def _take_idle(self, origin: tuple[str, str, int]) -> _Connection | None:
+    def _take_idle(self, origin: tuple[str, str, int]) -> Connection | None:
         idle = self._idle.get(origin)
         while idle:
             conn = idle.pop()
@@ -348,42 +221,154 @@ class LeanHTTPClient:
                 return conn
         return None
 
-    async def _connect(self, target: _Target) -> _Connection:
+    # --- pipelined requests -------------------------------------------------------------------
+
+    async def _pipelined(
+        self, origin: _Origin, data: bytes, max_body: int, truncate: bool, timeout: float
+    ) -> HTTPResponse:
+        deadline = asyncio.get_running_loop().time() + timeout
+        conn = self._pipe(origin.key)
+        if conn is None:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    conn = await self._open_pipe(origin)
+            except TimeoutError:
+                raise HTTPFailure(f"no answer within {timeout:g} s") from None
+        answered = conn.answered
+        exchange = conn.pipeline(
+            data, max_body=max_body, truncate=truncate, deadline=deadline, timeout=timeout
+        )
+        try:
+            return await exchange.future
+        except HTTPFailure:
+            if exchange.started or exchange.expired:
+                raise
+            if conn.answered > answered:
+                # Answers came for requests ahead of this one, then the connection ended:
+                # this server does not take pipelined requests. One per connection from now.
+                self._serial.add(origin.key)
+        except BaseException:  # cancellation: the answers would be out of step
+            conn.close()
+            raise
+        # Not answered (an idempotent request): sent again, alone on a connection, within
+        # what is left of its deadline.
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self._exchange(origin, data, False, max_body, truncate, True)
+        except TimeoutError:
+            raise HTTPFailure(f"no answer within {timeout:g} s") from None
+
+    def _pipe(self, key: tuple[str, str, int]) -> Connection | None:
+        """A pipelined connection to ``key`` with room for one more request."""
+        pipes = self._pipes.get(key)
+        if not pipes:
+            return None
+        for conn in pipes:
+            if conn.closed or not conn.keep_alive:
+                pipes[:] = [c for c in pipes if not c.closed and c.keep_alive]
+                return self._pipe(key)
+            if len(conn.pending) < self._depth:
+                return conn
+        return None
+
+    async def _open_pipe(self, origin: _Origin) -> Connection:
+        opening = self._opening.get(origin.key)
+        if opening is not None and opening.waiters < self._depth:
+            opening.waiters += 1
+            return await asyncio.shield(opening.future)
+        opening = self._opening[origin.key] = _Opening(asyncio.get_running_loop().create_future())
+        try:
+            conn = await self._connect(origin)
+        except BaseException as exc:
+            failure = exc if isinstance(exc, HTTPFailure) else HTTPFailure("connection failed")
+            opening.future.set_exception(failure)
+            opening.future.exception()  # retrieved: maybe nobody else waits
+            raise
+        finally:
+            if self._opening.get(origin.key) is opening:
+                del self._opening[origin.key]
+        self._pipes.setdefault(origin.key, []).append(conn)
+        opening.future.set_result(conn)
+        return conn
+
+    # --- connections and targets --------------------------------------------------------------
+
+    async def _connect(self, origin: _Origin) -> Connection:
         loop = asyncio.get_running_loop()
         ctx = None
-        if target.tls:
+        if origin.tls:
             # The CA bundle httpx uses (certifi, or SSL_CERT_FILE / SSL_CERT_DIR when set), so
             # both backends trust exactly the same servers.
             ctx = self._ssl = self._ssl or httpx.create_ssl_context()
         try:
             _, protocol = await loop.create_connection(
-                lambda: _Connection(loop),
-                target.host,
-                target.port,
+                lambda: Connection(loop),
+                origin.host,
+                origin.port,
                 ssl=ctx,
-                server_hostname=target.host if ctx else None,
+                server_hostname=origin.host if ctx else None,
             )
         except OSError as exc:
             raise HTTPFailure(f"connection failed: {exc.strerror or exc}", unsent=True) from None
         return protocol
 
-    def _target(self, url: str) -> _Target:
-        target = self._targets.get(url)
-        if target is None:
-            if len(self._targets) > 4096:
-                self._targets.clear()
-            target = self._targets[url] = _parse_target(url)
-        return target
+    def _target(self, url: str) -> tuple[_Origin, bytes]:
+        """The origin of ``url`` (parsed once per origin) and its request target (quoted)."""
+        scheme_end = url.find("://")
+        slash = url.find("/", scheme_end + 3) if scheme_end > 0 else -1
+        if slash > 0:
+            tail = url[slash:]
+            if _PLAIN_TAIL.fullmatch(tail) and not tail.endswith("?"):
+                origin = self._origins.get(url[:slash])
+                if origin is None:
+                    origin = self._origin(url[:slash])
+                return origin, tail.encode()
+        return _parse(url)
+
+    def _origin(self, prefix: str) -> _Origin:
+        if len(self._origins) >= _CACHE_LIMIT:
+            self._origins.clear()
+        origin = self._origins[prefix] = _parse(prefix + "/")[0]
+        return origin
+
+    def _header_block(self, headers: Iterable[tuple[str, str]]) -> bytes:
+        """The header lines of ``headers`` (checked and encoded once per set: the calls of one
+        client repeat the same few headers)."""
+        pairs = tuple(headers)
+        block = self._blocks.get(pairs)
+        if block is None:
+            block = b"".join([self._line(name, value) for name, value in pairs])
+            if len(self._blocks) >= _CACHE_LIMIT:
+                self._blocks.clear()
+            self._blocks[pairs] = block
+        return block
+
+    def _line(self, name: str, value: str) -> bytes:
+        """``name: value\\r\\n`` (checked once per pair: most headers repeat on every call)."""
+        line = self._lines.get((name, value))
+        if line is None:
+            if name.lower() in _SKIP_HEADERS:
+                line = b""
+            elif not _FORBIDDEN_IN_HEADERS.isdisjoint(name + value):
+                # CR/LF would let a value inject headers or a second request.
+                raise HTTPFailure(f"header {name[:40]!r} has a line break or NUL", unsent=True)
+            else:
+                line = f"{name}: {value}\r\n".encode()
+            if len(self._lines) >= _CACHE_LIMIT:
+                self._lines.clear()
+            self._lines[(name, value)] = line
+        return line
 
     def close(self) -> None:
-        """Close the idle connections."""
-        for idle in self._idle.values():
-            for conn in idle:
-                conn.close()
-        self._idle.clear()
+        """Close the idle connections (and the pipelined ones)."""
+        for pool in (self._idle, self._pipes):
+            for conns in pool.values():
+                for conn in conns:
+                    conn.close()
+            pool.clear()
 
 
-def _parse_target(url: str) -> _Target:
+def _parse(url: str) -> tuple[_Origin, bytes]:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise HTTPFailure(f"cannot send to {parts.scheme or 'a relative'} URL", unsent=True)
@@ -399,5 +384,5 @@ def _parse_target(url: str) -> _Target:
     path = quote(parts.path or "/", safe=_PATH_SAFE)
     if parts.query:
         path += "?" + quote(parts.query, safe=_PATH_SAFE + "?")
-    target = f"{path} HTTP/1.1\r\nHost: {host_header}\r\n".encode()
-    return _Target((parts.scheme, host, port), host, port, tls, target)
+    host_line = f" HTTP/1.1\r\nHost: {host_header}\r\n".encode()
+    return _Origin((parts.scheme, host, port), host, port, tls, host_line), path.encode()

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -31,6 +31,10 @@ import httpx
 
 from ._lean import HTTPFailure as HTTPFailure
 from ._lean import LeanHTTPClient
+
+#: Idempotent calls in flight per connection of a :class:`LeanTransport` (measured:
+#: benchmarks/README.md, ``bench_http_clients.py``).
+DEFAULT_PIPELINE = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,29 +173,62 @@ class LeanTransport:
 
     Several times less CPU per call than httpx, for a busy receiver's ack outbox. One total
     deadline per call (``timeout.connect + timeout.read``); proxy settings are not used; the
-    response's ``raw`` is ``None``::
+    response's ``raw`` is ``None``. Idempotent calls (an ack is a ``DELETE``) are pipelined,
+    up to ``pipeline_depth`` in flight per connection (1: one per connection); calls that are
+    not idempotent always have a connection to themselves::
 
         AsyncIronMQ(transport=LeanTransport())      # what AsyncIronMQ(backend="lean") does
     """
 
-    def __init__(self, client: LeanHTTPClient | None = None) -> None:
-        self.client = client or LeanHTTPClient()
+    def __init__(
+        self, client: LeanHTTPClient | None = None, *, pipeline_depth: int = DEFAULT_PIPELINE
+    ) -> None:
+        self.client = client or LeanHTTPClient(pipeline_depth=pipeline_depth)
+        self.pipeline = pipeline_depth > 1
 
     async def send(self, request: WireRequest) -> Response:
         timeout = request.timeout
         answer = await self.client.request(
             request.method,
             request.url,
-            headers=list(request.headers.items()),
+            headers=request.headers.items(),
             body=request.body,
             timeout=(timeout.connect or 0.0) + (timeout.read or 30.0),
             resend_stale=request.resend_stale,
+            pipeline=self.pipeline and request.resend_stale,
         )
-        decoded = {k.decode("latin-1"): v.decode("latin-1") for k, v in answer.headers}
-        return Response(answer.status, answer.body, decoded)
+        return Response(answer.status, answer.body, _RawHeaders(answer.headers))
 
     async def aclose(self) -> None:
         self.client.close()
+
+
+class _RawHeaders(Mapping[str, str]):
+    """A response's headers, decoded on first use (most answers are read for status and body
+    only)."""
+
+    __slots__ = ("_decoded", "_raw")
+
+    def __init__(self, raw: list[tuple[bytes, bytes]]) -> None:
+        self._raw = raw
+        self._decoded: dict[str, str] | None = None
+
+    def _headers(self) -> dict[str, str]:
+        if self._decoded is None:
+            self._decoded = {k.decode("latin-1"): v.decode("latin-1") for k, v in self._raw}
+        return self._decoded
+
+    def __getitem__(self, name: str) -> str:
+        return self._headers()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._headers())
+
+    def __len__(self) -> int:
+        return len(self._headers())
+
+    def __repr__(self) -> str:
+        return repr(self._headers())
 
 
 MockHandler = Callable[[WireRequest], "Response | Awaitable[Response]"]

@@ -55,7 +55,7 @@ class Journal:
     def _emit(self, fields: Mapping[str, Any]) -> Event:
         event = self.events.publish(fields)
         if log.isEnabledFor(logging.INFO):
-            log.info("%s", describe(event))
+            log.info("%s", describe(event), extra=_log_fields(fields))
         return event
 
     # ------------------------------------------------------------------ pushes
@@ -187,6 +187,27 @@ class Journal:
                 "msg": None if error is None else error[1],
             }
         )
+
+
+#: An event's fields that its log record carries, under the record's key (see
+#: :data:`ironpush._logfields.CONTEXT_KEYS`): ids and names, never a header, body or URL.
+_LOGGED = {
+    "type": "event",
+    "project": "project",
+    "queue": "queue",
+    "message_id": "message_id",
+    "subscriber": "subscriber",
+    "try": "attempt",
+    "reservation_id": "reservation_id",
+    "outcome": "outcome",
+    "status_code": "status",
+    "duration_ms": "duration_ms",
+    "via": "via",
+}
+
+
+def _log_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: fields[name] for name, key in _LOGGED.items() if fields.get(name) is not None}
 
 
 def _where(m: MessageRecord, subscriber: str | None) -> dict[str, Any]:

@@ -53,6 +53,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from .._errors import NotFound, ReservationExpired, StoreUnavailable
+from .._logfields import fields
 from .._protocol import Delivery
 from .._signing import Keys, load_ack_token
 from ._completions import PENDING, Completions
@@ -155,7 +156,12 @@ class TokenAcks:
         """The last step, once the push is recorded: ``newest`` is the delivery to ack (None:
         it was handled already, nothing is sent)."""
         if newest is None:
-            logger.info("push %s on %s: already handled, no ack sent", delivery.message_id, queue)
+            logger.info(
+                "push %s on %s: already handled, no ack sent",
+                delivery.message_id,
+                queue,
+                extra=_fields(queue, delivery, AckResult.DONE),
+            )
             return AckResult.DONE
         result = await send(queue, newest)
         if result is AckResult.LATE:
@@ -164,9 +170,16 @@ class TokenAcks:
                 "receivers answer from the store",
                 delivery.message_id,
                 queue,
+                extra=_fields(queue, newest, result),
             )
         else:
-            logger.info("push %s on %s: %s", delivery.message_id, queue, result)
+            logger.info(
+                "push %s on %s: %s",
+                delivery.message_id,
+                queue,
+                result,
+                extra=_fields(queue, newest, result),
+            )
         return result
 
     async def release_push(self, delivery: Delivery) -> AckResult:
@@ -180,6 +193,11 @@ class TokenAcks:
             "push %s released%s: the next push runs the handler again",
             delivery.message_id,
             "" if released else " (nothing was held)",
+            extra={
+                "message_id": delivery.message_id,
+                "subscriber": delivery.subscriber_name,
+                "result": (AckResult.RELEASED if released else AckResult.NOT_HELD).value,
+            },
         )
         return AckResult.RELEASED if released else AckResult.NOT_HELD
 
@@ -209,6 +227,17 @@ class TokenAcks:
                 store=store.kind,
             )
         return AckResult(result)
+
+
+def _fields(queue: str, delivery: Delivery, result: AckResult) -> dict[str, Any]:
+    """The ``extra=`` of a record of this path (:data:`ironpush._logfields.CONTEXT_KEYS`)."""
+    return fields(
+        queue,
+        delivery.subscriber_name,
+        delivery.message_id,
+        reservation_id=delivery.reservation_id,
+        result=result.value,
+    )
 
 
 def client_sender(client: AsyncIronMQ) -> AckSender:

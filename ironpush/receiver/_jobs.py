@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import math
+from collections import deque
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -12,18 +14,24 @@ import anyio
 class JobRunner:
     """At most ``capacity`` deferred jobs at once, each in its own task.
 
-    A slot is reserved with :meth:`try_reserve` *before* answering 202 (so a full runner
-    answers 503), then used by :meth:`start` or given back by :meth:`unreserve`. Sync jobs run
-    in worker threads of :attr:`limiter` (the same capacity, apart from the request
-    threadpool, so long jobs cannot starve handlers). ``backlog`` (the outbox's unsent items)
-    has its own bound, ``max_backlog``: when acks go out slower than jobs finish (IronMQ slow
-    or down), new work gets 503 instead of the outbox growing without bound. It is a memory
-    bound, not a throughput one: a healthy outbox sends in batches, so a few hundred unsent
-    acks are normal at full speed::
+    A slot is taken with :meth:`try_reserve` *before* answering 202 (so a full runner answers
+    503; :meth:`has_room` says so before any store call, and :meth:`wait_for_room` waits a
+    moment for a slot first), then used by :meth:`start` or given back by :meth:`unreserve`.
+    The slot bounds the job's own work: the job gives it back with :meth:`release` as soon as
+    its code returns, and its task goes on *finishing* (recording the completion in the
+    store, queuing the ack) without holding a slot, so a slow store round trip does not turn
+    pushes away. Sync jobs run in worker threads of :attr:`limiter` (the same capacity, apart
+    from the request threadpool, so long jobs cannot starve handlers). ``backlog`` (the
+    outbox's unsent items and pending completions) and the finishing jobs have their own
+    bound, ``max_backlog``: when acks go out slower than jobs finish (IronMQ slow or down, the
+    store slow), new work gets 503 instead of the backlog growing without bound. It is a
+    memory bound, not a throughput one: a healthy outbox sends in batches, so a few hundred
+    unsent acks are normal at full speed::
 
         runner = JobRunner(32, backlog=lambda: outbox.backlog, max_backlog=10_000)
-        if runner.try_reserve():
-            runner.start(job())
+        if runner.has_room() or await runner.wait_for_room(0.25):
+            if runner.try_reserve():
+                runner.start(job())      # the job calls runner.release() when its work is done
     """
 
     def __init__(
@@ -36,23 +44,60 @@ class JobRunner:
         if capacity < 1:
             raise ValueError("max_deferred must be >= 1")
         self.capacity = capacity
-        self.max_backlog = capacity if max_backlog is None else max_backlog
+        # None: no bound (the router passes Limits.max_unsent_acks).
+        self.max_backlog = math.inf if max_backlog is None else max_backlog
         self.accepting = True
         self.reserved = 0
         self._backlog = backlog or (lambda: 0)
         self.limiter = anyio.CapacityLimiter(capacity)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # every job task that has not ended
+        self._running: set[asyncio.Task[None]] = set()  # those still holding their slot
+        self._room: deque[asyncio.Future[None]] = deque()  # pushes waiting for a slot
 
     @property
     def in_flight(self) -> int:
         """Reserved slots: jobs running or about to start."""
         return self.reserved
 
-    def try_reserve(self) -> bool:
-        """Take a slot; False when full, draining, or the outbox is behind."""
+    @property
+    def finishing(self) -> int:
+        """Jobs whose work is done, their completion not recorded and queued yet."""
+        return len(self._tasks) - len(self._running)
+
+    def has_room(self) -> bool:
+        """Whether :meth:`try_reserve` would succeed now (without taking the slot)."""
         if not self.accepting or self.reserved >= self.capacity:
             return False
-        if self._backlog() >= self.max_backlog:
+        finishing = len(self._tasks) - len(self._running)
+        return self._backlog() + finishing < self.max_backlog
+
+    async def wait_for_room(self, timeout: float) -> bool:
+        """When every slot is taken, wait up to ``timeout`` s for one to be given back;
+        whether there is room (False at once when draining or the backlog is full).
+
+        Pushes answered in one event-loop turn start their jobs in the next: a burst of more
+        pushes than slots would otherwise get 503 while every job is about to end. A slot
+        taken by a long job is not given back in time, and the push gets 503 as before."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.has_room():
+            left = deadline - loop.time()
+            if not self.accepting or self.reserved < self.capacity or left <= 0:
+                return False  # draining, the backlog is full, or no slot came in time
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._room.append(waiter)
+            expire = loop.call_later(left, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                expire.cancel()
+                if not waiter.done():
+                    waiter.cancel()
+        return True
+
+    def try_reserve(self) -> bool:
+        """Take a slot; False when full, draining, or the outbox is behind."""
+        if not self.has_room():
             return False
         self.reserved += 1
         return True
@@ -60,29 +105,46 @@ class JobRunner:
     def unreserve(self) -> None:
         """Give back a slot that :meth:`start` will not use."""
         self.reserved -= 1
+        self._freed()
 
     def start(self, job: Coroutine[Any, Any, None]) -> None:
-        """Run ``job`` in a task on a reserved slot (given back when it ends)."""
+        """Run ``job`` in a task on a reserved slot (given back by :meth:`release`, or when
+        the task ends)."""
         task = asyncio.get_running_loop().create_task(job)
         self._tasks.add(task)
+        self._running.add(task)
         task.add_done_callback(self._done)
 
     def release(self) -> None:
-        """Give back the running job's slot; a job calls it last, so that the slot is free now
-        rather than one event-loop turn later (when the task's done callback runs), while
-        new pushes may already be asking for one."""
+        """The running job's work is done: its slot is free now (not one event-loop turn
+        later, when the task's done callback runs, nor after the store calls that record it,
+        while new pushes may already be asking for one). Calling it again does nothing."""
         task = asyncio.current_task()
-        if task in self._tasks:
-            self._tasks.discard(task)
+        if task in self._running:
+            self._running.discard(task)
             self.reserved -= 1
+            self._freed()
 
     def _done(self, task: asyncio.Task[None]) -> None:
-        if task in self._tasks:  # ended without release(): cancelled before it ran, or raised
-            self._tasks.discard(task)
+        self._tasks.discard(task)
+        if task in self._running:  # ended without release(): cancelled before it ran, or raised
+            self._running.discard(task)
             self.reserved -= 1
+            self._freed()
+
+    def _freed(self) -> None:
+        """A slot was given back: the oldest push waiting for one looks again."""
+        while self._room:
+            waiter = self._room.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     async def drain(self, grace: float) -> int:
-        """Stop accepting, wait up to ``grace`` seconds, cancel the rest; return how many."""
+        """Stop accepting, wait up to ``grace`` seconds, cancel the rest; return how many.
+
+        Finishing jobs are waited for too: their completions are recorded before shutdown
+        goes on to flush the outbox."""
         self.accepting = False
         with anyio.move_on_after(grace):
             while self._tasks:
@@ -94,3 +156,8 @@ class JobRunner:
             # Let cancelled jobs run their cleanup (releasing their claims) before we go on.
             await asyncio.wait(left, timeout=5.0)
         return len(left)
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

@@ -86,7 +86,6 @@ def prometheus_collector(counters: Counters, gauges: Callable[[], dict[str, floa
             GaugeMetricFamily,
             HistogramMetricFamily,
         )
-        from prometheus_client.utils import floatToGoString
     except ImportError:  # pragma: no cover - exercised by monkeypatching sys.modules
         raise ConfigError(PIP_HINT) from None
 
@@ -113,16 +112,17 @@ def prometheus_collector(counters: Counters, gauges: Callable[[], dict[str, floa
             if counters.timings is not None:
                 for histogram in counters.timings.histograms():
                     spec = histogram.spec
-                    family = HistogramMetricFamily(
+                    timed = HistogramMetricFamily(
                         spec.name.removesuffix("_seconds"),
                         spec.help,
                         labels=list(spec.labels),
                         unit="seconds",
                     )
-                    les = [floatToGoString(bound) for bound in spec.bounds] + ["+Inf"]
+                    les = [repr(float(bound)) for bound in spec.bounds] + ["+Inf"]
                     for values, cumulative, total in sorted(histogram.snapshot()):
-                        family.add_metric(list(values), list(zip(les, cumulative)), total)
-                    yield family
+                        buckets = list(zip(les, cumulative, strict=True))
+                        timed.add_metric(list(values), buckets, total)
+                    yield timed
 
     return _Collector()
 

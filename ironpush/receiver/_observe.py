@@ -36,6 +36,7 @@ not observed::
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -106,6 +107,8 @@ class PushObserver:
         send: Send,
     ) -> None:
         """Run ``receive_push`` for one push inside its observation."""
+        if type(scope["headers"]) is not list:  # any iterable, per ASGI: it is read twice
+            scope = {**scope, "headers": list(scope["headers"])}
         span = _consumer_span(route, scope)
         if span is None:
             await receive_push(route, scope, receive, send)
@@ -157,7 +160,10 @@ async def _traced_job(coro: Coroutine[Any, Any, None], push: ClaimedPush, name: 
 
 def _remember(key: tuple[str, str, str | None], context: SpanContext) -> None:
     if len(_SETTLES) >= _MAX_SETTLES:
-        del _SETTLES[next(iter(_SETTLES))]  # the oldest: its ack went out elsewhere
+        # The oldest: its ack went out elsewhere. (Routers on other threads may change the
+        # dict meanwhile: then another entry goes, or none.)
+        with contextlib.suppress(KeyError, RuntimeError, StopIteration):
+            del _SETTLES[next(iter(_SETTLES))]
     _SETTLES[key] = context
 
 

@@ -5,7 +5,7 @@ the application sets an SDK's meter provider (``metrics.set_meter_provider(Meter
 or ``opentelemetry-instrument``): before that, :func:`provider_set` is one global read per
 observation and no instrument exists. Once set, the meter ``ironpush`` gets:
 
-- one histogram per row of :data:`~._timings.HISTOGRAMS` (``ironpush.push.duration``,
+- one histogram per row of :data:`~._metric_names.HISTOGRAMS` (``ironpush.push.duration``,
   ``ironpush.handler.duration``…, unit ``s``, the same buckets as ``/_metrics`` as advice);
 - ``ironpush.pushes`` (an observable counter: pushes by queue, subscriber and outcome) and the
   gauges ``ironpush.outbox.depth``, ``ironpush.jobs.inflight``,
@@ -19,6 +19,7 @@ A new provider (tests set one per test) gets its own instruments::
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from collections import Counter
@@ -26,7 +27,9 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._version import __version__
+from ._metric_names import HISTOGRAMS
 
+_api: Any  # the API's internals: where it keeps the global meter provider
 try:
     from opentelemetry.metrics import NoOpMeterProvider, Observation
     from opentelemetry.metrics import _internal as _api
@@ -39,8 +42,9 @@ except ImportError:  # the API is an optional extra: provider_set() is always Fa
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, Histogram, Meter
 
-    from ._timings import HistogramSpec
+    from ._metric_names import HistogramSpec
 
+logger = logging.getLogger("ironpush.receiver")
 #: The meter's (instrumentation scope's) name.
 SCOPE = "ironpush"
 #: The gauges of ``/_metrics`` and the OpenTelemetry instrument each becomes (name, unit).
@@ -92,8 +96,11 @@ class _Bridge:
                 return
             histograms: dict[str, Histogram] = {}
             if provider is not None and not isinstance(provider, NoOpMeterProvider):
-                meter: Meter = provider.get_meter(SCOPE, __version__)  # type: ignore[attr-defined]
-                histograms = _instruments(meter)
+                try:
+                    meter: Meter = provider.get_meter(SCOPE, __version__)  # type: ignore[attr-defined]
+                    histograms = _instruments(meter)
+                except Exception:  # an SDK's failure must never reach a push: no metrics then
+                    logger.warning("OpenTelemetry metrics unavailable", exc_info=True)
             self.histograms = histograms
             self.provider = provider
 
@@ -110,7 +117,10 @@ def record(spec: HistogramSpec, seconds: float, attributes: dict[str, str]) -> N
         _BRIDGE.switch(provider)
     instrument = _BRIDGE.histograms.get(spec.otel)
     if instrument is not None:
-        instrument.record(seconds, attributes)
+        try:
+            instrument.record(seconds, attributes)
+        except Exception:  # an SDK's failure must never reach a push
+            logger.debug("OpenTelemetry histogram %s failed", spec.otel, exc_info=True)
 
 
 def ensure() -> None:
@@ -121,17 +131,7 @@ def ensure() -> None:
 
 
 def _instruments(meter: Meter) -> dict[str, Histogram]:
-    from ._timings import HISTOGRAMS  # here: _timings imports this module
-
-    histograms = {
-        spec.otel: meter.create_histogram(
-            spec.otel,
-            unit="s",
-            description=spec.help,
-            explicit_bucket_boundaries_advisory=list(spec.bounds),
-        )
-        for spec in HISTOGRAMS
-    }
+    histograms = {spec.otel: _histogram(meter, spec) for spec in HISTOGRAMS}
     meter.create_observable_counter(
         "ironpush.pushes",
         callbacks=[_pushes],
@@ -143,6 +143,18 @@ def _instruments(meter: Meter) -> dict[str, Histogram]:
             name, callbacks=[_gauge(key)], unit=unit, description=f"ironpush receiver: {key}"
         )
     return histograms
+
+
+def _histogram(meter: Meter, spec: HistogramSpec) -> Histogram:
+    try:
+        return meter.create_histogram(
+            spec.otel,
+            unit="s",
+            description=spec.help,
+            explicit_bucket_boundaries_advisory=list(spec.bounds),
+        )
+    except TypeError:  # opentelemetry-api < 1.23 takes no bucket advice: the SDK's buckets
+        return meter.create_histogram(spec.otel, unit="s", description=spec.help)
 
 
 def _pushes(options: CallbackOptions) -> Iterable[Observation]:

@@ -21,22 +21,23 @@ import uuid
 import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 
 from .._errors import APIError, ValidationError
+from .._logfields import fields
 from .._protocol import Delivery
 from ..client._retry import backoff_delay
 from ._metrics import Counters
 from ._observe import acknowledge
-from .stores._base import OutboxItem, Store
+from .stores._base import Key, OutboxItem, Store
 
 if TYPE_CHECKING:
     from ..client._async_client import AsyncIronMQ
 
-logger = logging.getLogger("ironpush.receiver._outbox")
+logger = logging.getLogger("ironpush.receiver.outbox")
 #: How an item ended: confirmed, refused as late (403/404: the reservation ran out), given up.
 SendResult = Literal["acked", "late", "failed"]
 
@@ -76,6 +77,7 @@ class AckOutbox:
         self.store = store
         self.get_client = get_client
         self.counters = counters
+        self.timings = counters.timings  # ack latency and outbox wait (None: metrics off)
         self.settings = settings or OutboxSettings()
         self._wake = asyncio.Event()
         self._stopping = False
@@ -86,7 +88,10 @@ class AckOutbox:
         self._waiters: weakref.WeakValueDictionary[str, asyncio.Future[SendResult]] = (
             weakref.WeakValueDictionary()
         )
-        self._progress = asyncio.Event()  # set whenever the backlog shrinks
+        # Pushes waiting for the backlog to go below their limit, oldest first (wait_below):
+        # (limit, deadline, future), and one timer for the oldest deadline.
+        self._below: deque[tuple[int, float, asyncio.Future[None]]] = deque()
+        self._below_timer: asyncio.TimerHandle | None = None
         self._id_prefix = uuid.uuid4().hex + "-"
         self._ids = itertools.count(1)
         #: Unsent items: counted after each batch (the store's depth), plus those added since
@@ -123,6 +128,27 @@ class AckOutbox:
         """Queue an ack of ``delivery`` that nobody waits for (a finished deferred job's)."""
         await self._add(OutboxItem("ack", queue, delivery=delivery, id=self._new_id()))
 
+    async def complete_and_queue(
+        self, queue: str, key: Key, delivery: Delivery, *, ttl: float
+    ) -> Delivery:
+        """A deferred job's end: record ``key`` handled (``acked``, for ``ttl`` s), then queue
+        the ack of the newest delivery the store kept; that delivery.
+
+        One store call where the store folds both (``complete_ack``: memory, SQLite, Redis),
+        else ``complete`` then ``add``. The completion is recorded first either way (never an
+        ack the store knows nothing about); a store failure raises, with at most the
+        completion recorded (the caller retries it: :mod:`._completions`)."""
+        item = OutboxItem("ack", queue, delivery=delivery, id=self._new_id())
+        fold = getattr(self.store, "complete_ack", None)
+        if fold is not None:
+            newest: Delivery = await fold(key, ttl=ttl, item=item)
+        else:
+            newest = await self.store.complete(key, outcome="acked", ttl=ttl, delivery=delivery)
+            await self.store.add(item if newest == delivery else replace(item, delivery=newest))
+        self.backlog += 1
+        self._wake.set()
+        return newest
+
     async def put_post(self, queue: str, body: str) -> None:
         """Queue a post of ``body`` to ``queue`` (a dead-letter report)."""
         await self._add(OutboxItem("post", queue, body=body, id=self._new_id()))
@@ -145,11 +171,44 @@ class AckOutbox:
         the ack rate) rather than the backlog growing to its bound and pushes getting 503."""
         if self.backlog < limit:
             return True
-        with anyio.move_on_after(timeout):
-            while self.backlog >= limit:
-                self._progress.clear()
-                await self._progress.wait()
+        # One future per waiting push, resolved when the backlog is below its limit
+        # (:meth:`_shrank`) or at its deadline, in arrival order, by one timer for all:
+        # waking every waiter on each sent ack, or a timer each, cost more than the acks.
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        deadline = loop.time() + timeout
+        self._below.append((limit, deadline, future))
+        if self._below_timer is None:
+            self._below_timer = loop.call_at(deadline, self._expire_below)
+        try:
+            await future
+        finally:
+            if not future.done():  # cancelled: it is skipped when its turn comes
+                future.cancel()
         return self.backlog < limit
+
+    def _shrank(self) -> None:
+        """The backlog went down: let the waiting pushes in while it is below their limit."""
+        below = self._below
+        while below:
+            limit, _, future = below[0]
+            if not future.done():
+                if self.backlog >= limit:
+                    return
+                future.set_result(None)
+            below.popleft()
+
+    def _expire_below(self) -> None:
+        """Let in the waiting pushes whose deadline passed; the timer then waits for the next."""
+        self._below_timer = None
+        below = self._below
+        now = asyncio.get_running_loop().time()
+        while below and (below[0][2].done() or below[0][1] <= now):
+            future = below.popleft()[2]
+            if not future.done():
+                future.set_result(None)
+        if below:
+            self._below_timer = asyncio.get_running_loop().call_at(below[0][1], self._expire_below)
 
     def start(self) -> None:
         """Send in the background until :meth:`close`."""
@@ -183,19 +242,21 @@ class AckOutbox:
     async def _send_batch(self, items: list[OutboxItem]) -> None:
         # A few senders, each sending one item at a time over the client's keep-alive pool.
         pending = deque(items)
-        sending: set[OutboxItem] = set()
+        # By id: hashing an item (a dataclass, its delivery included) cost more than its ack.
+        sending: dict[str, OutboxItem] = {}
         finished: list[tuple[str, SendResult]] = []
 
         async def sender() -> None:
             while pending:
                 item = pending.popleft()
-                sending.add(item)
+                sending[item.id] = item
                 result = await self._send(item)
-                sending.discard(item)
+                del sending[item.id]
                 if result is not None:
                     finished.append((item.id, result))
                     self.backlog = max(0, self.backlog - 1)
-                    self._progress.set()
+                    if self._below:
+                        self._shrank()
 
         # This task is the first sender; plain asyncio tasks for the others (an anyio task
         # group per batch cost more than the acks themselves with a fast IronMQ).
@@ -214,21 +275,41 @@ class AckOutbox:
             with anyio.CancelScope(shield=True):
                 if others:
                     await asyncio.wait(others)
-                for item in [*pending, *sending]:
+                for item in [*pending, *sending.values()]:
                     await self.store.retry(item.id, attempts=item.attempts, next_at=0)
             raise
         if finished:
             await self.store.finish([item_id for item_id, _ in finished])
         # Recount: the store also holds items of other processes and rescheduled ones.
         self.backlog = await self.store.depth()
-        self._progress.set()
+        self._shrank()
         for item_id, result in finished:
             future = self._waiters.pop(item_id, None)
             if future is not None and not future.done():
                 future.set_result(result)
 
     async def _send(self, item: OutboxItem) -> SendResult | None:
-        """Send one item; the final result, or None when it was rescheduled."""
+        """Send one item (timed); the final result, or None when it was rescheduled."""
+        began = time.perf_counter()
+        result = await self._call(item)
+        if self.timings is not None:
+            self._timed(item, result, began)
+        return result
+
+    def _timed(self, item: OutboxItem, result: SendResult | None, began: float) -> None:
+        timings = self.timings
+        if timings is None:  # pragma: no cover - _send checks
+            return
+        delivery = item.delivery
+        subscriber = timings.subscriber(item.queue, delivery.subscriber_name if delivery else None)
+        if item.kind == "ack":
+            series = timings.ack.labels(item.queue, subscriber, result or "retry")
+            series.observe(time.perf_counter() - began)
+        if result is not None:  # its last send: how long it waited in the outbox
+            waited = timings.outbox_wait.labels(item.queue, subscriber, item.kind)
+            waited.observe(max(0.0, time.time() - item.created_at))
+
+    async def _call(self, item: OutboxItem) -> SendResult | None:
         try:
             client = await self.get_client()
             if item.kind == "ack":
@@ -271,13 +352,7 @@ class AckOutbox:
             reservation,
             result,
             f" ({why})" if why else "",
-            extra={
-                "message_id": message_id,
-                "queue": item.queue,
-                "reservation_id": reservation,
-                "kind": item.kind,
-                "result": result,
-            },
+            extra=_fields(item, result=result),
         )
         return result
 
@@ -297,6 +372,7 @@ class AckOutbox:
             why,
             attempts,
             delay,
+            extra=_fields(item, result="retry"),
         )
         await self.store.retry(item.id, attempts=attempts, next_at=time.time() + delay)
         return None
@@ -317,3 +393,18 @@ class AckOutbox:
             self._task.cancel()
             await asyncio.wait([self._task])
             self._task = None
+
+
+def _fields(item: OutboxItem, **more: Any) -> dict[str, Any]:
+    """The ``extra=`` of an outbox record: the push it acks (a post names its queue only)."""
+    delivery = item.delivery
+    if delivery is None:
+        return fields(item.queue, None, None, kind=item.kind, **more)
+    return fields(
+        item.queue,
+        delivery.subscriber_name,
+        delivery.message_id,
+        reservation_id=delivery.reservation_id,
+        kind=item.kind,
+        **more,
+    )

@@ -120,11 +120,14 @@ class PushHeaders(Headers):
 
     Filtered on first use: most handlers never look at the headers, so a push costs no copy::
 
-        headers = PushHeaders(scope["headers"], hidden=b"x-ironpush-secret")
+        headers = PushHeaders(scope["headers"], b"x-ironpush-secret")
         headers["iron-message-id"]
     """
 
-    def __init__(self, raw: list[tuple[bytes, bytes]], *, hidden: bytes) -> None:
+    # Slots: one is made per push (Headers has no __slots__, so instances keep a __dict__ too).
+    __slots__ = ("_hidden", "_kept", "_raw")
+
+    def __init__(self, raw: list[tuple[bytes, bytes]], hidden: bytes) -> None:
         # Headers.__init__ is not called: it would copy, and ``_list`` below is lazy.
         self._raw = raw
         self._hidden = hidden
@@ -175,6 +178,8 @@ class PushMessage(Generic[P]):
     _token_factory: Callable[[], str] | None = field(default=None, repr=False)
     _token: str | None = field(default=None, repr=False)
     _payload: Any = field(default=_UNSET, repr=False)
+    # The router's signer (queue, delivery) -> token: the token is made on first use only.
+    _signer: Callable[[str, Delivery], str] | None = field(default=None, repr=False)
 
     @property
     def id(self) -> str:
@@ -253,9 +258,12 @@ class PushMessage(Generic[P]):
     def ack_token(self) -> str:
         """A signed ack token for this push (see :class:`Defer`); a credential, never log it."""
         if self._token is None:
-            if self._token_factory is None:
+            if self._token_factory is not None:
+                self._token = self._token_factory()
+            elif self._signer is not None:
+                self._token = self._signer(self.queue, self.delivery)
+            else:
                 raise ConfigError("ack tokens need secret keys (the router has verify=False)")
-            self._token = self._token_factory()
         return self._token
 
     def __repr__(self) -> str:

@@ -4,11 +4,16 @@ verify the push secret (before the body is read) → check ``Content-Length`` �
 ``Iron-*`` headers → read the body under the limit → parse JSON (JSON routes) → claim the
 message in the store → decode the body into the route's model (``model=`` routes; a body that
 does not fit is answered by the route's ``on_invalid`` instead of calling the handler) → call
-the handler → record its outcome in the store → answer by :mod:`._answers`; for
-``Defer(job)``, start the job, whose success is recorded and then acknowledged through the
-outbox.
+the handler → record its outcome in the store (:mod:`._settle`) → answer (:mod:`._responder`,
+by the table of :mod:`._answers`); for ``Defer``, :mod:`._deferrals` holds the claim, answers
+202 and runs the job, whose success is recorded and then acknowledged through the outbox.
 
-Plain ASGI on purpose: Starlette's Request/Router layers would cost more than all of this::
+Plain ASGI on purpose: Starlette's Request/Router layers would cost more than all of this. The
+usual push (a new claim, an ``async def`` handler returning ``None`` or ``Ack()``, a route
+without ``model=``) is answered inline in :meth:`PushPipeline.__call__`: one coroutine, the
+store's synchronous twins when it has them (the memory store), the four latency observations
+in one call. Its effects and their order are the general path's (``Settler.settle`` of
+``"acked"``, then ``Responder.answer``); ``benchmarks/bench_quick_path.py`` measures it::
 
     pipeline = PushPipeline(shared)               # the router's settings, store, counters...
     await pipeline(route, scope, receive, send)
@@ -16,95 +21,96 @@ Plain ASGI on purpose: Starlette's Request/Router layers would cost more than al
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
-import json
 import logging
-import time
-from dataclasses import replace
-from typing import Any
+from collections.abc import Callable
+from time import perf_counter
+from typing import Any, Literal
 from urllib.parse import parse_qsl
 
 import anyio
 
-from .._errors import InvalidPayload, StoreUnavailable, ValidationError
-from .._protocol import (
-    HEADER_MESSAGE_ID,
-    HEADER_RESERVATION_ID,
-    HEADER_SUBSCRIBER_MESSAGE_ID,
-    HEADER_SUBSCRIBER_MESSAGE_URL,
-    HEADER_SUBSCRIBER_NAME,
-    Delivery,
-    delivery_from_values,
-)
+from .._errors import InvalidPayload, ValidationError
+from .._protocol import Delivery, delivery_from_raw
 from .._signing import dump_ack_token, verify_push_secret
 from .._tracing import tracer
-from ._answers import ANSWERS, Answer, Situation, ackable, json_body, reply, situation_of
+from ._answers import ANSWERS, Situation, situation_of
 from ._asgi import Disconnected, Receive, Scope, Send, TooLarge, loads_json, read_body
-from ._health import RefusalWindow
-from ._metrics import Counters
-from ._observe import PushObserver, current_push
+from ._deferrals import Deferrals
+from ._observe import PushObservation, PushObserver, current_push
 from ._observe import failed as observe_failure
-from ._observe import job as observe_job
 from ._outcomes import _UNSET as _UNPARSED
 from ._outcomes import Ack, Defer, Drop, PushHeaders, PushMessage, Retry
 from ._push import ClaimedPush as Push
-from ._routes import Route, is_async
-from ._runtime import Background, Runtime, Shared
-from ._settings import RouterSettings
+from ._push_log import handler_failed, log_delivery, msg_fields
+from ._responder import Responder
+from ._routes import Route
+from ._runtime import Runtime, Shared
+from ._settle import Settler
 from ._timed_store import timed_store
-from ._timings import Timings
-from .stores._base import Store
+from ._timings import AckedSeries, handler_outcome
+from .stores._base import Key, Outcome, Store
 
 logger = logging.getLogger("ironpush.receiver")
 
-#: Longest a deferred push waits for the outbox to catch up (far inside IronMQ's push timeout).
-_BACKLOG_WAIT = 1.0
+#: A store's synchronous twins of claim and complete (see :func:`sync_twins`).
+ClaimNow = Callable[[Key, Delivery, float, float], tuple[Literal["new", "done", "busy"], str, int]]
+CompleteNow = Callable[[Key, Outcome, float, Delivery], Delivery]
 
-# The Iron-* header names, lower-cased, as the header pass looks them up.
-_MESSAGE_ID, _RESERVATION_ID, _SUBSCRIBER_NAME, _MESSAGE_URL, _SUBSCRIBER_MESSAGE_ID = (
-    name.lower().encode("latin-1")
-    for name in (
-        HEADER_MESSAGE_ID,
-        HEADER_RESERVATION_ID,
-        HEADER_SUBSCRIBER_NAME,
-        HEADER_SUBSCRIBER_MESSAGE_URL,
-        HEADER_SUBSCRIBER_MESSAGE_ID,
-    )
-)
+_ACKED = ANSWERS["acked"]
+_INFO = logging.INFO
 
 
 class PushPipeline:
     """Receives the pushes of the router's routes and answers each by the contract."""
 
     def __init__(self, shared: Shared) -> None:
-        # Copied to attributes: each push reads them, one lookup each.
-        self.settings: RouterSettings = shared.settings
-        self.counters: Counters = shared.counters
-        # The latency histograms (None with PushRouter(metrics=False)); the store's operations
-        # are timed into them through the wrapper.
-        self.timings: Timings | None = shared.counters.timings
+        settings = shared.settings
+        self.settings = settings
+        self.counters = shared.counters
+        self.timings = shared.counters.timings  # None with PushRouter(metrics=False)
         self.store: Store = timed_store(shared.store, self.timings)
-        self.background: Background = shared.background
-        self.refusals: RefusalWindow = shared.refusals
-        self._secret_header = shared.settings.secret_header.lower().encode("latin-1")
-        self._soft_backlog = max(1, shared.settings.limits.max_unsent_acks // 10)
-        self.observer = PushObserver(tracing=shared.settings.tracing)
+        self.background = shared.background
+        self.responder = Responder(shared)
+        self.settler = Settler(shared, self.store, self.responder)
+        self.deferrals = Deferrals(shared, self.store, self.settler)
+        self.observer = PushObserver(tracing=settings.tracing)
         self._observing = self.observer.tracing  # tracing on and ironpush[otel] importable
+        # What each push reads, one attribute each.
+        self._totals = shared.counters.totals
+        self._by_route = shared.counters.by_route
+        self._refusals = shared.refusals
+        self._verify = settings.verify
+        self._secret_header = settings.secret_header.lower().encode("latin-1")
+        self._body_limit = settings.limits.body_limit
+        self._lease = settings.leases.claim
+        self._ttl = settings.leases.dedupe_ttl
+        # A message's ack token is signed on first use only (msg.ack_token).
+        self._signer = (
+            functools.partial(dump_ack_token, keys=settings.keys) if settings.keys else None
+        )
+        # Every push claims (and the usual one completes) on the store itself, timed here:
+        # the timed wrapper's extra coroutine would cost a push more than the observation.
+        self._store = shared.store
+        self._claim_now, self._complete_now = sync_twins(shared.store)
+        self._claims = None
+        if self.timings is not None:
+            self._claims = self.timings.store.labels(shared.store.kind, "claim")
+        self._acked_series: dict[str, AckedSeries] = {}  # by route path
 
-    # --- before the claim: the request ----------------------------------------------------
+    # --- the request, the claim, the quick path ------------------------------------------
 
     async def __call__(self, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._observing and tracer() is not None and current_push() is None:
+        observation = current_push()
+        if observation is None and self._observing and tracer() is not None:
             # An OpenTelemetry SDK is configured: run this push again inside its observation
             # (_observe.py). The runtime starts first, so its tasks are not part of the trace.
             self.background.current()
             return await self.observer.observe(self, route, scope, receive, send)
-        started = time.perf_counter()
-        self.counters.totals["received"] += 1
-        settings = self.settings
-        body_limit = settings.limits.body_limit
+        started = perf_counter()
+        self._totals["received"] += 1
+        answer = self.responder.answer
         raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
         if type(raw_headers) is not list:  # ASGI allows any iterable; it is read twice here
             raw_headers = list(raw_headers)
@@ -113,51 +119,136 @@ class PushPipeline:
         found: dict[bytes, bytes] = dict(raw_headers)
         if not b"".join(found).islower():  # some upper-case name: match case-insensitively
             found = {name.lower(): value for name, value in raw_headers}
-        presented = found.get(self._secret_header)
-        declared = found.get(b"content-length")
-        if settings.verify:
-            presented = presented or self._query_secret(scope)
+        if self._verify:
+            presented = found.get(self._secret_header) or self._query_secret(scope)
             if not presented or not verify_push_secret(presented, route.secrets):
                 situation: Situation = "secret_wrong" if presented else "secret_missing"
-                return await self._answer(send, route, None, situation, started)
-        if declared is not None and declared.isdigit() and int(declared) > body_limit:
-            return await self._answer(send, route, None, "too_large", started)
-        try:
-            delivery = delivery_from_values(
-                found.get(_MESSAGE_ID, b"").decode("latin-1"),
-                found.get(_RESERVATION_ID, b"").decode("latin-1"),
-                found.get(_SUBSCRIBER_NAME, b"").decode("latin-1"),
-                found.get(_MESSAGE_URL, b"").decode("latin-1"),
-                found.get(_SUBSCRIBER_MESSAGE_ID, b"").decode("latin-1"),
-            )
+                return await answer(send, route, None, situation, started)
+        declared = found.get(b"content-length")
+        limit = self._body_limit
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return await answer(send, route, None, "too_large", started)
+        try:  # a legacy push names no subscriber: it is the route's
+            delivery = delivery_from_raw(found, route.subscriber)
         except ValidationError as exc:
-            return await self._answer(send, route, None, "bad_request", started, str(exc))
-        if delivery.subscriber_name is None:  # legacy pushes do not name the subscriber
-            delivery = replace(delivery, subscriber_name=route.subscriber)
+            return await answer(send, route, None, "bad_request", started, str(exc))
         message = await receive()
         if message["type"] == "http.request" and not message.get("more_body", False):
             body: bytes = message.get("body", b"")  # the usual push: the body in one message
-            too_large = len(body) > body_limit
+            if len(body) > limit:
+                return await answer(send, route, delivery, "too_large", started)
         else:
             try:
-                body = await read_body(receive, body_limit, first=message)
+                body = await read_body(receive, limit, first=message)
             except Disconnected:
                 return None
             except TooLarge:
-                too_large = True
-            else:
-                too_large = False
-        if too_large:
-            return await self._answer(send, route, delivery, "too_large", started)
+                return await answer(send, route, delivery, "too_large", started)
         parsed: Any = _UNPARSED
         if route.json and route.decode is None:  # a model's decoder parses the JSON itself
             try:
                 parsed = loads_json(body)
             except (ValueError, RecursionError):  # RecursionError: e.g. b"[" * 100_000
                 why = "body is not valid JSON"
-                return await self._answer(send, route, delivery, "bad_request", started, why)
-        headers = PushHeaders(raw_headers, hidden=self._secret_header)
-        await self._claimed(route, delivery, body, parsed, headers, send, started)
+                return await answer(send, route, delivery, "bad_request", started, why)
+        runtime = self.background.current()
+        key: Key = (delivery.message_id, delivery.subscriber_name or route.subscriber)
+        if runtime.completions.holds(key, delivery):
+            # Its job finished here and the store has not recorded that yet: still ours.
+            return await answer(send, route, delivery, "in_progress", started)
+        claims = self._claims
+        claiming = 0.0 if claims is None else perf_counter()
+        try:
+            if (claim_now := self._claim_now) is not None:
+                status, claim_id, attempt = claim_now(key, delivery, self._lease, self._ttl)
+            else:
+                claim = await self._store.claim(key, delivery, lease=self._lease, ttl=self._ttl)
+                status, claim_id, attempt = claim.status, claim.claim_id or "", claim.attempt
+        except Exception as exc:  # e.g. SQLite busy past its timeout: IronMQ retries later
+            if claims is not None:
+                claims.observe(perf_counter() - claiming)
+            return await self.responder.store_failed(send, route, delivery, started, exc)
+        quick = route.decode is None and route.is_async
+        if claims is not None and (status != "new" or not quick):
+            claims.observe(perf_counter() - claiming)
+        if status != "new":
+            # busy: a handler or job holds the message and will ack the delivery just recorded.
+            situation = "duplicate" if status == "done" else "in_progress"
+            return await answer(send, route, delivery, situation, started)
+        if not quick:
+            push = Push(route, delivery, key, claim_id, started, attempt)
+            await self._claimed(
+                push, attempt, runtime, body, parsed, raw_headers, send, observation
+            )
+            return None
+        # The quick path: the general one's effects, inline (see the module's docs).
+        headers = PushHeaders(raw_headers, self._secret_header)
+        msg: PushMessage[Any] = PushMessage(
+            body,
+            headers,
+            route.queue,
+            delivery,
+            attempt,
+            parsed,
+            None,
+            None,
+            _UNPARSED,
+            self._signer,
+        )
+        if observation is not None:
+            observation.claimed(msg)
+        active = runtime.active
+        active.add(claim_id)
+        keeps = False
+        try:
+            calling = 0.0 if claims is None else perf_counter()
+            try:
+                result = await route.handler(msg)  # type: ignore[misc]
+            except Exception as exc:
+                result = _raised(route, msg, exc)
+            else:
+                if result is not None:
+                    result = _checked(route, msg, result)
+            completing = 0.0 if claims is None else perf_counter()
+            if result is not None and not isinstance(result, Ack):
+                self._timed_apart(route, claiming, calling, completing, result)
+                push = Push(route, delivery, key, claim_id, started, attempt)
+                keeps = await self._outcome(push, result, runtime, send, msg)
+                return None
+            # "acked": record the message handled first (Settler.settle), then answer.
+            try:
+                if (complete_now := self._complete_now) is not None:
+                    newest = complete_now(key, "acked", self._ttl, delivery)
+                else:
+                    newest = await self._store.complete(
+                        key, outcome="acked", ttl=self._ttl, delivery=delivery
+                    )
+                if newest is not None and newest is not delivery and newest != delivery:
+                    push = Push(route, delivery, key, claim_id, started, attempt)
+                    await self.settler.redelivered(push, newest, runtime)
+            except Exception as exc:
+                self._timed_apart(route, claiming, calling, completing, None)
+                return await self.responder.store_failed(send, route, delivery, started, exc)
+            completed = 0.0 if claims is None else perf_counter()
+            # Responder.answer of "acked", inline.
+            if observation is not None:
+                observation.answered("acked", 200)
+            self._totals["acked"] += 1
+            self._by_route[(route.queue, route.subscriber, "acked")] += 1
+            self._refusals.record(started, False)
+            if logger.isEnabledFor(_INFO):
+                now = perf_counter() if claims is None else completed
+                log_delivery(_INFO, route, delivery, "acked", 200, started, None, attempt, now)
+            # A new list each time: middleware may add headers to the message in place.
+            headers_out = list(_ACKED.headers)
+            await send({"type": "http.response.start", "status": 200, "headers": headers_out})
+            await send({"type": "http.response.body", "body": b""})
+            if claims is not None:
+                series = self._acked_series.get(route.path) or self._series_of(route)
+                series.observe(started, claiming, calling, completing, completed, perf_counter())
+        finally:
+            if not keeps:
+                active.discard(claim_id)
         return None
 
     def _query_secret(self, scope: Scope) -> bytes | None:
@@ -171,40 +262,39 @@ class PushPipeline:
                 return value.encode()
         return None
 
-    # --- the claim and the handler ----------------------------------------------------------
+    def _series_of(self, route: Route) -> AckedSeries:
+        timings = self.timings
+        assert timings is not None  # only called with the histograms on
+        series = AckedSeries(timings, route, self._store.kind)
+        self._acked_series[route.path] = series
+        return series
+
+    def _timed_apart(
+        self, route: Route, claiming: float, calling: float, completing: float, result: object
+    ) -> None:
+        """The quick path's claim and handler observations when the push leaves it (a
+        handler outcome other than "acked", or a completion that failed)."""
+        timings = self.timings
+        if timings is None or self._claims is None:
+            return
+        self._claims.observe(calling - claiming)
+        outcome = "acked" if result is None else handler_outcome(result)
+        timings.handler.observe((route.queue, route.subscriber, outcome), completing - calling)
+
+    # --- the general path: models, sync handlers -------------------------------------------
 
     async def _claimed(
         self,
-        route: Route,
-        delivery: Delivery,
+        push: Push,
+        attempt: int,
+        runtime: Runtime,
         body: bytes,
         parsed: Any,
-        headers: PushHeaders,
+        raw_headers: list[tuple[bytes, bytes]],
         send: Send,
-        started: float,
+        observation: PushObservation | None,
     ) -> None:
-        settings = self.settings
-        runtime = self.background.current()
-        key = (delivery.message_id, delivery.subscriber_name or route.subscriber)
-        if runtime.completions.holds(key, delivery):
-            # Its job finished here and the store has not recorded that yet: still ours.
-            return await self._answer(send, route, delivery, "in_progress", started)
-        try:
-            claim = await self.store.claim(
-                key, delivery, lease=settings.leases.claim, ttl=settings.leases.dedupe_ttl
-            )
-        except Exception as exc:  # e.g. SQLite busy past its timeout: IronMQ retries later
-            return await self._store_failed(send, route, delivery, started, exc)
-        if claim.status != "new":
-            # busy: a handler or job holds the message and will ack the delivery just recorded.
-            situation: Situation = "duplicate" if claim.status == "done" else "in_progress"
-            return await self._answer(send, route, delivery, situation, started)
-        claim_id = claim.claim_id or ""
-        tokens = (
-            functools.partial(dump_ack_token, route.queue, delivery, settings.keys)
-            if settings.keys
-            else None
-        )
+        route = push.route
         payload: Any = _UNPARSED
         invalid: InvalidPayload | None = None
         if route.decode is not None:
@@ -212,38 +302,33 @@ class PushPipeline:
                 payload = route.decode(body)
             except InvalidPayload as exc:
                 invalid = exc
-        msg = PushMessage(
-            body, headers, route.queue, delivery, claim.attempt, parsed, tokens, _payload=payload
+        headers = PushHeaders(raw_headers, self._secret_header)
+        delivery, signer = push.delivery, self._signer
+        msg: PushMessage[Any] = PushMessage(
+            body, headers, route.queue, delivery, attempt, parsed, None, None, payload, signer
         )
-        if (observation := current_push()) is not None:
+        if observation is not None:
             observation.claimed(msg)
-        push = Push(route, delivery, key, claim_id, started, claim.attempt)
         active = runtime.active
-        active.add(claim_id)
-        keep_active = False
+        active.add(push.claim_id)
+        keeps = False
         try:
             if invalid is not None:
                 result: object = invalid
             elif (timings := self.timings) is None:
                 result = await self._call(route, msg)
             else:
-                called = time.perf_counter()
+                called = perf_counter()
                 result = await self._call(route, msg)
-                timings.handled(route, result, time.perf_counter() - called)
-            if result is None:  # the usual outcome: done
-                await self._settle(push, "acked", runtime, send, None, msg)
-            elif isinstance(result, Defer):
-                keep_active = await self._defer(push, result, runtime, send)
-            elif isinstance(result, InvalidPayload):
-                await self._invalid(push, result, runtime, send, msg)
-            else:
-                await self._settle(push, situation_of(result), runtime, send, result, msg)
+                seconds = perf_counter() - called
+                outcome = "acked" if result is None else handler_outcome(result)
+                timings.handler.observe((route.queue, route.subscriber, outcome), seconds)
+            keeps = await self._outcome(push, result, runtime, send, msg)
         finally:
-            if not keep_active:
-                active.discard(claim_id)
-        return None
+            if not keeps:
+                active.discard(push.claim_id)
 
-    async def _call(self, route: Route, msg: PushMessage) -> object:
+    async def _call(self, route: Route, msg: PushMessage[Any]) -> object:
         """The handler's outcome, or the exception it raised (logged here)."""
         try:
             if route.is_async:
@@ -252,246 +337,67 @@ class PushPipeline:
                 result = await anyio.to_thread.run_sync(route.handler, msg)
                 if inspect.isawaitable(result):
                     result = await result
-        except InvalidPayload as exc:  # msg.parse(Model) refused the body: see _invalid
-            return exc
         except Exception as exc:
-            logger.exception("handler %s failed for message %s", route.path, msg.id)
-            observe_failure(exc)
-            return exc
-        if result is None or isinstance(result, Ack | Defer | Retry | Drop):
-            if isinstance(result, Retry):
-                logger.info(
-                    "handler %s asked to retry message %s: %s", route.path, msg.id, result.reason
-                )
-            return result
-        logger.error(
-            "handler %s returned %s; return None, Ack(), Defer(...), Retry() or Drop(...)",
-            route.path,
-            type(result).__name__,
-        )
-        return TypeError("bad handler result")
+            return _raised(route, msg, exc)
+        return None if result is None else _checked(route, msg, result)
 
-    # --- after the handler: record, answer ----------------------------------------------------
-
-    async def _invalid(
-        self, push: Push, exc: InvalidPayload, runtime: Runtime, send: Send, msg: PushMessage
-    ) -> None:
-        """A body that does not fit the route's model: ``on_invalid`` says drop (200, the
-        error in the dead-letter report), reject (400) or retry (503), the error in the body."""
-        reason = f"invalid payload: {exc}"
-        how = push.route.on_invalid
-        if how == "drop":
-            await self._settle(push, "dropped", runtime, send, Drop(reason), msg)
+    async def _outcome(
+        self, push: Push, result: object, runtime: Runtime, send: Send, msg: PushMessage[Any]
+    ) -> bool:
+        """Settle what the handler returned; True when a deferred job keeps the claim."""
+        if result is None:  # the usual outcome: done
+            await self.settler.settle(push, "acked", runtime, send, None, msg)
+        elif isinstance(result, Defer):
+            return await self.deferrals.defer(push, result, runtime, send)
+        elif isinstance(result, InvalidPayload):
+            await self.settler.invalid(push, result, runtime, send, msg)
         else:
-            situation: Situation = "invalid" if how == "reject" else "retry"
-            await self._settle(push, situation, runtime, send, None, msg, why=reason)
+            await self.settler.settle(push, situation_of(result), runtime, send, result, msg)
+        return False
 
-    async def _settle(
-        self,
-        push: Push,
-        situation: Situation,
-        runtime: Runtime,
-        send: Send,
-        result: object,
-        msg: PushMessage | None = None,
-        why: str | None = None,
-    ) -> None:
-        """Apply the situation's store action (first: a completion is recorded before anything
-        else can delay it), then what follows from it, then answer."""
-        try:
-            newest = await self._store_step(push, ANSWERS[situation])
-            if newest is not None and newest is not push.delivery and newest != push.delivery:
-                # A redelivery arrived (and got 202) while the handler ran: IronMQ now waits for
-                # an ack of that newest reservation, not for this response.
-                logger.info(
-                    "message %s was redelivered while handled: acking the newest", push.key[0]
-                )
-                await runtime.outbox.queue_ack(push.route.queue, newest)
-            if isinstance(result, Drop) and msg is not None:
-                await self._dead_letter(push, result, runtime, msg)
-        except Exception as exc:
-            return await self._store_failed(send, push.route, push.delivery, push.started, exc)
-        await self._answer(send, push.route, push.delivery, situation, push.started, why)
-        return None
 
-    async def _store_step(self, push: Push, answer: Answer) -> Delivery | None:
-        """Do ``answer.store``; the newest delivery recorded when it completes the message."""
-        action, store, settings = answer.store, self.store, self.settings
-        if action == "acked" or action == "dropped":
-            return await store.complete(
-                push.key, outcome=action, ttl=settings.leases.dedupe_ttl, delivery=push.delivery
+def _raised(route: Route, msg: PushMessage[Any], exc: Exception) -> Exception:
+    """What a handler's exception becomes: itself, logged (and to Sentry when it is in use);
+    ``msg.parse(Model)``'s :class:`InvalidPayload` is answered by ``on_invalid`` instead."""
+    if not isinstance(exc, InvalidPayload):
+        handler_failed(route, msg, exc)
+        observe_failure(exc)
+    return exc
+
+
+def _checked(route: Route, msg: PushMessage[Any], result: object) -> object:
+    """A handler's result: an outcome (a ``Retry`` logged), or a ``TypeError`` (logged) for
+    anything else."""
+    if isinstance(result, Ack | Defer | Retry | Drop):
+        if isinstance(result, Retry):
+            logger.info(
+                "handler %s asked to retry message %s: %s",
+                route.path,
+                msg.id,
+                result.reason,
+                extra=msg_fields(route, msg, outcome="retry"),
             )
-        if action == "release":
-            await store.release(push.key, push.claim_id)
-        elif action == "hold":
-            await store.hold(push.key, push.claim_id, state="deferred", lease=settings.leases.claim)
-        elif action == "hand_off":
-            lease = settings.leases.external
-            await store.hold(push.key, push.claim_id, state="external", lease=lease)
-        return None
-
-    async def _dead_letter(
-        self, push: Push, drop: Drop, runtime: Runtime, msg: PushMessage
-    ) -> None:
-        route = push.route
-        logger.warning("message %s on %s dropped: %s", msg.id, route.queue, drop.reason)
-        dlq = route.dead_letter_queue or self.settings.dead_letter_queue
-        if dlq:
-            report = {
-                "source_msg_id": msg.id,
-                "queue": route.queue,
-                "subscriber_name": msg.subscriber_name,
-                "reason": drop.reason,
-                "body": msg.text,
-            }
-            await runtime.outbox.put_post(dlq, json.dumps(report))
-
-    async def _defer(self, push: Push, defer: Defer, runtime: Runtime, send: Send) -> bool:
-        """Hold the claim, answer 202 and start the job; True when a job keeps the claim."""
-        if not ackable(push.delivery):
-            logger.error("cannot defer message %s: the push has no reservation to ack", push.key[0])
-            await self._settle(push, "unackable", runtime, send, defer)
-            return False
-        if defer.job is not None:
-            # IronMQ confirming acks slower than jobs finish: answer this push a little later
-            # (bounded) so the pusher slows to the ack rate before the backlog's hard bound.
-            await runtime.outbox.wait_below(self._soft_backlog, timeout=_BACKLOG_WAIT)
-        if not runtime.runner.try_reserve():
-            await self._settle(push, "busy", runtime, send, defer)
-            return False
-        situation = situation_of(defer)
-        try:
-            await self._store_step(push, ANSWERS[situation])
-        except Exception as exc:
-            runtime.runner.unreserve()
-            await self._store_failed(send, push.route, push.delivery, push.started, exc)
-            return False
-        try:
-            await self._answer(send, push.route, push.delivery, situation, push.started)
-        finally:
-            if defer.job is None:
-                runtime.runner.unreserve()
-            else:
-                # The job's task keeps only the Push and the Defer: not the message (body,
-                # parsed JSON, headers) unless the job was given it.
-                running = self._run_job(push, defer, runtime)
-                runtime.runner.start(observe_job(running, push, defer.job))
-        return defer.job is not None
-
-    async def _run_job(self, push: Push, defer: Defer, runtime: Runtime) -> None:
-        job = defer.job
-        if job is None:  # pragma: no cover - _defer starts jobs only
-            return
-        try:
-            try:
-                if is_async(job):
-                    await job(*defer.args, **defer.kwargs)
-                else:
-                    call = functools.partial(job, *defer.args, **defer.kwargs)
-                    limiter = runtime.runner.limiter
-                    result = await anyio.to_thread.run_sync(
-                        call, limiter=limiter, abandon_on_cancel=True
-                    )
-                    if inspect.isawaitable(result):
-                        await result
-            except asyncio.CancelledError:
-                # Shutdown: not done, so let the next push (here or on another worker) run it.
-                with anyio.CancelScope(shield=True):
-                    await self._release_quietly(push)
-                raise
-            except Exception as exc:
-                self.counters.totals["jobs_failed"] += 1
-                observe_failure(exc)
-                logger.exception(
-                    "deferred job for message %s on %s failed; IronMQ will push again",
-                    push.key[0],
-                    push.route.queue,
-                )
-                await self._release_quietly(push)
-                return
-            await self._job_done(push, runtime)
-        finally:
-            runtime.active.discard(push.claim_id)
-            runtime.runner.release()
-
-    async def _job_done(self, push: Push, runtime: Runtime) -> None:
-        try:
-            # Recorded first, then acked; a store that does not answer gets the completion
-            # retried until it records it (runtime.completions), never forgotten.
-            await runtime.job_done(push.route.queue, push.key, push.delivery, push.claim_id)
-        except Exception:
-            logger.exception("could not record the deferred job of message %s", push.key[0])
-
-    async def _release_quietly(self, push: Push) -> None:
-        try:
-            await self.store.release(push.key, push.claim_id)
-        except Exception:  # the lease runs out instead
-            logger.exception("could not release the claim of message %s", push.key[0])
-
-    # --- answers ----------------------------------------------------------------------------
-
-    async def _store_failed(
-        self, send: Send, route: Route, delivery: Delivery, started: float, exc: Exception
-    ) -> None:
-        if isinstance(exc, StoreUnavailable):
-            logger.warning("store unavailable for message %s: %s", delivery.message_id, exc)
-        else:
-            logger.exception("store failed for message %s", delivery.message_id)
-        await self._answer(send, route, delivery, "store_unavailable", started)
-
-    async def _answer(
-        self,
-        send: Send,
-        route: Route,
-        delivery: Delivery | None,
-        situation: Situation,
-        started: float,
-        why: str | None = None,
-    ) -> None:
-        """Count, log one line for the delivery, and send the situation's answer."""
-        answer = ANSWERS[situation]
-        counters = self.counters
-        if (observation := current_push()) is not None:
-            observation.answered(answer.outcome or situation, answer.status)
-        if answer.counter is not None:
-            counters.totals[answer.counter] += 1
-        outcome = answer.outcome or situation
-        counters.outcome(route.queue, route.subscriber, outcome)
-        if answer.refusal is not None:
-            self.refusals.record(started, answer.refusal)
-        level = logging.WARNING if 400 <= answer.status < 500 else logging.INFO
-        if logger.isEnabledFor(level):
-            _log_delivery(level, route, delivery, outcome, answer.status, started, why)
-        await reply(send, situation, None if why is None else json_body(error=why))
-
-
-def _log_delivery(
-    level: int,
-    route: Route,
-    delivery: Delivery | None,
-    outcome: str,
-    status: int,
-    started: float,
-    why: str | None,
-) -> None:
-    message_id = delivery.message_id if delivery else "-"
-    ms = (time.perf_counter() - started) * 1000
-    logger.log(
-        level,
-        "push %s queue=%s subscriber=%s outcome=%s status=%d duration_ms=%.1f%s",
-        message_id,
-        route.queue,
-        route.subscriber,
-        outcome,
-        status,
-        ms,
-        f" ({why})" if why else "",
-        extra={
-            "message_id": message_id,
-            "queue": route.queue,
-            "subscriber": route.subscriber,
-            "outcome": outcome,
-            "status": status,
-            "duration_ms": round(ms, 3),
-        },
+        return result
+    logger.error(
+        "handler %s returned %s; return None, Ack(), Defer(...), Retry() or Drop(...)",
+        route.path,
+        type(result).__name__,
+        extra=msg_fields(route, msg, outcome="error"),
     )
+    return TypeError("bad handler result")
+
+
+def sync_twins(store: Store) -> tuple[ClaimNow | None, CompleteNow | None]:
+    """The store's synchronous ``claim_now`` and ``complete_now`` (a store whose operations
+    never wait, such as the memory store, offers them: no coroutine per call), each only when
+    the coroutine it twins is the one written beside it: a subclass that overrides ``claim``
+    (to add a fault, a delay, a record of calls) is called through its override."""
+    cls = type(store)
+    own = getattr(store, "__dict__", {})
+    found: list[Any] = []
+    for name in ("claim", "complete"):
+        twin = f"{name}_now"
+        owner = next((c for c in cls.__mro__ if name in c.__dict__), None)
+        ok = owner is not None and twin in owner.__dict__ and name not in own and twin not in own
+        found.append(getattr(store, twin) if ok else None)
+    return found[0], found[1]

@@ -126,6 +126,10 @@ class PushRouter:
       ``process <queue>`` span continuing the producer's trace, with spans for its deferred
       job, its ack and the store calls (README "Observability"); ``tracing=False`` turns
       them off.
+    - ``metrics``: latency histograms (push, handler, job, ack, outbox wait, store
+      operations) on ``/_metrics`` and, with ``ironpush[otel]`` and an SDK, through the
+      OpenTelemetry metrics API (README "Observability"); ``metrics=False`` turns them off
+      (the counters stay).
 
     Dedupe semantics: a redelivery of a handled message gets 200 without the handler; one that
     arrives while the handler or a deferred job still runs gets 202 and its reservation becomes
@@ -160,6 +164,7 @@ class PushRouter:
         ack_tokens: AckTokens = DEFAULT_ACK_TOKENS,
         outbox: OutboxSettings = DEFAULT_OUTBOX,
         tracing: bool = True,
+        metrics: bool = True,
         **shortcuts: Unpack[Shortcuts],
     ) -> None:
         given = RouterSettings(
@@ -175,10 +180,11 @@ class PushRouter:
             ack_tokens=ack_tokens,
             outbox=outbox,
             tracing=tracing,
+            metrics=metrics,
         )
         self.settings = apply_shortcuts(given, shortcuts, Shortcuts, owner="PushRouter")
         self.store: Store = resolve_store(store, dedupe=dedupe)
-        self.counters = Counters()
+        self.counters = Counters(timings=self.settings.metrics)
         self._routes: dict[str, Route] = {}
         self.background = Background(
             store=self.store, counters=self.counters, settings=self.settings, client=client
@@ -186,6 +192,7 @@ class PushRouter:
         shared = Shared(self.settings, self.store, self.counters, self.background, RefusalWindow())
         self.pipeline = PushPipeline(shared)
         self.endpoints = InternalEndpoints(shared, routes=self._routes)
+        self.counters.attach(routes=self._routes, gauges=self.endpoints.gauges_now)
 
     def __repr__(self) -> str:
         return f"PushRouter(routes={list(self._routes)!r}, store={self.store!r})"
@@ -394,7 +401,12 @@ class PushRouter:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            await self.handle(route_path(scope), scope, receive, send)
+            path = route_path(scope)
+            route = self._routes.get(path)
+            if route is not None and scope["method"] == "POST":  # a push: one await fewer
+                await self.pipeline(route, scope, receive, send)
+            else:
+                await self.handle(path, scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan_protocol(receive, send)
         elif kind == "websocket":

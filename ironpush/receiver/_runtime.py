@@ -26,13 +26,15 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 
 from .._errors import ConfigError, StoreUnavailable
+from .._logfields import ensure_visible
 from .._protocol import Delivery
-from ._completions import Completions
+from ._completions import RETRIED, Completions
 from ._health import RefusalWindow
 from ._jobs import JobRunner
 from ._metrics import Counters
 from ._outbox import AckOutbox
 from ._settings import RouterSettings
+from ._timed_store import timed_store
 from .stores._base import Key, Store, StoreProblem
 
 if TYPE_CHECKING:
@@ -62,6 +64,7 @@ class Runtime:
         settings: RouterSettings,
     ) -> None:
         self.loop = asyncio.get_running_loop()
+        store = timed_store(store, counters.timings)  # its operations in the store histogram
         self.store = store
         self.lease = settings.leases.claim
         self.outbox = AckOutbox(store, get_client, counters, settings.outbox)
@@ -92,8 +95,14 @@ class Runtime:
                     logger.exception("could not renew dedupe claims")
 
     async def job_done(self, queue: str, key: Key, delivery: Delivery, claim_id: str) -> None:
-        """A deferred job succeeded: record it, then queue the ack of the newest delivery;
-        when the store fails, :attr:`completions` retries until it records it."""
+        """A deferred job succeeded: record it, then queue the ack of the newest delivery (one
+        store call where the store folds both); when the store fails, :attr:`completions`
+        retries until it records it."""
+        try:
+            await self.outbox.complete_and_queue(queue, key, delivery, ttl=self.completions.ttl)
+            return
+        except RETRIED:
+            pass  # not recorded, or its ack not queued: kept and retried from here
 
         async def queue_ack(newest: Delivery | None) -> None:
             await self.outbox.queue_ack(queue, newest or delivery)
@@ -162,6 +171,7 @@ class Background:
         if runtime is not None and runtime.loop is loop:
             return runtime
         # First use, or a new event loop (tests): tasks of an old loop died with it.
+        ensure_visible()  # nothing configured logging (plain uvicorn): our lines still show
         if not self._lifespan:
             self._lifespan = True  # said once
             logger.warning(

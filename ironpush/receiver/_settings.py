@@ -172,6 +172,8 @@ class RouterSettings:
     outbox: OutboxSettings
     #: OpenTelemetry spans per push, job and ack (with ``ironpush[otel]`` and an SDK).
     tracing: bool = True
+    #: Latency histograms (``/_metrics``, and OpenTelemetry metrics with an SDK).
+    metrics: bool = True
 
 
 def resolve_keys(secret_keys: Keys | None, *, verify: bool) -> tuple[str | bytes, ...]:

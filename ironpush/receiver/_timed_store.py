@@ -17,7 +17,7 @@ from typing import Any
 
 from .._protocol import Delivery
 from ._timings import Series, Timings
-from .stores._base import ActiveState, Claim, Key, Outcome, OutboxItem, Store, StoreProblem
+from .stores._base import ActiveState, Claim, Key, OutboxItem, Outcome, Store, StoreProblem
 
 #: Every timed operation (the ``operation`` label's values).
 OPERATIONS = (
@@ -34,7 +34,10 @@ OPERATIONS = (
     "retry",
     "depth",
     "next_due",
+    "complete_ack",
 )
+#: Operations only some stores have (looked up with ``getattr``): timed when the store has them.
+OPTIONAL = frozenset({"complete_ack"})
 _clock = time.perf_counter
 
 
@@ -55,11 +58,16 @@ class TimedStore:
         self.shared = inner.shared
         self.dedupes = inner.dedupes
         self._series: dict[str, Series] = {
-            op: timings.store.labels(inner.kind, op) for op in OPERATIONS
+            op: timings.store.labels(inner.kind, op)
+            for op in OPERATIONS
+            if op not in OPTIONAL or hasattr(inner, op)
         }
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+        found = getattr(self.inner, name)
+        if name in OPTIONAL and callable(found):  # complete_ack: the outbox folds into it
+            return _timed(found, self._series[name])
+        return found
 
     def __repr__(self) -> str:
         return repr(self.inner)
@@ -99,9 +107,7 @@ class TimedStore:
     ) -> Delivery | None:
         started = _clock()
         try:
-            return await self.inner.complete_once(
-                key, outcome=outcome, ttl=ttl, delivery=delivery
-            )
+            return await self.inner.complete_once(key, outcome=outcome, ttl=ttl, delivery=delivery)
         finally:
             self._series["complete_once"].observe(_clock() - started)
 
@@ -169,3 +175,14 @@ class TimedStore:
 
     async def close(self) -> None:
         await self.inner.close()
+
+
+def _timed(call: Any, series: Series) -> Any:
+    async def timed(*args: Any, **kwargs: Any) -> Any:
+        started = _clock()
+        try:
+            return await call(*args, **kwargs)
+        finally:
+            series.observe(_clock() - started)
+
+    return timed

@@ -1,8 +1,8 @@
 """The receiver's latency histograms: what Prometheus scrapes on ``{mount}/_metrics`` and, with
 ``ironpush[otel]`` and an SDK, what the OpenTelemetry metrics API records (:mod:`._otel_metrics`).
 
-Each histogram is one row of :data:`HISTOGRAMS` (its Prometheus and OpenTelemetry names, its
-labels and buckets); the README's "Metrics" table is this table. Label values are bounded:
+Each histogram is one row of :data:`~._metric_names.HISTOGRAMS` (its Prometheus and
+OpenTelemetry names, its labels and buckets). Label values are bounded:
 ``queue`` and ``subscriber`` come from the router's declared routes (an ack's subscriber is
 kept only when its ``(queue, subscriber)`` pair is a route of this router, else ``""``),
 ``outcome``/``result``/``operation``/``kind`` from fixed sets, ``store`` from the store's kind;
@@ -22,112 +22,25 @@ import os
 import threading
 from bisect import bisect_left
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from .._errors import InvalidPayload
 from . import _otel_metrics
 from ._answers import ANSWERS, situation_of
+from ._metric_names import (
+    ACK,
+    HANDLER,
+    JOB,
+    OUTBOX_WAIT,
+    PUSH,
+    STORE_OPERATION,
+    HistogramSpec,
+)
 
 if TYPE_CHECKING:
     from ._routes import Route
 
-# Bucket upper bounds in seconds (Prometheus ``le``; +Inf is implicit).
-#: A push's answer and a handler: from half a millisecond to the 10 s IronMQ waits.
-QUICK = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-#: A deferred job: from milliseconds to ten minutes.
-JOBS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 600.0)
-#: One call to IronMQ (an ack).
-CALLS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
-#: One store operation: from 50 µs (memory, a local Redis) to seconds (a store in trouble).
-STORE = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
-STORE_ALL = (*STORE, 0.5, 1.0, 2.5, 5.0)
-#: Time in the ack outbox: immediate while IronMQ answers, up to the give-up time when not.
-WAITS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
-
-#: Every push's ``outcome`` label: the answer table's outcomes (see :mod:`._answers`).
-PUSH_OUTCOMES = tuple(sorted({a.outcome for a in ANSWERS.values() if a.outcome}))
-#: A deferred job's ``outcome``.
-JOB_OUTCOMES = ("done", "failed", "cancelled")
-#: An ack's ``result``: IronMQ confirmed, refused as late (403/404), given up, or to be retried.
-ACK_RESULTS = ("acked", "late", "failed", "retry")
-
-# The label names, and the OpenTelemetry attribute each becomes.
-_OTEL_NAMES = {
-    "queue": "messaging.destination.name",
-    "subscriber": "messaging.consumer.group.name",
-    "outcome": "ironpush.outcome",
-    "result": "ironpush.ack.result",
-    "kind": "ironpush.outbox.kind",
-    "store": "ironpush.store",
-    "operation": "db.operation.name",
-}
-_ROUTE = ("queue", "subscriber")
-
-
-@dataclass(frozen=True, slots=True)
-class HistogramSpec:
-    """One histogram: ``name`` (Prometheus, ``_seconds``), ``otel`` (its OpenTelemetry
-    instrument, unit ``s``), what it measures, its ``labels`` and bucket ``bounds``."""
-
-    name: str
-    otel: str
-    help: str
-    labels: tuple[str, ...]
-    bounds: tuple[float, ...]
-
-    def attributes(self, values: tuple[str, ...]) -> dict[str, str]:
-        """The OpenTelemetry attributes of one series (``messaging.system`` on push ones)."""
-        found = {_OTEL_NAMES[label]: value for label, value in zip(self.labels, values)}
-        if "queue" in self.labels:
-            found["messaging.system"] = "ironmq"
-        return found
-
-
-PUSH = HistogramSpec(
-    "ironpush_push_duration_seconds",
-    "ironpush.push.duration",
-    "Push arrived -> answer sent, by the answer's outcome.",
-    (*_ROUTE, "outcome"),
-    QUICK,
-)
-HANDLER = HistogramSpec(
-    "ironpush_handler_duration_seconds",
-    "ironpush.handler.duration",
-    "Time in the route's handler, by what it returned (an exception: error).",
-    (*_ROUTE, "outcome"),
-    QUICK,
-)
-JOB = HistogramSpec(
-    "ironpush_job_duration_seconds",
-    "ironpush.job.duration",
-    "Time in a Defer(job) job: done, failed or cancelled (shutdown).",
-    (*_ROUTE, "outcome"),
-    JOBS,
-)
-ACK = HistogramSpec(
-    "ironpush_ack_duration_seconds",
-    "ironpush.ack.duration",
-    "One ack call of the outbox -> IronMQ's answer: acked, late, failed or retry.",
-    (*_ROUTE, "result"),
-    CALLS,
-)
-OUTBOX_WAIT = HistogramSpec(
-    "ironpush_outbox_wait_seconds",
-    "ironpush.outbox.wait",
-    "Outbox item queued -> its last send done (acks and dead-letter posts).",
-    (*_ROUTE, "kind"),
-    WAITS,
-)
-STORE_OPERATION = HistogramSpec(
-    "ironpush_store_operation_duration_seconds",
-    "ironpush.store.operation.duration",
-    "One store operation (claim, complete, hold, release, add, take, finish, ...).",
-    ("store", "operation"),
-    STORE_ALL,
-)
-#: Every histogram, in the order ``/_metrics`` shows them.
-HISTOGRAMS = (PUSH, HANDLER, JOB, ACK, OUTBOX_WAIT, STORE_OPERATION)
+_API = _otel_metrics._api  # where the metrics API keeps the global provider (None: no API)
 
 
 class Series:
@@ -146,7 +59,7 @@ class Series:
         """Count one observation (seconds)."""
         self.counts[bisect_left(self.bounds, seconds)] += 1
         self.sum += seconds
-        if _otel_metrics.provider_set():
+        if _API is not None and _API._METER_PROVIDER is not None:  # an SDK is set
             _otel_metrics.record(self.spec, seconds, self.attributes)
 
 
@@ -168,6 +81,14 @@ class Histogram:
                 found = self.series.setdefault(values, Series(self.spec, values))
         return found
 
+    def observe(self, values: tuple[str, ...], seconds: float) -> None:
+        """``labels(*values).observe(seconds)`` in one call (the pipeline's, per push)."""
+        series = self.series.get(values) or self.labels(*values)
+        series.counts[bisect_left(series.bounds, seconds)] += 1
+        series.sum += seconds
+        if _API is not None and _API._METER_PROVIDER is not None:  # an SDK is set
+            _otel_metrics.record(series.spec, seconds, series.attributes)
+
     def snapshot(self) -> Iterator[tuple[tuple[str, ...], list[int], float]]:
         """Each series' label values, cumulative bucket counts (+Inf last) and sum."""
         with self._lock:
@@ -180,8 +101,55 @@ class Histogram:
             yield values, cumulative, series.sum
 
 
+class AckedSeries:
+    """The four series a push answered 200 after its handler observes (claim, handler,
+    complete, push), looked up once per route and observed in one call: the pipeline's quick
+    path. ``observe`` takes the ``time.perf_counter()`` readings it made along the way."""
+
+    __slots__ = ("claim", "complete", "handler", "push")
+
+    def __init__(self, timings: Timings, route: Route, store: str) -> None:
+        self.claim = timings.store.labels(store, "claim")
+        self.handler = timings.handler.labels(route.queue, route.subscriber, "acked")
+        self.complete = timings.store.labels(store, "complete")
+        self.push = timings.push.labels(route.queue, route.subscriber, "acked")
+
+    def observe(
+        self,
+        started: float,
+        claiming: float,
+        calling: float,
+        completing: float,
+        completed: float,
+        sent: float,
+    ) -> None:
+        """The push ``started``; its claim from ``claiming`` to ``calling`` (the handler's
+        start: the claim's time includes making the message, a few attribute sets, for one
+        clock read fewer); the handler until ``completing``; the completion until
+        ``completed``; the answer ``sent``."""
+        claim, handler, complete, push = self.claim, self.handler, self.complete, self.push
+        a, b, c, d = (
+            calling - claiming,
+            completing - calling,
+            completed - completing,
+            sent - started,
+        )
+        claim.counts[bisect_left(claim.bounds, a)] += 1
+        claim.sum += a
+        handler.counts[bisect_left(handler.bounds, b)] += 1
+        handler.sum += b
+        complete.counts[bisect_left(complete.bounds, c)] += 1
+        complete.sum += c
+        push.counts[bisect_left(push.bounds, d)] += 1
+        push.sum += d
+        if _API is not None and _API._METER_PROVIDER is not None:  # an SDK is set
+            for series, seconds in ((claim, a), (handler, b), (complete, c), (push, d)):
+                _otel_metrics.record(series.spec, seconds, series.attributes)
+
+
 class Timings:
-    """The router's histograms (one :class:`Histogram` per row of :data:`HISTOGRAMS`).
+    """The router's histograms (one :class:`Histogram` per row of
+    :data:`~._metric_names.HISTOGRAMS`).
 
     ``routes`` (the router's, by path; attached by the router) bounds the subscriber label
     of acks, whose subscriber name comes from the delivery, not from a route."""
@@ -200,13 +168,8 @@ class Timings:
             _otel_metrics.load_from_environment()
 
     def histograms(self) -> tuple[Histogram, ...]:
-        """Every histogram, in :data:`HISTOGRAMS` order."""
+        """Every histogram, in :data:`~._metric_names.HISTOGRAMS` order."""
         return (self.push, self.handler, self.job, self.ack, self.outbox_wait, self.store)
-
-    def handled(self, route: Route, result: object, seconds: float) -> None:
-        """The handler of ``route`` returned ``result`` (or raised it) after ``seconds``."""
-        outcome = "acked" if result is None else _handler_outcome(result)
-        self.handler.labels(route.queue, route.subscriber, outcome).observe(seconds)
 
     def subscriber(self, queue: str, subscriber: str | None) -> str:
         """``subscriber`` when ``(queue, subscriber)`` is a declared route, else ``""``."""
@@ -216,7 +179,10 @@ class Timings:
         return subscriber if subscriber and (queue, subscriber) in self._pairs else ""
 
 
-def _handler_outcome(result: object) -> str:
+def handler_outcome(result: object) -> str:
+    """The handler histogram's ``outcome`` for what a handler returned (or raised)."""
+    if result is None:
+        return "acked"
     if isinstance(result, InvalidPayload):  # msg.parse(Model) refused the body
         return "rejected"
     outcome = ANSWERS[situation_of(result)].outcome

@@ -137,7 +137,7 @@ def test_serve_reload_runs_one_process(cli: Any) -> None:
 def test_serve_options_take_their_default_and_help_from_the_value_objects() -> None:
     params = {p.name: p for p in serve.params}
     fields = [*settings_of(ServeSettings), *settings_of(HttpLimits)]
-    assert len(fields) == 14
+    assert len(fields) == 15
     for name, default, setting in fields:
         option = params[name]
         assert (option.default, option.help) == (default, setting.help), name

@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -449,6 +450,146 @@ async def test_a_reused_connection_cut_mid_response_is_not_resent() -> None:
         with pytest.raises(HTTPFailure, match="cut short"):
             await client.request("POST", srv.url, headers=[], timeout=2, resend_stale=True)
         assert (srv.connections, len(srv.requests)) == (1, 2)  # answered bytes: no resend
+    client.close()
+
+
+# --------------------------------------------------------------------------- pipelining
+
+
+def echo(state: RawServer, status: int = 200) -> bytes:
+    """An answer naming the request it answers (its path), so each caller can check its own."""
+    path = state.requests[-1].split(b" ", 2)[1]
+    return b"HTTP/1.1 %d OK\r\nContent-Length: %d\r\n\r\n%s" % (status, len(path), path)
+
+
+async def pipelined(client: LeanHTTPClient, url: str, n: int, **options: Any) -> list[Any]:
+    """``n`` DELETEs at once, pipelined; each answer or exception, in order."""
+    calls = [
+        client.request("DELETE", f"{url}/m{i}", headers=[], timeout=5, pipeline=True, **options)
+        for i in range(n)
+    ]
+    return await asyncio.gather(*calls, return_exceptions=True)
+
+
+@pytest.mark.anyio
+async def test_pipelined_requests_share_a_connection_and_get_their_own_answers() -> None:
+    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
+        writer.write(echo(state))
+        return True
+
+    client = LeanHTTPClient(pipeline_depth=8)
+    async with raw_server(reply) as srv:
+        answers = await pipelined(client, srv.url, 16)
+        assert [a.body for a in answers] == [f"/m{i}".encode() for i in range(16)]
+        assert srv.connections == 2  # 16 in flight, 8 per connection
+        # then idle, they are reused
+        answers = await pipelined(client, srv.url, 8)
+        assert [a.body for a in answers] == [f"/m{i}".encode() for i in range(8)]
+        assert (srv.connections, len(srv.requests)) == (2, 24)
+    client.close()
+
+
+@pytest.mark.anyio
+async def test_requests_behind_an_answer_that_closes_are_sent_again_one_per_connection() -> None:
+    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
+        path = state.requests[-1].split(b" ", 2)[1]
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s"
+            % (len(path), path)
+        )
+        return False  # as the answer said: the requests behind it are not answered here
+
+    client = LeanHTTPClient(pipeline_depth=4)
+    async with raw_server(reply) as srv:
+        answers = await pipelined(client, srv.url, 4)
+        assert [a.body for a in answers] == [f"/m{i}".encode() for i in range(4)]
+        # each one answered once: the first on the pipelined connection, 3 sent again alone
+        assert sorted(r.split(b" ", 2)[1] for r in srv.requests) == [
+            f"/m{i}".encode() for i in range(4)
+        ]
+        assert srv.connections == 4
+        # the origin ended a pipeline midway: no more pipelining to it
+        answers = await pipelined(client, srv.url, 2)
+        assert [a.status for a in answers] == [200, 200]
+        assert srv.connections == 6
+    client.close()
+
+
+@pytest.mark.anyio
+async def test_a_connection_lost_mid_pipeline_sends_the_unanswered_again_once() -> None:
+    per_connection: dict[int, int] = {}
+
+    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
+        served = per_connection[id(writer)] = per_connection.get(id(writer), 0) + 1
+        if served == 3:  # two answered, then the connection drops
+            return False
+        writer.write(echo(state))
+        return True
+
+    client = LeanHTTPClient(pipeline_depth=6)
+    async with raw_server(reply) as srv:
+        answers = await pipelined(client, srv.url, 6)
+        assert [a.body for a in answers] == [f"/m{i}".encode() for i in range(6)]
+        sent = [r.split(b" ", 2)[1] for r in srv.requests]
+        # m0, m1 answered once; m2 (read, then dropped) and whatever was behind it sent again
+        assert sent.count(b"/m0") == sent.count(b"/m1") == 1
+        assert all(1 <= sent.count(f"/m{i}".encode()) <= 2 for i in range(2, 6))
+    client.close()
+
+
+@pytest.mark.anyio
+async def test_a_pipelined_answer_cut_short_fails_alone_and_is_not_sent_again() -> None:
+    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
+        if state.requests[-1].startswith(b"DELETE /m1 "):
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\npar")
+            await writer.drain()
+            return False
+        writer.write(echo(state))
+        return True
+
+    client = LeanHTTPClient(pipeline_depth=3)
+    async with raw_server(reply) as srv:
+        first, cut, behind = await pipelined(client, srv.url, 3)
+        assert first.body == b"/m0"
+        assert isinstance(cut, HTTPFailure)
+        assert "cut short" in str(cut)
+        assert behind.body == b"/m2"  # not begun: sent again on a new connection
+        sent = [r.split(b" ", 2)[1] for r in srv.requests]
+        assert sent.count(b"/m1") == 1  # answered bytes: never sent twice
+    client.close()
+
+
+@pytest.mark.anyio
+async def test_a_pipelined_request_without_an_answer_times_out_with_its_connection() -> None:
+    hung_up = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await reader.read()  # never answers; returns when the client hangs up
+        hung_up.set()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/m0"
+    client = LeanHTTPClient()
+    async with server:
+        with pytest.raises(HTTPFailure, match=r"no answer within 0\.5 s"):
+            await client.request("DELETE", url, headers=[], timeout=0.5, pipeline=True)
+        await asyncio.wait_for(hung_up.wait(), 10)  # the connection was closed with it
+    client.close()
+
+
+@pytest.mark.anyio
+async def test_requests_that_may_not_be_sent_twice_are_never_pipelined() -> None:
+    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
+        writer.write(echo(state))
+        return True
+
+    client = LeanHTTPClient(pipeline_depth=8)
+    async with raw_server(reply) as srv:
+        answers = await pipelined(client, srv.url, 4, resend_stale=False)
+        assert [a.body for a in answers] == [f"/m{i}".encode() for i in range(4)]
+        assert srv.connections == 4  # one request per connection
     client.close()
 
 

@@ -134,3 +134,53 @@ def test_one_trace_id_from_post_through_push_job_celery_and_acks(
     secrets = [TOKEN, *KEYS, *tokens]
     secrets += [push_secret(queue_name, name, KEYS) for name in ("jobs", "celery")]
     assert leaks(spans, secrets) == []
+
+
+def test_a_failed_celery_task_is_an_error_span_and_its_release_a_settle_span(
+    dev: DevServer, queue_name: str, unique: str
+) -> None:
+    store = f"{REDIS_URL}?prefix={unique}"
+    app = Celery("trace_in_memory_failure", broker=REDIS_URL)
+    app.conf.task_default_queue = unique
+    acknowledge_pushes(
+        app, acks=PushAcks(store=store, client=lambda: dev.async_client(secret_keys=KEYS))
+    )
+
+    @app.task(name="trace_tests.refuse")
+    def refuse(message_id: str) -> None:
+        raise PermissionError("card declined")
+
+    router = PushRouter(secret_keys=KEYS, store=store, client=dev.async_client(secret_keys=KEYS))
+    router.add_route(
+        "/celery", lambda msg: enqueue(refuse, msg, msg.id), queue=queue_name, subscriber="celery"
+    )
+    with (
+        memory_provider() as exporter,
+        start_worker(app, perform_ping_check=False),
+        ServerThread(router) as server,
+    ):
+        mq = dev.client()
+        celery_only = [s for s in _subscribers(queue_name, server.url) if s.name == "celery"]
+        mq.create_queue(queue_name, type="multicast", subscribers=celery_only)
+        with trace.get_tracer("shop").start_as_current_span("checkout"):
+            [message_id] = mq.queue(queue_name).post("x")
+
+        def released() -> bool:
+            spans = from_sdk(exporter.get_finished_spans())
+            return bool(named(spans, f"settle {queue_name}")) and bool(
+                named(spans, "job trace_tests.refuse")
+            )
+
+        wait_until(released, 60, "the release's settle span")
+
+    spans = from_sdk(exporter.get_finished_spans())
+    [task] = named(spans, "job trace_tests.refuse")
+    [settle] = named(spans, f"settle {queue_name}")
+    [send] = named(spans, f"send {queue_name}")
+    assert task.trace_id == send.trace_id
+    assert task.status == "ERROR"
+    assert task.attributes["error.type"] == "PermissionError"
+    assert settle.parent_id == task.span_id
+    assert settle.attributes["messaging.operation.name"] == "release"
+    assert settle.attributes["messaging.message.id"] == message_id
+    assert not any("card declined" in text for span in spans for text in span.texts)

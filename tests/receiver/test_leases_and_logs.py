@@ -118,7 +118,7 @@ async def test_one_line_per_delivery_and_per_confirmed_ack_without_secrets(
             result = await sim.push("/r", "x")
             await sim.wait_for_acks(1)
             await wait_until_async(
-                lambda: [r for r in caplog.records if r.name == "ironpush.receiver._outbox"]
+                lambda: [r for r in caplog.records if r.name == "ironpush.receiver.outbox"]
             )
     [line] = [r for r in caplog.records if r.getMessage().startswith("push ")]
     assert (line.name, line.levelno) == ("ironpush.receiver", logging.INFO)
@@ -130,7 +130,7 @@ async def test_one_line_per_delivery_and_per_confirmed_ack_without_secrets(
     }
     assert line.__dict__["outcome"] == "deferred"
     assert line.__dict__["duration_ms"] >= 0
-    [ack] = [r for r in caplog.records if r.name == "ironpush.receiver._outbox"]
+    [ack] = [r for r in caplog.records if r.name == "ironpush.receiver.outbox"]
     assert ack.levelno == logging.INFO
     text = ack.getMessage()
     assert result.message_id in text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Generator, Iterable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -12,6 +13,8 @@ from ..._protocol import Reply, Request, error_for
 from .._models import Alert, Subscriber
 
 T = TypeVar("T")
+# What quote(text, safe="") leaves as it is (RFC 3986 unreserved characters).
+_PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9_.~-]*")
 Op = Generator[Request, Reply, T]
 
 MessageInput = str | bytes | Mapping[str, Any]
@@ -23,8 +26,13 @@ def queue_path(name: str, *rest: str) -> str:
     """``/queues/{name}/...`` with every segment percent-escaped (spaces, ``/``, ``?``, ``#``)."""
     if not isinstance(name, str) or not name:
         raise ValidationError("a queue name must be a non-empty string")
-    segments = [quote(name, safe="")] + [quote(r, safe="") for r in rest]
+    segments = [_segment(name), *map(_segment, rest)]
     return "/queues/" + "/".join(segments)
+
+
+def _segment(text: str) -> str:
+    # Most names and ids need no escaping: skip quote() (several µs per call on an ack).
+    return text if _PLAIN_SEGMENT.fullmatch(text) else quote(text, safe="")
 
 
 def call(request: Request) -> Op[Any]:

@@ -9,7 +9,6 @@ from ..._errors import NotFound, ReservationExpired, TransportError, ValidationE
 from ..._protocol import Delivery, Request
 from .._models import PushStatus, Subscriber
 from .base import Op, SubscriberInput, call, list_at, queue_path, required, subscribers_json
-from .messages import delete
 from .queues import get_queue
 
 
@@ -72,21 +71,16 @@ def acknowledge(name: str, delivery: Delivery, *, api_origin: str | None = None)
         return
     if not delivery.reservation_id or not delivery.subscriber_name:
         raise ValidationError("a v3 push ack needs Iron-Reservation-Id and Iron-Subscriber-Name")
+    # messages.delete's request, built here: an outbox sends one per deferred push.
+    body = {"reservation_id": delivery.reservation_id, "subscriber_name": delivery.subscriber_name}
     try:
-        yield from delete(
-            name,
-            delivery.message_id,
-            reservation_id=delivery.reservation_id,
-            subscriber_name=delivery.subscriber_name,
+        yield from call(
+            Request("DELETE", queue_path(name, "messages", delivery.message_id), json=body)
         )
     except (NotFound, ReservationExpired) as refused:
         url = delivery.subscriber_message_url
         if not url or api_origin is None or _origin(url) in ("", _origin(api_origin)):
             raise
-        body = {
-            "reservation_id": delivery.reservation_id,
-            "subscriber_name": delivery.subscriber_name,
-        }
         try:
             yield from call(Request("DELETE", url, json=body))
         except TransportError:

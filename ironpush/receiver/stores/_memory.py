@@ -8,6 +8,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Collection
 from dataclasses import replace
+from typing import Literal
 
 from ..._protocol import Delivery
 from ._base import ActiveState, Claim, Key, OutboxItem, Outcome, StoreProblem
@@ -55,6 +56,7 @@ class MemoryStore:
         # Claim ids only need to be unique within this store: a counter is cheaper than uuid4.
         self._prefix = uuid.uuid4().hex[:8] + "-"
         self._seq = itertools.count(1)
+        self._trimmed = float("-inf")  # when expired rows last went
 
     def __repr__(self) -> str:
         return f"MemoryStore(entries={self.entries}, outbox={len(self._outbox)})"
@@ -67,27 +69,50 @@ class MemoryStore:
     # --- claims ------------------------------------------------------------------------------
 
     async def claim(self, key: Key, delivery: Delivery, *, lease: float, ttl: float) -> Claim:
+        status, detail, attempt = self.claim_now(key, delivery, lease, ttl)
+        if status == "new":
+            return Claim("new", claim_id=detail, attempt=attempt)
+        if status == "done":
+            return Claim("done", outcome=detail)
+        return Claim("busy", state=detail)
+
+    # The pipeline's quick path calls these two synchronous twins of claim/complete (this
+    # store never waits: a coroutine per call would cost a push more than the dict work).
+
+    def claim_now(
+        self, key: Key, delivery: Delivery, lease: float, ttl: float
+    ) -> tuple[Literal["new", "done", "busy"], str, int]:
+        """:meth:`claim`, synchronous: ``(status, claim id | done outcome | busy state,
+        attempt)``."""
         now = self._clock()
         attempts = 1
         done = self._done.get(key)
         if done is not None:
             if done[2] > now:
-                return Claim("done", outcome=done[0])
+                return "done", done[0], done[1]
             del self._done[key]  # forgotten after its ttl: a new message again
-        row = self._active.get(key)
+        active = self._active
+        row = active.get(key)
         if row is not None:
             if row[2] > now:
-                self._active[key] = (row[0], row[1], row[2], delivery, row[4], row[5])
-                return Claim("busy", state=row[0])
-            del self._active[key]  # the lease ran out: taken over
+                active[key] = (row[0], row[1], row[2], delivery, row[4], row[5])
+                return "busy", row[0], row[4]
+            del active[key]  # the lease ran out: taken over
             attempts = row[4] + 1
-        idle = self._idle.pop(key, None)
-        if idle is not None:
-            attempts = idle[1] + 1
+        if self._idle:
+            idle = self._idle.pop(key, None)
+            if idle is not None:
+                attempts = idle[1] + 1
         claim_id = f"{self._prefix}{next(self._seq)}"
-        self._active[key] = ("running", claim_id, now + lease, delivery, attempts, now + ttl)
-        self._trim(now)
-        return Claim("new", claim_id=claim_id, attempt=attempts)
+        active[key] = ("running", claim_id, now + lease, delivery, attempts, now + ttl)
+        # Expired rows go at most once a second (claim checks expiry itself); the bound on
+        # entries is kept on every claim.
+        if now >= self._trimmed + 1.0 or (
+            len(active) + len(self._idle) + len(self._done) > self.max_entries
+        ):
+            self._trimmed = now
+            self._trim(now)
+        return "new", claim_id, attempts
 
     def _trim(self, now: float) -> None:
         active, idle, done = self._active, self._idle, self._done
@@ -132,12 +157,29 @@ class MemoryStore:
     async def complete(
         self, key: Key, *, outcome: Outcome, ttl: float, delivery: Delivery
     ) -> Delivery:
+        return self.complete_now(key, outcome, ttl, delivery)
+
+    def complete_now(self, key: Key, outcome: Outcome, ttl: float, delivery: Delivery) -> Delivery:
+        """:meth:`complete`, synchronous."""
         row = self._active.pop(key, None)
+        if row is not None:  # the usual case; a key is in one table at most
+            self._done[key] = (outcome, row[4], self._clock() + ttl)
+            return row[3]
         idle = self._idle.pop(key, None)
         done = self._done.pop(key, None)  # re-inserted at the end: the table stays in order
-        attempts = row[4] if row else idle[1] if idle else done[1] if done else 1
+        attempts = idle[1] if idle else done[1] if done else 1
         self._done[key] = (outcome, attempts, self._clock() + ttl)
-        return delivery if row is None else row[3]
+        return delivery
+
+    async def complete_ack(self, key: Key, *, ttl: float, item: OutboxItem) -> Delivery:
+        """:meth:`complete` (``acked``) and :meth:`add` of ``item`` (an ack) with the newest
+        delivery, in one step (a deferred job's end)."""
+        delivery = item.delivery
+        if item.kind != "ack" or delivery is None:
+            raise ValueError("complete_ack queues an ack of a delivery")
+        newest = await self.complete(key, outcome="acked", ttl=ttl, delivery=delivery)
+        await self.add(item if newest is delivery else replace(item, delivery=newest))
+        return newest
 
     async def complete_once(
         self, key: Key, *, outcome: Outcome, ttl: float, delivery: Delivery

@@ -103,6 +103,17 @@ class Connections:
         with _tracing.client_span(name, {**self._attributes(), "db.operation.name": name}):
             await lease.cursor.execute(sql, params)
 
+    @staticmethod
+    def tracing() -> bool:
+        """Whether the caller is inside an ironpush span (its store calls are spans then)."""
+        return _tracing.current() is not None
+
+    def traced(self, name: str) -> contextlib.AbstractContextManager[object]:
+        """A CLIENT span named ``name`` (with the same attributes as :meth:`execute`'s) around
+        a call whose statement runs elsewhere, in a batch: the caller's wait for its answer.
+        Enter it only when :meth:`tracing`."""
+        return _tracing.client_span(name, {**self._attributes(), "db.operation.name": name})
+
     def _attributes(self) -> dict[str, Any]:
         if self._span_attributes is None:
             try:  # the parsed DSN: never its password

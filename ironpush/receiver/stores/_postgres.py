@@ -8,11 +8,14 @@
     router = PushRouter(secret_keys=keys, store=PostgresStore("postgresql://app@db/app"))
     # or: PushRouter(store="postgresql://app@db/app"), or IRONPUSH_STORE=postgresql://...
 
-Every call is one SQL statement in autocommit mode (see :mod:`.postgres_sql`), so it is
+Every call is one SQL statement in autocommit mode (see :mod:`._postgres_sql`), so it is
 atomic and costs one round trip; statements are prepared on each connection's first use,
 and the store keeps its own connections, each with one cursor (:mod:`._pg_connections`:
-cheaper per call than a psycopg_pool checkout).
-Round trips per push:
+cheaper per call than a psycopg_pool checkout). The quick path's calls (``claim``,
+``complete``, ``complete_once``) that a process makes at the same time go out together, one
+statement and one transaction per batch (:mod:`._pg_batch`, group commit), so that under load
+PostgreSQL's cost per statement is shared by many pushes.
+Round trips per push (at most; fewer when calls share a batch):
 
 - quick path: ``claim`` + ``complete`` = **2**;
 - deferred path: ``claim`` + ``hold`` + ``complete`` + outbox ``add`` = 4, plus the sender's
@@ -33,8 +36,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
-from collections.abc import Collection, Coroutine
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from typing import Any
 
 from ..._errors import StoreUnavailable
@@ -45,13 +49,15 @@ from ._common import (
     Breaker,
     ClaimTokens,
     decode_delivery,
+    describe,
     encode_delivery,
     item_payload,
     newest_or,
     takeable_owner,
 )
 from ._common import item_from_payload as _item
-from ._postgres_sql import MIGRATIONS, SQL
+from ._pg_batch import Batcher
+from ._postgres_sql import BATCHED, MIGRATIONS, SQL
 
 try:
     import psycopg
@@ -64,6 +70,10 @@ except ImportError as exc:  # pragma: no cover - exercised by the import-hint te
 SCHEMA_VERSION = len(MIGRATIONS)
 _MAX_TAKEOVERS = 3
 _PURGE_LIMIT = 10_000
+_MAX_BATCH = 256  # calls per statement
+_BATCHES_IN_FLIGHT = 2  # per statement: one fills while the other runs
+
+Row = tuple[Any, ...]
 
 
 class PostgresStore:
@@ -100,6 +110,15 @@ class PostgresStore:
         self._background: set[asyncio.Task[None]] = set()
         self.breaker = Breaker("postgres", secrets=_password(dsn))
         self._tokens = ClaimTokens()
+        self._batchers: dict[str, Batcher[Row, Row]] = {
+            name: Batcher(
+                self._batch_runner(name),
+                max_batch=_MAX_BATCH,
+                max_in_flight=_BATCHES_IN_FLIGHT,
+                isolate=_isolate,
+            )
+            for name in BATCHED
+        }
 
     def __repr__(self) -> str:
         return f"PostgresStore({redact_url(self.dsn)!r}, schema={self.schema!r})"
@@ -121,7 +140,43 @@ class PostgresStore:
         self._maybe_purge()
         return rows
 
+    async def _batched(self, name: str, key: Key, args: Row) -> Row | None:
+        """One call of the batch statement ``name``: its answer row (None: no row), within
+        ``timeout`` (kept by the batch: no timer per call). Every push makes two of these, so
+        what can be done once per batch is (the breaker's reset, the purge's clock)."""
+        self.breaker.guard()
+        deadline = time.monotonic() + self.timeout  # the event loop's clock
+        try:
+            if self._connections.tracing():
+                with self._connections.traced(name):
+                    return await self._batchers[name].submit(key, args, deadline=deadline)
+            return await self._batchers[name].submit(key, args, deadline=deadline)
+        except (psycopg.Error, TimeoutError, OSError) as exc:
+            raise self._fault(exc) from exc
+
+    def _batch_runner(
+        self, name: str
+    ) -> Callable[[Sequence[Row], float], Awaitable[list[Row | None]]]:
+        async def run(calls: Sequence[Row], deadline: float) -> list[Row | None]:
+            params = {"calls": json.dumps(calls)}
+            # The earliest of its calls' deadlines (time.monotonic(), which the loop may not use)
+            async with asyncio.timeout(deadline - time.monotonic()):
+                rows = await self._execute(name, params)
+            self.breaker.reset()
+            self._maybe_purge()
+            answers: list[Row | None] = [None] * len(calls)
+            for row in rows:
+                answers[row[0] - 1] = row[1:]
+            return answers
+
+        return run
+
     def _fault(self, exc: BaseException) -> StoreUnavailable:
+        if isinstance(exc, psycopg.DataError):
+            # The call's own data, refused by the driver or the server: the engine is well, so
+            # the breaker stays closed and the other calls go on.
+            reason = describe(exc, self.breaker.secrets)
+            return StoreUnavailable(f"postgres store refused the call: {reason}", store="postgres")
         # After a server restart every idle connection is dead: drop them all now rather than
         # fail one push per connection.
         if isinstance(exc, psycopg.OperationalError | TimeoutError | OSError):
@@ -196,29 +251,27 @@ class PostgresStore:
     # --- claims ------------------------------------------------------------------------------
 
     async def claim(self, key: Key, delivery: Delivery, *, lease: float, ttl: float) -> Claim:
-        params: dict[str, Any] = {
-            "m": key[0],
-            "sub": key[1],
-            "d": encode_delivery(delivery),
-            "owner": self._tokens.next()[1],
-            "lease": lease,
-            "ttl": ttl,
-        }
-        for _ in range(_MAX_TAKEOVERS):
-            params["cid"] = self._tokens.next()[0]
-            rows = await self._run("claim", params)
-            if not rows:  # the row vanished between the two parts (a purge): claim again
+        cid, owner = self._tokens.next()
+        encoded = encode_delivery(delivery)
+        for attempt in range(_MAX_TAKEOVERS):
+            if attempt:
+                cid = self._tokens.next()[0]
+            args = (key[0], key[1], cid, encoded, owner, float(lease), float(ttl))
+            row = await self._batched("claim", key, args)
+            if row is None:  # the row vanished between the two parts (a purge): claim again
                 continue
-            status, attempts, outcome, state, holder, held_by = rows[0]
+            status, attempts, outcome, state, holder, held_by = row
             if status == "new":
-                return Claim("new", claim_id=params["cid"], attempt=int(attempts))
+                return Claim("new", claim_id=cid, attempt=int(attempts))
             if status == "done":
                 return Claim("done", outcome=outcome)
             if not takeable_owner(state, holder):
                 return Claim("busy", state=state)
-            taken = await self._run("takeover", {**params, "old": held_by})
+            params = {"m": key[0], "sub": key[1], "d": encoded, "owner": owner, "cid": cid,
+                      "lease": lease, "ttl": ttl, "old": held_by}  # fmt: skip
+            taken = await self._run("takeover", params)
             if taken:
-                return Claim("new", claim_id=params["cid"], attempt=int(taken[0][0]))
+                return Claim("new", claim_id=cid, attempt=int(taken[0][0]))
         return Claim("busy", state="running")
 
     async def hold(self, key: Key, claim_id: str, *, state: ActiveState, lease: float) -> bool:
@@ -232,16 +285,14 @@ class PostgresStore:
     async def complete(
         self, key: Key, *, outcome: Outcome, ttl: float, delivery: Delivery
     ) -> Delivery:
-        params = {"m": key[0], "sub": key[1], "outcome": outcome, "ttl": ttl}
-        rows = await self._run("complete", params)
-        return newest_or(rows[0][0], delivery)
+        row = await self._batched("complete", key, (key[0], key[1], outcome, float(ttl)))
+        return newest_or(row[0] if row else None, delivery)
 
     async def complete_once(
         self, key: Key, *, outcome: Outcome, ttl: float, delivery: Delivery
     ) -> Delivery | None:
-        params = {"m": key[0], "sub": key[1], "outcome": outcome, "ttl": ttl}
-        newest, changed = (await self._run("complete_once", params))[0]
-        return newest_or(newest, delivery) if changed else None
+        row = await self._batched("complete_once", key, (key[0], key[1], outcome, float(ttl)))
+        return None if row is None else newest_or(row[0], delivery)
 
     async def release(self, key: Key, claim_id: str | None) -> bool:
         return bool(await self._run("release", {"m": key[0], "sub": key[1], "cid": claim_id}))
@@ -317,12 +368,21 @@ class PostgresStore:
         return []
 
     async def close(self) -> None:
-        """Stop the background purge and close the connections."""
+        """Stop the background purge, let the batches running end, close the connections."""
         for task in list(self._background):
             task.cancel()
+        for batcher in self._batchers.values():
+            await batcher.wait_idle()
         # A later call opens new connections (the store closes with the router's lifespan).
         old, self._connections = self._connections, self._new_connections()
         await old.close()
+
+
+def _isolate(exc: BaseException) -> bool:
+    """Whether a failed batch is retried call by call: the fault may be one call's (data the
+    server or the driver refuses; a deadlock with another writer, which aborted the statement
+    as a whole), not the server's."""
+    return isinstance(exc, psycopg.DataError | psycopg.errors.TransactionRollback)
 
 
 def _quote(name: str) -> str:

@@ -11,9 +11,10 @@ Every decision is one Lua script run with ``EVALSHA`` (atomic, one round trip; s
 :mod:`._redis_scripts`). Round trips per push:
 
 - quick path (handler answers at once): ``claim`` + ``complete`` = **2**;
-- deferred path: ``claim`` + ``hold`` + ``complete`` + outbox ``add`` = 4, plus the sender's
-  ``take`` and ``finish``, each one round trip for a whole batch of acks (so ~4 per push under
-  load, 6 when acks go out one by one);
+- deferred path: ``claim`` + ``hold`` before the 202, then the job's end, ``complete_ack``
+  (``complete`` and the outbox ``add`` in one script) = **3**, plus the sender's ``take`` and
+  ``finish``, each one round trip for a whole batch of acks (so ~3 per push under load, 5 when
+  acks go out one by one);
 - a redelivery of a handled message: 1 (``claim``); of a message whose owner died on this host:
   2 (``claim``, ``takeover``). The first use of a store adds 2 (the eviction policy and the
   scripts, then the schema version), every ``watch_interval`` one call reads ``INFO`` first, and
@@ -227,6 +228,24 @@ class RedisStore:
     ) -> Delivery:
         newest = await self._run("complete", [self._key(key)], [outcome, _ms(ttl)])
         return newest_or(newest, delivery)
+
+    async def complete_ack(self, key: Key, *, ttl: float, item: OutboxItem) -> Delivery:
+        """:meth:`complete` (``acked``) and :meth:`add` of ``item`` (an ack) with the newest
+        delivery the claim kept, in one script: one round trip for a deferred job's end."""
+        delivery = item.delivery
+        if item.kind != "ack" or delivery is None:
+            raise ValueError("complete_ack queues an ack of a delivery")
+        keys = [self._key(key), self._outbox, self._item_prefix + item.id]
+        args = [
+            "acked",
+            _ms(ttl),
+            item.id,
+            item.queue,
+            encode_delivery(delivery),
+            repr(item.created_at),
+            repr(item.next_at),
+        ]
+        return newest_or(await self._run("complete_ack", keys, args), delivery)
 
     async def complete_once(
         self, key: Key, *, outcome: Outcome, ttl: float, delivery: Delivery

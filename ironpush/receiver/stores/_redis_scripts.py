@@ -25,6 +25,7 @@ NAMES = (
     "renew",
     "complete",
     "complete_once",
+    "complete_ack",
     "release",
     "newest",
     "add",

@@ -138,6 +138,15 @@ class SQLiteStore:
         newest: str | None = await self._writer.call(_complete, key, outcome, ttl)
         return decode_delivery(newest) or delivery
 
+    async def complete_ack(self, key: Key, *, ttl: float, item: OutboxItem) -> Delivery:
+        """:meth:`complete` (``acked``) and :meth:`add` of ``item`` (an ack) with the newest
+        delivery, in one transaction (a deferred job's end)."""
+        delivery = item.delivery
+        if item.kind != "ack" or delivery is None:
+            raise ValueError("complete_ack queues an ack of a delivery")
+        newest: str | None = await self._writer.call(_complete_ack, key, ttl, item)
+        return decode_delivery(newest) or delivery
+
     async def complete_once(
         self, key: Key, *, outcome: Outcome, ttl: float, delivery: Delivery
     ) -> Delivery | None:
@@ -338,6 +347,14 @@ def _complete(
         "outcome = excluded.outcome, expires_at = excluded.expires_at, owner = NULL",
         (*key, outcome, now + ttl),
     )
+    return newest
+
+
+def _complete_ack(
+    conn: sqlite3.Connection, now: float, key: Key, ttl: float, item: OutboxItem
+) -> str | None:
+    newest = _complete(conn, now, key, "acked", ttl)
+    _add(conn, now, item, newest or item_payload(item))
     return newest
 
 

@@ -1,0 +1,304 @@
+"""ironpush's log records: the push context as record fields, one JSON object per line, and a
+fallback that keeps the receiver's lines visible when nothing configured logging.
+
+**Fields.** Every record about one push (the receiver's per-delivery line, its handler or job
+failure, the outbox's ack line, the dev server's push and ack lines) carries the push as
+record attributes (``logger.info(..., extra=fields(...))``), under the keys of
+:data:`CONTEXT_KEYS`; any formatter that reads record attributes picks them up (structlog's
+``ExtraAdder``, python-json-logger, :class:`JsonFormatter`).
+
+**JSON.** :class:`JsonFormatter` writes ``time``, ``level``, ``logger``, ``message``, ``pid``,
+then the context keys a record has, then any other ``extra=`` field, then ``exception`` (the
+traceback) — one object per line; a field whose name says it holds a secret (``token``,
+``secret``, ``authorization``…, :func:`ironpush._redact.is_sensitive`) is masked, and so are
+the secrets in a URL or request path (``?ironpush_secret=…``).
+
+**Fallback.** Under plain uvicorn or gunicorn (Django, any framework) nobody configures the
+root logger: uvicorn configures its own ``uvicorn.*`` loggers only, so a record of
+``ironpush.receiver`` meets the root's WARNING level and no handler — the INFO lines per
+delivery are dropped, warnings reach Python's bare last-resort handler. When a router starts
+and no handler would show ironpush's records, :func:`ensure_visible` gives the ``ironpush``
+logger one stderr handler (the CLI's format) at INFO; it stays silent as soon as the root
+logger has a handler (the application configured logging: its handlers show the records)::
+
+    logger.info("push %s ...", message_id, extra=fields("orders", "billing", message_id))
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any, TextIO
+from urllib.parse import parse_qsl, urlencode
+
+from ._redact import MASK, is_sensitive, mask, redact_url
+
+#: The push-context keys a record may carry, in the order a JSON line shows them.
+CONTEXT_KEYS = (
+    "message_id",  # IronMQ's message id
+    "queue",  # the queue's name
+    "subscriber",  # the subscriber's name
+    "attempt",  # the delivery attempt (the store's count of handler runs), from 1
+    "reservation_id",  # the push's reservation (what an ack names)
+    "outcome",  # what happened: acked, deferred, retry, error, duplicate, ... (see README)
+    "status",  # the HTTP status answered (receiver) or received (dev server)
+    "duration_ms",  # how long it took, in milliseconds
+    "result",  # an ack's result: acked, late, failed, retry
+    "kind",  # an outbox item: ack or post
+    "job",  # a deferred job's name
+    "store",  # the store's kind (memory, sqlite, redis, postgres)
+    "project",  # the project id (dev server)
+    "event",  # the dev server's event: push, ack, expired, error_queue, replay
+)
+#: The text format of the CLI and of the fallback handler.
+FORMAT = "%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s"
+DATEFMT = "%H:%M:%S"
+
+# Attributes every LogRecord has (not extra= fields), and those other tools add that a JSON
+# line should not repeat (uvicorn's coloured copy of the message, ironpush's repeat marker).
+_STANDARD = frozenset(
+    {
+        *logging.LogRecord("", 0, "", 0, "", (), None).__dict__,
+        "message",
+        "asctime",
+        "taskName",
+        "color_message",
+        "ironpush_every_time",
+    }
+)
+_CONTEXT = frozenset(CONTEXT_KEYS)
+_URL_KEYS = frozenset({"url", "message_url"})
+
+
+def fields(
+    queue: str,
+    subscriber: str | None,
+    message_id: str | None,
+    *,
+    attempt: int | None = None,
+    reservation_id: str | None = None,
+    **more: Any,
+) -> dict[str, Any]:
+    """The ``extra=`` of a record about one push (None values left out)."""
+    found: dict[str, Any] = {"message_id": message_id, "queue": queue, "subscriber": subscriber}
+    if attempt is not None:
+        found["attempt"] = attempt
+    if reservation_id:
+        found["reservation_id"] = reservation_id
+    for key, value in more.items():
+        if value is not None:
+            found[key] = value
+    return found
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record (see the module docs for the keys)::
+
+    handler.setFormatter(JsonFormatter())
+    """
+
+    def __init__(self, *, use_colors: bool | None = None) -> None:
+        # use_colors: uvicorn hands it to the formatters it configures; a JSON line has none.
+        super().__init__()
+
+    def format(self, record: logging.LogRecord) -> str:
+        return json.dumps(self.document(record), ensure_ascii=False, default=str)
+
+    def document(self, record: logging.LogRecord) -> dict[str, Any]:
+        """The record as a dict (what :meth:`format` writes)."""
+        doc: dict[str, Any] = {
+            "time": _iso(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "pid": record.process,
+        }
+        attributes = record.__dict__
+        for key in CONTEXT_KEYS:
+            value = attributes.get(key)
+            if value is not None:
+                doc[key] = value
+        if record.name == "uvicorn.access":
+            doc.update(_access_fields(record.args))
+        for key, value in attributes.items():
+            if key not in _STANDARD and key not in _CONTEXT and not key.startswith("_"):
+                doc.setdefault(key, value)
+        for key, value in doc.items():
+            if is_sensitive(key) and value is not None:
+                doc[key] = mask(str(value))
+            elif key in _URL_KEYS and isinstance(value, str):
+                doc[key] = redact_url(value)
+            elif key == "path" and isinstance(value, str) and "?" in value:
+                doc[key] = _redact_query(value)
+        if record.exc_info and record.exc_info[0] is not None:
+            doc["error_type"] = record.exc_info[0].__qualname__
+            doc["exception"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            doc["exception"] = record.exc_text
+        if record.stack_info:
+            doc["stack"] = self.formatStack(record.stack_info)
+        return doc
+
+
+def _iso(created: float) -> str:
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+    return f"{seconds}.{int(created % 1 * 1000):03d}Z"
+
+
+def _redact_query(path: str) -> str:
+    """A request path with its secret query values masked (those masked already kept)."""
+    head, _, query = path.partition("?")
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if not any(is_sensitive(k) and not v.endswith(MASK) for k, v in pairs):
+        return path
+    masked = [(k, mask(v) if is_sensitive(k) and not v.endswith(MASK) else v) for k, v in pairs]
+    return head + "?" + urlencode(masked, safe="*/")
+
+
+def _access_fields(args: object) -> dict[str, Any]:
+    # uvicorn's access record: (client address, method, path with query, HTTP version, status);
+    # ironpush serve's filter has masked the path's secrets already, redact_url does it again.
+    if not (isinstance(args, tuple) and len(args) == 5):
+        return {}
+    client, method, path, _version, status = args
+    return {"client": client, "method": method, "path": path, "status": status}
+
+
+class TextFormatter(logging.Formatter):
+    """``logging.Formatter(FORMAT, DATEFMT)``, with the time's text made once a second (the
+    fallback handler formats a line per push), and :meth:`line`: the same text without a
+    record."""
+
+    def __init__(self) -> None:
+        super().__init__(FORMAT, DATEFMT)
+        self._second = -1
+        self._asctime = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        if datefmt is not None and datefmt != DATEFMT:
+            return super().formatTime(record, datefmt)
+        second = int(record.created)
+        if second != self._second:
+            self._tick(record.created)
+        return self._asctime
+
+    def _tick(self, created: float) -> None:
+        # (Two threads may both make it: the same text.)
+        self._asctime = time.strftime(DATEFMT, self.converter(created))
+        self._second = int(created)
+
+    def line(self, created: float, level: int, name: str, message: str) -> str:
+        """What :meth:`format` makes of a record of ``name`` at ``level``, made at ``created``
+        (``time.time()``), whose message is ``message``: FORMAT, written out."""
+        second = int(created)
+        if second != self._second:
+            self._tick(created)
+        millis = _MILLIS[int((created - second) * 1000)]  # LogRecord's msecs, as %03d
+        level_name = logging.getLevelName(level).ljust(7)  # %-7s
+        return f"{self._asctime}.{millis} {level_name} {name}: {message}"
+
+
+_MILLIS = tuple(f"{n:03d}" for n in range(1000))
+
+
+class FallbackHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """stderr (whatever ``sys.stderr`` is now), silent once the root logger has a handler."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self.text = TextFormatter()
+        self.setFormatter(self.text)
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass  # always the current sys.stderr
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if logging.root.handlers:  # logging configured since: the root's handlers show it
+            return
+        # StreamHandler.emit, reading sys.stderr once (the lock is held: Handler.handle).
+        try:
+            msg = self.format(record)
+            stream = sys.stderr
+            if stream is None:  # pythonw: nowhere to write
+                return
+            stream.write(msg + self.terminator)
+            stream.flush()
+        except RecursionError:
+            raise
+        except Exception:
+            self.handleError(record)
+
+
+def write_direct(logger: logging.Logger, level: int, msg: str, args: tuple[Any, ...]) -> bool:
+    """Write ``msg % args`` to stderr as ``logger``'s record at ``level`` would be shown, when
+    only ironpush's :class:`FallbackHandler` would show it: True when written (or nowhere to
+    write), False when the record must be logged.
+
+    That is the case with nothing configured (plain uvicorn): the per-delivery line then
+    costs a line of text, not a LogRecord walked through the logger tree (a tenth of the
+    cost). Anything of the application's on the way makes it False: a handler on the root
+    (or on any logger between), a filter, a record factory, a Logger class, another formatter
+    or level on the handler; the caller checked ``logger.isEnabledFor(level)``::
+
+        if not write_direct(logger, logging.INFO, "push %s ...", args):
+            logger.info("push %s ...", *args, extra=fields(...))
+    """
+    handler = _sole_fallback(logger, level)
+    if handler is None:
+        return False
+    line = handler.text.line(time.time(), level, logger.name, msg % args)
+    stream = sys.stderr
+    if stream is None:  # pythonw: nowhere to write (the handler would write nothing either)
+        return True
+    with handler.lock:  # type: ignore[union-attr]
+        try:
+            stream.write(line + handler.terminator)
+            stream.flush()
+        except Exception:  # let the logging path report it (Handler.handleError)
+            return False
+    return True
+
+
+def _sole_fallback(logger: logging.Logger, level: int) -> FallbackHandler | None:
+    """The FallbackHandler that alone would show ``logger``'s record at ``level``, or None."""
+    if logging.root.handlers or logging.getLogRecordFactory() is not logging.LogRecord:
+        return None
+    found: FallbackHandler | None = None
+    node: logging.Logger | None = logger
+    while node is not None and node is not logging.root:
+        if type(node) is not logging.Logger or node.filters or node.disabled:
+            return None
+        if node.handlers:
+            handler = node.handlers[0]
+            if (
+                found is not None
+                or len(node.handlers) != 1
+                or type(handler) is not FallbackHandler
+                or handler.filters
+                or level < handler.level
+                or handler.formatter is not handler.text
+            ):
+                return None
+            found = handler
+        if not node.propagate:
+            break
+        node = node.parent
+    return found
+
+
+def ensure_visible() -> None:
+    """Give the ``ironpush`` logger a :class:`FallbackHandler` at INFO when no handler would
+    show its records (see the module docs); nothing when one would, or when it has one."""
+    ironpush = logging.getLogger("ironpush")
+    if ironpush.hasHandlers():
+        return
+    ironpush.addHandler(FallbackHandler())
+    if ironpush.level == logging.NOTSET:
+        ironpush.setLevel(logging.INFO)

@@ -1,0 +1,162 @@
+"""``Defer``: hold the claim, answer 202, and run the job; its success is recorded, then acked.
+
+``Defer(job)`` takes a job slot (else 503 ``busy``), holds the claim in the store, answers
+202 and starts the job on the runtime's :class:`~._jobs.JobRunner`; when the job returns the
+store records the message handled and the outbox acks the newest reservation
+(``runtime.job_done``). ``Defer()`` (an external worker acks with the token) hands the claim
+off with its long lease and answers 202::
+
+    deferrals = Deferrals(shared, store, settler)
+    keeps_claim = await deferrals.defer(push, Defer(job), runtime, send)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import time
+
+import anyio
+
+from ._answers import ANSWERS, ackable, situation_of
+from ._asgi import Send
+from ._observe import failed as observe_failure
+from ._observe import job as observe_job
+from ._outcomes import Defer
+from ._push import ClaimedPush as Push
+from ._push_log import job_failed, push_fields
+from ._routes import is_async
+from ._runtime import Runtime, Shared
+from ._settle import Settler
+from .stores._base import Store
+
+logger = logging.getLogger("ironpush.receiver")
+
+#: Longest a deferred push waits for the outbox to catch up (far inside IronMQ's push timeout).
+_BACKLOG_WAIT = 1.0
+#: Longest a deferred push waits for a job slot when all are taken: the jobs of a burst of
+#: pushes answered in one event-loop turn start (and often end) in the next.
+_SLOT_WAIT = 0.25
+
+
+class Deferrals:
+    """Answers the pushes whose handler returned :class:`Defer`, and runs their jobs."""
+
+    def __init__(self, shared: Shared, store: Store, settler: Settler) -> None:
+        self.counters = shared.counters
+        self.timings = shared.counters.timings
+        self.store = store  # timed
+        self.settler = settler
+        self.responder = settler.responder
+        self._soft_backlog = max(1, shared.settings.limits.max_unsent_acks // 10)
+
+    async def defer(self, push: Push, defer: Defer, runtime: Runtime, send: Send) -> bool:
+        """Hold the claim, answer 202 and start the job; True when a job keeps the claim."""
+        settle = self.settler.settle
+        if not ackable(push.delivery):
+            logger.error(
+                "cannot defer message %s: the push has no reservation to ack",
+                push.key[0],
+                extra=push_fields(push, outcome="error"),
+            )
+            await settle(push, "unackable", runtime, send, defer)
+            return False
+        if defer.job is not None:
+            # IronMQ confirming acks slower than jobs finish: answer this push a little later
+            # (bounded) so the pusher slows to the ack rate before the backlog's hard bound.
+            await runtime.outbox.wait_below(self._soft_backlog, timeout=_BACKLOG_WAIT)
+        runner = runtime.runner
+        if not runner.has_room() and not await runner.wait_for_room(_SLOT_WAIT):
+            await settle(push, "busy", runtime, send, defer)
+            return False
+        situation = situation_of(defer)
+        try:
+            await self.settler.store_step(push, ANSWERS[situation])
+        except Exception as exc:
+            await self.responder.store_failed(send, push.route, push.delivery, push.started, exc)
+            return False
+        # The slot is taken once the store holds the claim: a slot bounds jobs, not the round
+        # trips of a shared store (the room was checked above; it may be gone since).
+        if not runtime.runner.try_reserve():
+            await settle(push, "busy", runtime, send, defer)
+            return False
+        try:
+            await self.responder.answer(
+                send, push.route, push.delivery, situation, push.started, attempt=push.attempt
+            )
+        finally:
+            if defer.job is None:
+                runtime.runner.unreserve()
+            else:
+                # The job's task keeps only the Push and the Defer: not the message (body,
+                # parsed JSON, headers) unless the job was given it.
+                running = self._run_job(push, defer, runtime)
+                runtime.runner.start(observe_job(running, push, defer.job))
+        return defer.job is not None
+
+    async def _run_job(self, push: Push, defer: Defer, runtime: Runtime) -> None:
+        job = defer.job
+        if job is None:  # pragma: no cover - defer starts jobs only
+            return
+        began = time.perf_counter()
+        try:
+            try:
+                if is_async(job):
+                    await job(*defer.args, **defer.kwargs)
+                else:
+                    call = functools.partial(job, *defer.args, **defer.kwargs)
+                    limiter = runtime.runner.limiter
+                    result = await anyio.to_thread.run_sync(
+                        call, limiter=limiter, abandon_on_cancel=True
+                    )
+                    if inspect.isawaitable(result):
+                        await result
+            except asyncio.CancelledError:
+                self._job_timed(push, "cancelled", began)
+                # Shutdown: not done, so let the next push (here or on another worker) run it.
+                with anyio.CancelScope(shield=True):
+                    await self._release_quietly(push)
+                raise
+            except Exception as exc:
+                self._job_timed(push, "failed", began)
+                self.counters.totals["jobs_failed"] += 1
+                observe_failure(exc)
+                job_failed(push, job, exc)  # logged, and to Sentry when it is in use
+                await self._release_quietly(push)
+                return
+            self._job_timed(push, "done", began)
+            # Its work is done: the slot is free for the next push while the store records it.
+            runtime.runner.release()
+            await self._job_done(push, runtime)
+        finally:
+            runtime.active.discard(push.claim_id)
+            runtime.runner.release()
+
+    def _job_timed(self, push: Push, outcome: str, began: float) -> None:
+        if (timings := self.timings) is not None:
+            series = timings.job.labels(push.route.queue, push.route.subscriber, outcome)
+            series.observe(time.perf_counter() - began)
+
+    async def _job_done(self, push: Push, runtime: Runtime) -> None:
+        try:
+            # Recorded first, then acked; a store that does not answer gets the completion
+            # retried until it records it (runtime.completions), never forgotten.
+            await runtime.job_done(push.route.queue, push.key, push.delivery, push.claim_id)
+        except Exception:
+            logger.exception(
+                "could not record the deferred job of message %s",
+                push.key[0],
+                extra=push_fields(push, store=self.store.kind),
+            )
+
+    async def _release_quietly(self, push: Push) -> None:
+        try:
+            await self.store.release(push.key, push.claim_id)
+        except Exception:  # the lease runs out instead
+            logger.exception(
+                "could not release the claim of message %s",
+                push.key[0],
+                extra=push_fields(push, store=self.store.kind),
+            )
