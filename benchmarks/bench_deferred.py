@@ -4,26 +4,33 @@ Load-independent figures for issue 23's goals, before any saturated HTTP run:
 
 1. **CPU per push, alternating rounds**: each variant is a worker process (the router built
    as ``receiver_apps`` builds it) driven by ``--concurrency`` concurrent in-process pushers
-   through a fake ASGI ``receive``/``send`` (the pushes of ``bench_receiver``). A round is
-   ``--pushes`` pushes *and* every ack they owe confirmed by a real fake IronMQ over TCP
-   (``receiver_apps.fake_ironmq`` on uvicorn, another process): the process CPU time (every
-   thread) from the first push to the last ack, per push. Rounds alternate between the
-   workers, order rotated; the ratio is per round against ``--reference`` (median, IQR).
+   through a fake ASGI ``receive``/``send`` (the pushes of ``bench_receiver``, built before the
+   round is measured). A round is ``--pushes`` pushes *and* every ack they owe confirmed by a
+   real fake IronMQ over TCP (``receiver_apps.fake_ironmq`` on uvicorn, another process): the
+   process CPU time (every thread) from the first push to the last ack, per push. Rounds
+   alternate between the workers, order rotated; the ratio is per round against
+   ``--reference`` (median, IQR).
 2. **Instructions per push**: each variant once more under
    ``valgrind --tool=callgrind --instr-atstart=no --collect-atstart=no``; a tiny C shim
    (``callgrind.h``'s client requests, built with ``cc`` at run time) switches collection on
-   around one measured round only (pushes + acks), after a warm-up. Counts do not move with
-   the machine's load.
+   around one measured round only (pushes + acks), after a warm-up (the method of
+   ``instructions.py``). Counts do not move with the machine's load.
 3. Per push: the answers by status (a 503 is the ``max_deferred`` cap), the acks the fake
-   IronMQ counted and the ``DELETE`` requests/TCP connections it saw, and the outbox's
-   ``send()`` calls (writes on its sockets) -- what batching and pipelining change.
+   IronMQ counted (its ``DELETE`` requests), the writes on the outbox's connections (what
+   pipelining changes), and for the ``redis_*`` variants the scripts run by a private
+   ``redis-server`` (round trips) and its CPU.
 
 Variants: ``quick`` (memory store, 200), ``defer`` (memory store, ``Defer(job)`` with a no-op
-job), ``redis_quick`` / ``redis_defer`` (``RedisStore`` on ``--redis``; the Redis server's CPU
-is not this process's). Run from the repository root::
+job), ``defer_nowire`` (the same, its acks answered in-process by the client's
+``MockTransport``: no HTTP), ``redis_quick`` / ``redis_defer`` (``RedisStore`` on a private
+``redis-server``, or ``--redis URL``; the Redis server's CPU is not this process's).
+``--pipeline-depth N`` gives the router's client another pipeline depth (1: one ack per
+connection); ``--option NAME=JSON`` passes a ``PushRouter`` option to every variant
+(``metrics=false``). The ``ironpush`` logger is at WARNING (``IRONPUSH_BENCH_LOG=info`` keeps
+the lines). Run from the repository root::
 
     python -m benchmarks.bench_deferred [--rounds 12] [--pushes 2000] [--concurrency 32]
-        [--variants quick defer] [--no-callgrind] [--redis redis://127.0.0.1:6379/0]
+        [--variants quick defer defer_nowire] [--no-callgrind] [--pipeline-depth 1]
 
 Not part of CI; needs ``valgrind`` and a C compiler for the instruction counts.
 """
@@ -53,8 +60,8 @@ SHIM = r"""
 void measure_start(void) { CALLGRIND_START_INSTRUMENTATION; CALLGRIND_TOGGLE_COLLECT; }
 void measure_stop(void) { CALLGRIND_TOGGLE_COLLECT; CALLGRIND_STOP_INSTRUMENTATION; }
 """
-VARIANTS = ("quick", "defer", "redis_quick", "redis_defer")
-DEFERS = {"defer", "redis_defer"}
+VARIANTS = ("quick", "defer", "defer_nowire", "redis_quick", "redis_defer")
+DEFERS = {"defer", "defer_nowire", "redis_defer"}
 
 
 # --- one variant (a worker process) ------------------------------------------------------------
@@ -118,14 +125,18 @@ class Driver:
         self.message = {"type": "http.request", "body": BODY, "more_body": False}
         self.statuses: Counter[int] = Counter()
 
-    async def push_round(self, pushes: int) -> None:
+    @staticmethod
+    def scopes(pushes: int) -> list[dict[str, Any]]:
+        """The pushes of a round, built before it is measured."""
         from benchmarks.inprocess_receiver import push_headers
 
-        scopes = [
+        return [
             {"type": "http", "method": "POST", "path": "/orders", "root_path": "",
              "query_string": b"", "headers": push_headers()}
             for _ in range(pushes)
         ]  # fmt: skip
+
+    async def push_round(self, scopes: list[dict[str, Any]]) -> None:
         acked_before = self.app.counters.totals["acked"]
         answered: Counter[int] = Counter()
         it = iter(scopes)
@@ -168,9 +179,21 @@ async def _start(variant: str, concurrency: int, redis_url: str) -> Driver:
     logging.getLogger("ironpush").setLevel(level)
     Socket.install()
     app = build(variant, redis_url)
+    depth = os.environ.get("BENCH_PIPELINE_DEPTH")
+    if variant == "defer_nowire":  # the same acks, answered in-process: no HTTP, no socket
+        from ironpush import AsyncIronMQ
+        from ironpush.client._transports import MockTransport, Response
+
+        deleted = Response.from_json(200, {"msg": "Deleted"})
+        app._set_client(AsyncIronMQ(transport=MockTransport(lambda request: deleted)))
+    elif depth:  # the acks' client with another pipeline depth (1: one ack per connection)
+        from ironpush import AsyncIronMQ
+        from ironpush.client._transports import LeanTransport
+
+        app._set_client(AsyncIronMQ(transport=LeanTransport(pipeline_depth=int(depth))))
     await app.startup()
     driver = Driver(variant, app, concurrency)
-    await driver.push_round(1000)  # warm up: caches, lazy imports, connections
+    await driver.push_round(driver.scopes(1000))  # warm up: caches, imports, connections
     _settle_heap()
     return driver
 
@@ -183,10 +206,11 @@ def worker(variant: str, concurrency: int, redis_url: str) -> None:
         print("ready", flush=True)
         for line in sys.stdin:
             pushes = int(line)
+            scopes = driver.scopes(pushes)
             driver.statuses.clear()
             writes = Socket.writes
             started = time.process_time()
-            await driver.push_round(pushes)
+            await driver.push_round(scopes)
             cpu = (time.process_time() - started) / pushes * 1e6
             report = {
                 "cpu": cpu,
@@ -206,8 +230,9 @@ def callgrind_worker(
 
     async def run() -> None:
         driver = await _start(variant, concurrency, redis_url)
+        scopes = driver.scopes(pushes)
         measure.measure_start()
-        await driver.push_round(pushes)
+        await driver.push_round(scopes)
         measure.measure_stop()
         await driver.app.shutdown()
 
@@ -440,6 +465,12 @@ def main() -> None:
     parser.add_argument("--ironmq-cpus", default=None, help="taskset CPUs for the fake IronMQ")
     parser.add_argument("--no-callgrind", action="store_true")
     parser.add_argument(
+        "--pipeline-depth",
+        type=int,
+        default=None,
+        help="acks in flight per connection of the router's client (default: its own, 8)",
+    )
+    parser.add_argument(
         "--option",
         action="append",
         default=[],
@@ -458,6 +489,8 @@ def main() -> None:
         )
     options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.option)}
     os.environ["BENCH_DEFERRED_OPTIONS"] = json.dumps(options)
+    if args.pipeline_depth is not None:
+        os.environ["BENCH_PIPELINE_DEPTH"] = str(args.pipeline_depth)
     if args.reference not in args.variants:
         args.variants.insert(0, args.reference)
     ironmq = FakeIronMQ(args.ironmq_cpus)

@@ -16,10 +16,11 @@ used by this run alone (``ironpush_bench``). Per push:
 - the table's **HOT updates** share (``pg_stat_user_tables``): a ``complete`` that rewrites no
   indexed column updates the row in place, with no index insertion.
 
-Rounds alternate with nothing else (there is one store); the figures are medians over rounds.
-Run from the repository root (needs the local PostgreSQL, ``IRONPUSH_TEST_POSTGRES_DSN``)::
+The figures are medians over rounds; ``--in-flight 1 2`` compares stores allowing 1 or 2
+batches of each statement at a time, in alternating rounds (order rotated). Run from the
+repository root (needs the local PostgreSQL, ``IRONPUSH_TEST_POSTGRES_DSN``)::
 
-    python -m benchmarks.bench_pg_store [--rounds 5] [-n 4000] [-c 32]
+    python -m benchmarks.bench_pg_store [--rounds 5] [-n 4000] [-c 32] [--in-flight 1 2]
 
 Not part of CI.
 """
@@ -37,7 +38,7 @@ from typing import Any
 import psycopg
 
 from benchmarks.bench_stores import BENCH_DB, bench_dsn, pg_settled_transactions
-from benchmarks.harness import cpu_seconds, machine
+from benchmarks.harness import cpu_seconds, machine, rotated
 from ironpush._protocol import Delivery
 from ironpush.receiver.stores import PostgresStore, open_store
 
@@ -60,10 +61,10 @@ async def run(store: PostgresStore, pushes: int, concurrency: int) -> None:
     await asyncio.gather(*(worker(w) for w in range(concurrency)))
 
 
-def backend_pids(monitor: psycopg.Connection[Any]) -> list[int]:
+def backend_pids(monitor: psycopg.Connection[Any], application_name: str) -> list[int]:
     rows = monitor.execute(
-        "SELECT pid FROM pg_stat_activity WHERE datname = %s AND backend_type = 'client backend'",
-        [BENCH_DB],
+        "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
+        [BENCH_DB, application_name],
     ).fetchall()
     return [int(r[0]) for r in rows]
 
@@ -92,28 +93,43 @@ async def transactions_per_push(spec: str, pushes: int, concurrency: int) -> flo
     return (deltas[1] - deltas[0]) / pushes
 
 
-async def cost_rounds(spec: str, *, rounds: int, pushes: int, concurrency: int) -> dict[str, Any]:
-    store = open_store(spec)
-    assert isinstance(store, PostgresStore)
-    samples: dict[str, list[float]] = {"wall": [], "client": [], "server": []}
+async def cost_rounds(
+    spec: str, in_flight: list[int], *, rounds: int, pushes: int, concurrency: int
+) -> dict[int, dict[str, float]]:
+    """Per variant (the batches each statement may have in flight; 0: the store's default),
+    the medians of alternating rounds: wall, this process's and the store's backends' CPU µs
+    per push. Each variant is a store of its own, its backends named by ``application_name``."""
+    stores: dict[int, PostgresStore] = {}
+    for n in in_flight:
+        store = open_store(f"{spec}&application_name=pgcost_{n}")
+        assert isinstance(store, PostgresStore)
+        # (an older store, without batches, has none to set: run from an older tree)
+        for batcher in getattr(store, "_batchers", {}).values():
+            batcher.max_in_flight = n or batcher.max_in_flight
+        stores[n] = store
+    samples: dict[int, dict[str, list[float]]] = {
+        n: {"wall": [], "client": [], "server": []} for n in in_flight
+    }
     with psycopg.connect(bench_dsn(), autocommit=True) as monitor:
-        await store.check()
-        await run(store, 400, concurrency)  # open every connection, prepare the statements
-        seen: set[int] = set()
-        for _ in range(rounds):
-            before = {p: cpu_seconds(p) for p in backend_pids(monitor)}
-            client, wall = time.process_time(), time.perf_counter()
-            await run(store, pushes, concurrency)
-            samples["wall"].append((time.perf_counter() - wall) / pushes * 1e6)
-            samples["client"].append((time.process_time() - client) / pushes * 1e6)
-            # Backends opened during the round count whole; the monitor's own is left out.
-            after = {p: cpu_seconds(p) for p in backend_pids(monitor)}
-            mine = set(after) - {monitor.info.backend_pid}
-            seen |= mine
-            used = sum(after[p] - before.get(p, 0.0) for p in mine)
-            samples["server"].append(used / pushes * 1e6)
-        await store.close()
-    return {k: statistics.median(v) for k, v in samples.items()} | {"backends": len(seen)}
+        for store in stores.values():
+            await store.check()
+            await run(store, 400, concurrency)  # open its connections, prepare the statements
+        for cycle in range(rounds):
+            for variant in rotated([str(n) for n in in_flight], cycle):
+                store, mine = stores[int(variant)], samples[int(variant)]
+                name = f"pgcost_{variant}"
+                before = {p: cpu_seconds(p) for p in backend_pids(monitor, name)}
+                client, wall = time.process_time(), time.perf_counter()
+                await run(store, pushes, concurrency)
+                mine["wall"].append((time.perf_counter() - wall) / pushes * 1e6)
+                mine["client"].append((time.process_time() - client) / pushes * 1e6)
+                # Backends opened during the round count whole.
+                after = {p: cpu_seconds(p) for p in backend_pids(monitor, name)}
+                used = sum(v - before.get(p, 0.0) for p, v in after.items())
+                mine["server"].append(used / pushes * 1e6)
+        for store in stores.values():
+            await store.close()
+    return {n: {k: statistics.median(v) for k, v in got.items()} for n, got in samples.items()}
 
 
 async def main_async(args: argparse.Namespace) -> None:
@@ -121,7 +137,11 @@ async def main_async(args: argparse.Namespace) -> None:
     spec = f"{bench_dsn()}?schema={schema}"
     try:
         costs = await cost_rounds(
-            spec, rounds=args.rounds, pushes=args.pushes, concurrency=args.concurrency
+            spec,
+            args.in_flight,
+            rounds=args.rounds,
+            pushes=args.pushes,
+            concurrency=args.concurrency,
         )
         with psycopg.connect(bench_dsn(), autocommit=True) as monitor:
             updates, hot = table_stats(monitor, schema)
@@ -130,15 +150,23 @@ async def main_async(args: argparse.Namespace) -> None:
     finally:
         with psycopg.connect(bench_dsn(), autocommit=True) as conn:
             conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    shown = " ".join(str(n) for n in args.in_flight)
     print(
         f"{machine()}, load average {os.getloadavg()[0]:.1f}; "
         f"`python -m benchmarks.bench_pg_store --rounds {args.rounds} -n {args.pushes} "
-        f"-c {args.concurrency}`\n"
-        f"quick path, {args.concurrency} in flight, {costs['backends']} backends: "
-        f"{costs['wall']:.0f} µs/push wall, CPU µs/push: this process {costs['client']:.0f}, "
-        f"PostgreSQL backends {costs['server']:.0f}, total {costs['client'] + costs['server']:.0f}"
-        f"\nserver-counted transactions per push: {one:.2f} at 1 in flight, {many:.2f} at "
-        f"{args.concurrency}; HOT updates {hot:,} of {updates:,} ({hot / max(updates, 1):.0%})"
+        f"-c {args.concurrency}" + (f" --in-flight {shown}`" if args.in_flight != [0] else "`")
+    )
+    for n, c in costs.items():
+        print(
+            f"quick path, {args.concurrency} in flight"
+            + (f", {n} batch(es) of each statement at a time" if n else "")
+            + f": {c['wall']:.0f} µs/push wall, CPU µs/push: this process {c['client']:.0f}, "
+            f"PostgreSQL backends {c['server']:.0f}, total {c['client'] + c['server']:.0f}"
+        )
+    print(
+        f"server-counted transactions per push (the store's default): {one:.2f} at 1 in "
+        f"flight, {many:.2f} at {args.concurrency}; HOT updates {hot:,} of {updates:,} "
+        f"({hot / max(updates, 1):.0%})"
     )
 
 
@@ -148,6 +176,13 @@ def main() -> None:
     parser.add_argument("-n", "--pushes", type=int, default=4000)
     parser.add_argument("-c", "--concurrency", type=int, default=32)
     parser.add_argument("--round-trip-pushes", type=int, default=200)
+    parser.add_argument(
+        "--in-flight",
+        type=int,
+        nargs="*",
+        default=[0],
+        help="compare stores allowing N batches of each statement at a time (0: the default)",
+    )
     asyncio.run(main_async(parser.parse_args()))
 
 

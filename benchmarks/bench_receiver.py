@@ -22,10 +22,8 @@ Not part of CI.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -38,20 +36,19 @@ from benchmarks.harness import (
     ROOT,
     Contestant,
     Load,
+    RunPlan,
     Servers,
     ServerSpec,
     Slot,
     alternate,
-    cpu_plan,
+    bench_parser,
+    chosen,
     dump_slots,
     free_port,
-    machine,
-    write_between_markers,
-    write_json,
-    wrk_available,
+    preflight,
+    report,
 )
 from benchmarks.instructions import Target
-from benchmarks.instructions import available as instructions_available
 from benchmarks.instructions import count as count_instructions
 from benchmarks.receiver_apps import QUEUE, SECRET, SUBSCRIBER
 from benchmarks.verdicts import figures_table, goals_table
@@ -233,52 +230,26 @@ def markdown(slots: list[Slot], counts: dict[str, float], settings: dict[str, An
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cycles", type=int, default=16)
-    parser.add_argument("--slot", type=float, default=2.0)
-    parser.add_argument("--connections", type=int, default=CONNECTIONS)
-    parser.add_argument("--only", nargs="*", help="contestants to run (with their references)")
-    parser.add_argument("--pushes", type=int, default=2000, help="pushes counted by callgrind")
-    parser.add_argument("--no-instructions", action="store_true", help="skip callgrind")
-    parser.add_argument("--write", action="store_true", help="record in benchmarks/README.md")
-    args = parser.parse_args()
-    if not wrk_available():
-        sys.exit("bench_receiver needs wrk: apt-get install -y wrk")
-    if not args.no_instructions and (why := instructions_available()):
-        sys.exit(f"bench_receiver: {why}, or run with --no-instructions")
+    args = bench_parser(__doc__.split("\n\n")[0], connections=CONNECTIONS).parse_args()
+    preflight("bench_receiver", args)
     global ROWS
-    if args.only:  # with the anchor, the goals' references and the hand-rolled pairs
-        wanted = {ANCHOR, *args.only}
-        wanted |= {r.reference for r in ROWS if r.name in wanted and r.reference}
-        wanted |= {b for a, b in AHEAD if a in wanted}
-        ROWS = [r for r in ROWS if r.name in wanted]
-    server_cpus, load_cpu = cpu_plan()
+    ROWS = chosen(ROWS, args.only, anchor=ANCHOR, ahead=AHEAD)
+    plan = RunPlan.now()
     body = json_body()
     script = push_script(body=body)
     fake_port = free_port()
-    load_before = f"{os.getloadavg()[0]:.2f}"
     counts: dict[str, float] = {}
     with (
         tempfile.TemporaryDirectory() as tmp,
-        Servers(specs(str(Path(tmp) / "bench.db"), fake_port), cpus=server_cpus) as servers,
+        Servers(specs(str(Path(tmp) / "bench.db"), fake_port), cpus=plan.server_cpus) as servers,
     ):
         contestants = [
             Contestant(r.name, servers[r.name], Load(r.path, script, args.connections))
             for r in ROWS
         ]
-        slots = alternate(contestants, cycles=args.cycles, slot=args.slot, cpus=load_cpu)
-        settings: dict[str, Any] = {
-            "machine": machine(),
-            "cycles": args.cycles,
-            "slot": args.slot,
-            "connections": args.connections,
-            "body_bytes": len(body),
-            "server_cpus": server_cpus or "any",
-            "load_cpu": load_cpu or "any",
-            "load_before": load_before,
-            "command": "python -m benchmarks.bench_receiver --write",
-            "instructions": "skipped",
-        }
+        slots = alternate(contestants, cycles=args.cycles, slot=args.slot, cpus=plan.load_cpu)
+        command = "python -m benchmarks.bench_receiver --write"
+        settings = plan.settings(args, body_bytes=len(body), command=command)
         deferred = [r.name for r in ROWS if r.name in DEFERRED]
         if deferred:
             # Every 202 must end in one ack (warm-up slots included: they were answered too).
@@ -291,13 +262,9 @@ def main() -> None:
                 pushes=args.pushes,
             )
             settings["instructions"] = f"{args.pushes:,} pushes, 32 in flight"
+    record = {"settings": settings, "instructions": counts, "slots": dump_slots(slots)}
     table = markdown(slots, counts, settings)
-    print(table)
-    if args.write:
-        write_json(RESULTS, {"settings": settings, "instructions": counts,
-                             "slots": dump_slots(slots)})  # fmt: skip
-        write_between_markers(README, MARKER, table)
-        print(f"written: {RESULTS.relative_to(ROOT)}, {README.relative_to(ROOT)}")
+    report(table, write=args.write, results=RESULTS, readme=README, marker=MARKER, record=record)
 
 
 if __name__ == "__main__":

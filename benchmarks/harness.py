@@ -36,6 +36,7 @@ Needs ``wrk`` (Debian/Ubuntu: ``apt-get install -y wrk``); the benchmarks never 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -47,10 +48,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Any, Protocol, TypeVar
 
 import httpx
 
@@ -446,6 +448,125 @@ def per_cycle_ratios(slots: Sequence[Slot], name: str, reference: str) -> list[f
 
 def dump_slots(slots: Sequence[Slot]) -> list[dict[str, float | int | str]]:
     return [{**asdict(s), "rate_2xx": s.rate_2xx, "utilisation": s.utilisation} for s in slots]
+
+
+# --------------------------------------------------------------------------- a benchmark's run
+
+
+class _Row(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def reference(self) -> str | None: ...
+
+
+RowT = TypeVar("RowT", bound=_Row)
+
+
+def bench_parser(description: str, *, connections: int) -> argparse.ArgumentParser:
+    """The command line every receiver benchmark takes (slots, ``--only``, callgrind, ``--write``).
+
+    ::
+
+        args = bench_parser(__doc__.split("\n\n")[0], connections=64).parse_args()
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--cycles", type=int, default=16)
+    parser.add_argument("--slot", type=float, default=2.0)
+    parser.add_argument("--connections", type=int, default=connections)
+    parser.add_argument("--only", nargs="*", help="contestants to run (with their references)")
+    parser.add_argument("--pushes", type=int, default=2000, help="pushes counted by callgrind")
+    parser.add_argument("--no-instructions", action="store_true", help="skip callgrind")
+    parser.add_argument("--write", action="store_true", help="record in benchmarks/README.md")
+    return parser
+
+
+def preflight(name: str, args: argparse.Namespace) -> None:
+    """Exit with the reason when ``wrk`` (or callgrind, unless skipped) cannot run here."""
+    from benchmarks.instructions import available
+
+    if not wrk_available():
+        sys.exit(f"{name} needs wrk: apt-get install -y wrk")
+    if not args.no_instructions and (why := available()):
+        sys.exit(f"{name}: {why}, or run with --no-instructions")
+
+
+def chosen(
+    rows: Sequence[RowT],
+    only: Iterable[str] | None,
+    *,
+    anchor: str,
+    ahead: Iterable[tuple[str, str]],
+) -> list[RowT]:
+    """The rows ``--only`` names, with the anchor, their goals' references and hand-rolled pairs.
+
+    ::
+
+        rows = chosen(ROWS, ["router"], anchor="bare", ahead=[("router", "fastapi")])
+    """
+    if not only:
+        return list(rows)
+    wanted = {anchor, *only}
+    wanted |= {r.reference for r in rows if r.name in wanted and r.reference}
+    wanted |= {b for a, b in ahead if a in wanted}
+    return [r for r in rows if r.name in wanted]
+
+
+@dataclass(frozen=True, slots=True)
+class RunPlan:
+    """Where a run's processes go (:func:`cpu_plan`) and the machine's load before it.
+
+    ::
+
+        plan = RunPlan.now()
+        slots = alternate(contestants, cycles=16, slot=2.0, cpus=plan.load_cpu)
+        settings = plan.settings(args, body_bytes=1024, command="python -m ... --write")
+    """
+
+    server_cpus: str | None
+    load_cpu: str | None
+    load_before: str
+
+    @classmethod
+    def now(cls) -> RunPlan:
+        server_cpus, load_cpu = cpu_plan()
+        return cls(server_cpus, load_cpu, f"{os.getloadavg()[0]:.2f}")
+
+    def settings(
+        self, args: argparse.Namespace, *, body_bytes: int, command: str
+    ) -> dict[str, Any]:
+        """What a run's table says it measured (the instructions' line is filled in later)."""
+        return {
+            "machine": machine(),
+            "cycles": args.cycles,
+            "slot": args.slot,
+            "connections": args.connections,
+            "body_bytes": body_bytes,
+            "server_cpus": self.server_cpus or "any",
+            "load_cpu": self.load_cpu or "any",
+            "load_before": self.load_before,
+            "command": command,
+            "instructions": "skipped",
+        }
+
+
+def report(
+    table: str,
+    *,
+    write: bool,
+    results: Path,
+    readme: Path,
+    marker: str,
+    record: Mapping[str, object],
+) -> None:
+    """Print the table; with ``--write`` also keep ``record`` in ``results`` and the table
+    between the README's markers."""
+    print(table)
+    if write:
+        write_json(results, dict(record))
+        write_between_markers(readme, marker, table)
+        print(f"written: {results.relative_to(ROOT)}, {readme.relative_to(ROOT)}")
 
 
 # --------------------------------------------------------------------------- recording

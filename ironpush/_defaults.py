@@ -7,11 +7,8 @@ fields (``ironpush.cli._options``), so a default, its help and its range live in
 like httpx's ``Timeout``/``Limits``::
 
     @dataclass(frozen=True, slots=True, kw_only=True)
-    class Shutdown:
+    class Shutdown(Checked):
         grace: float = setting(10.0, "Seconds running jobs get to finish.", ge=0)
-
-        def __post_init__(self) -> None:
-            check(self)
 
     Shutdown(grace=-1)   # ValueError: Shutdown.grace must be >= 0, got -1
 
@@ -101,6 +98,21 @@ def check(obj: Any) -> None:
         problem = meta.problem(value)
         if problem is not None:
             raise ValueError(f"{type(obj).__name__}.{name} {problem}, got {value!r}")
+
+
+class Checked:
+    """The base of a value object of :func:`setting` fields: its values are checked against
+    their bounds when it is made (:func:`check`)::
+
+        @dataclass(frozen=True, slots=True, kw_only=True)
+        class Shutdown(Checked):
+            grace: float = setting(10.0, "Seconds running jobs get to finish.", ge=0)
+    """
+
+    __slots__ = ()
+
+    def __post_init__(self) -> None:
+        check(self)
 
 
 @dataclass(frozen=True, slots=True)

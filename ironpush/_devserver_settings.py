@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass, field
 from typing import TypedDict
 
-from ._defaults import check, setting
+from ._defaults import Checked, setting
 
 DEFAULT_HOST = "127.0.0.1"
 #: What ``allowed_hosts`` (``ironpush dev --allow-host``) adds to the names always answered.
@@ -38,7 +38,7 @@ STRICT_HELP = (
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PushSettings:
+class PushSettings(Checked):
     """How the dev server's pusher delivers, and when a post waits for it (back-pressure).
 
     While more than ``max_backlog`` tries are due (in flight, or waiting for one of the
@@ -62,12 +62,9 @@ class PushSettings:
         5.0, "Seconds a held post waits for the pusher before its 503.", ge=0
     )
 
-    def __post_init__(self) -> None:
-        check(self)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Retention:
+class Retention(Checked):
     """What the dev server keeps after a push message is done with, for people and tests::
 
     DevServer(retention=Retention(finished=60, max_finished=1000))
@@ -82,9 +79,6 @@ class Retention:
     attempts: int = setting(
         2_000, "Push attempts kept for /_dev/deliveries and the inspector.", ge=1
     )
-
-    def __post_init__(self) -> None:
-        check(self)
 
 
 DEFAULT_PUSHES = PushSettings()

@@ -26,6 +26,7 @@ logger has a handler (the application configured logging: its handlers show the 
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
@@ -173,43 +174,51 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__(FORMAT, DATEFMT)
-        self._second = -1
+        # The second whose text _asctime is: [_start, _start + 1) in time.time()'s scale.
+        self._start = -2.0
         self._asctime = ""
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         if datefmt is not None and datefmt != DATEFMT:
             return super().formatTime(record, datefmt)
-        second = int(record.created)
-        if second != self._second:
-            self._tick(record.created)
+        created = record.created
+        if not 0.0 <= created - self._start < 1.0:
+            self._tick(created)
         return self._asctime
 
     def _tick(self, created: float) -> None:
-        # (Two threads may both make it: the same text.)
+        # (Two threads may both make it: the same text.) The text first, then the second it
+        # belongs to: a reader that sees the new second sees its text.
         self._asctime = time.strftime(DATEFMT, self.converter(created))
-        self._second = int(created)
+        self._start = float(int(created))
+
+    def stamp(self, created: float) -> str:
+        """``%(asctime)s.%(msecs)03d`` of a record made at ``created`` (``time.time()``)."""
+        since = created - self._start  # LogRecord's msecs: (created - int(created)) * 1000
+        if not 0.0 <= since < 1.0:
+            self._tick(created)
+            since = created - self._start
+        return self._asctime + _MILLIS[int(since * 1000)]
 
     def line(self, created: float, level: int, name: str, message: str) -> str:
         """What :meth:`format` makes of a record of ``name`` at ``level``, made at ``created``
         (``time.time()``), whose message is ``message``: FORMAT, written out."""
-        second = int(created)
-        if second != self._second:
-            self._tick(created)
-        millis = _MILLIS[int((created - second) * 1000)]  # LogRecord's msecs, as %03d
         level_name = logging.getLevelName(level).ljust(7)  # %-7s
-        return f"{self._asctime}.{millis} {level_name} {name}: {message}"
+        return f"{self.stamp(created)} {level_name} {name}: {message}"
 
 
-_MILLIS = tuple(f"{n:03d}" for n in range(1000))
+_MILLIS = tuple(f".{n:03d}" for n in range(1000))
 
 
-class FallbackHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """stderr (whatever ``sys.stderr`` is now), silent once the root logger has a handler."""
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is *now* (it may be swapped, e.g. by click's runner
+    or pytest's capture)::
+
+        logging.getLogger("ironpush").addHandler(StderrHandler())
+    """
 
     def __init__(self) -> None:
         super().__init__(sys.stderr)
-        self.text = TextFormatter()
-        self.setFormatter(self.text)
 
     @property
     def stream(self) -> TextIO:
@@ -218,6 +227,20 @@ class FallbackHandler(logging.StreamHandler):  # type: ignore[type-arg]
     @stream.setter
     def stream(self, value: TextIO) -> None:
         pass  # always the current sys.stderr
+
+
+class FallbackHandler(StderrHandler):
+    """stderr (whatever ``sys.stderr`` is now), silent once the root logger has a handler."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.text = TextFormatter()
+        self.setFormatter(self.text)
+        # "LEVEL   name: " by logger name and level, with the level's name it was made from
+        # (logging.addLevelName may rename a level later).
+        self._heads: dict[str, dict[int, tuple[str | None, str]]] = {}
+        # The last stream found to need no flush() after a line (see _flush).
+        self._unbuffered: Any = None
 
     def emit(self, record: logging.LogRecord) -> None:
         if logging.root.handlers:  # logging configured since: the root's handlers show it
@@ -235,6 +258,67 @@ class FallbackHandler(logging.StreamHandler):  # type: ignore[type-arg]
         except Exception:
             self.handleError(record)
 
+    def write_line(self, level: int, name: str, message: str) -> bool:
+        """Write what :meth:`emit` writes for a record of logger ``name`` at ``level`` whose
+        message is ``message``, made now, without the record (see :func:`write_direct`):
+        True when written (or nowhere to write), False when it failed (log it instead, and
+        the logging path reports the failure)."""
+        return self.write_after_time(self.head(level, name) + message)
+
+    def head(self, level: int, name: str) -> str:
+        """FORMAT's part between the time and the message: ``" INFO    name: "``."""
+        heads = self._heads.get(name)
+        head = None if heads is None else heads.get(level)
+        if head is None or head[0] is not LEVEL_NAMES.get(level):
+            # Remembered with the level's name it was made from (logging.addLevelName may
+            # rename the level later).
+            head = (LEVEL_NAMES.get(level), f" {logging.getLevelName(level):<7} {name}: ")
+            self._heads.setdefault(name, {})[level] = head
+        return head[1]
+
+    def write_after_time(self, rest: str) -> bool:
+        """:meth:`write_line` of ``head(level, name) + message``: the time now, ``rest``."""
+        created = time.time()
+        text = self.text
+        since = created - text._start
+        if not 0.0 <= since < 1.0:  # a new second: TextFormatter.stamp makes its text
+            text.stamp(created)
+            since = created - text._start
+        stream: Any = sys.stderr
+        if stream is None:  # pythonw: nowhere to write (the handler would write nothing either)
+            return True
+        lock = self.lock
+        assert lock is not None  # Handler.__init__ made it
+        lock.acquire()
+        try:
+            # FORMAT: the second's text, ".%03d" of LogRecord's msecs, the level and name.
+            stream.write(f"{text._asctime}{_MILLIS[int(since * 1000)]}{rest}{self.terminator}")
+            if stream is not self._unbuffered or not (
+                stream.write_through or (stream.line_buffering and self.terminator == "\n")
+            ):
+                self._flush(stream)
+        except Exception:  # let the logging path report it (Handler.handleError)
+            return False
+        finally:
+            lock.release()
+        return True
+
+    def _flush(self, stream: Any) -> None:
+        """Flush ``stream``, unless what it is makes flush() a no-op after a written line
+        (remembered: the check above is then one identity test and a flag)."""
+        # sys.stderr is a TextIOWrapper with write_through on a raw FileIO (Python >= 3.9):
+        # each write() reaches the file at once; line_buffering flushes on its own at "\n"
+        # (the terminator; another one, and flush() is called).
+        if type(stream) is io.TextIOWrapper and type(stream.buffer) is io.FileIO:
+            self._unbuffered = stream
+            if stream.write_through or (stream.line_buffering and self.terminator == "\n"):
+                return
+        stream.flush()
+
+
+#: What logging.getLevelName reads (logging.addLevelName changes it).
+LEVEL_NAMES = logging._levelToName
+
 
 def write_direct(logger: logging.Logger, level: int, msg: str, args: tuple[Any, ...]) -> bool:
     """Write ``msg % args`` to stderr as ``logger``'s record at ``level`` would be shown, when
@@ -250,20 +334,44 @@ def write_direct(logger: logging.Logger, level: int, msg: str, args: tuple[Any, 
         if not write_direct(logger, logging.INFO, "push %s ...", args):
             logger.info("push %s ...", *args, extra=fields(...))
     """
-    handler = _sole_fallback(logger, level)
+    handler = sole_fallback(logger, level)
     if handler is None:
         return False
-    line = handler.text.line(time.time(), level, logger.name, msg % args)
-    stream = sys.stderr
-    if stream is None:  # pythonw: nowhere to write (the handler would write nothing either)
-        return True
-    with handler.lock:  # type: ignore[union-attr]
-        try:
-            stream.write(line + handler.terminator)
-            stream.flush()
-        except Exception:  # let the logging path report it (Handler.handleError)
-            return False
-    return True
+    return handler.write_line(level, logger.name, msg % args)
+
+
+def sole_fallback(logger: logging.Logger, level: int) -> FallbackHandler | None:
+    """The :class:`FallbackHandler` that alone would show ``logger``'s record at ``level``
+    (write the line with its :meth:`~FallbackHandler.write_line`), or None: log a record.
+
+    ironpush's loggers are one level below ``ironpush``, which holds the handler: for that
+    shape, what the walk up the logger tree (:func:`_sole_fallback`) reads is read again
+    straight, without the walk's loop (the same checks); any other shape is walked."""
+    # (logging._logRecordFactory: what getLogRecordFactory() returns, without the call.)
+    if logging.root.handlers or logging._logRecordFactory is not _LogRecord:  # type: ignore[attr-defined]
+        return None
+    owner = logger.parent
+    if owner is not None and owner.handlers and owner.parent is logging.root:
+        handlers = owner.handlers
+        handler = handlers[0]
+        if (
+            type(handler) is FallbackHandler
+            and len(handlers) == 1
+            and not (logger.handlers or logger.filters or logger.disabled or owner.filters)
+            and logger.propagate
+            and not owner.disabled
+            and not handler.filters
+            and level >= handler.level
+            and handler.formatter is handler.text
+            and type(logger) is _Logger
+            and type(owner) is _Logger
+        ):
+            return handler
+    return _sole_fallback(logger, level)
+
+
+_LogRecord = logging.LogRecord
+_Logger = logging.Logger
 
 
 def _sole_fallback(logger: logging.Logger, level: int) -> FallbackHandler | None:

@@ -8,7 +8,8 @@ without being recoverable.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import fields
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -42,6 +43,41 @@ def mask(value: str | None) -> str:
     if len(value) >= 16:
         return value[:4] + MASK
     return MASK
+
+
+def hidden(value: object) -> str:
+    """The mask alone, whatever ``value`` is (a password: not even a prefix shows)."""
+    return MASK
+
+
+def masked_repr(obj: Any, **masks: Callable[[Any], object]) -> str:
+    """The repr of dataclass ``obj``, each field named in ``masks`` shown through its function
+    (a field that is None stays None; fields declared with ``repr=False`` are left out)::
+
+        @dataclass(frozen=True, repr=False)
+        class Login:
+            user: str
+            password: str
+
+            def __repr__(self) -> str:
+                return masked_repr(self, password=hidden)
+
+        Login("u", "pw")   # Login(user='u', password='***')
+
+    A name in ``masks`` that is no field raises :class:`TypeError`: a renamed secret field
+    must not show up unmasked.
+    """
+    declared = fields(obj)
+    unknown = masks.keys() - {f.name for f in declared}
+    if unknown:
+        raise TypeError(f"{type(obj).__name__} has no field {sorted(unknown)[0]!r} to mask")
+    shown = []
+    for name in (f.name for f in declared if f.repr):
+        value = getattr(obj, name)
+        if value is not None and name in masks:
+            value = masks[name](value)
+        shown.append(f"{name}={value!r}")
+    return f"{type(obj).__name__}({', '.join(shown)})"
 
 
 def redact_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:

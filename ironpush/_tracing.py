@@ -134,13 +134,23 @@ def activate(span: Span | None, *, end: bool = True) -> Iterator[Span | None]:
     token = _context.attach(_trace.set_span_in_context(span))
     mine = _CURRENT.set(span)
     try:
+        with recorded(span, end=end):
+            yield span
+    finally:
+        _CURRENT.reset(mine)
+        _context.detach(token)
+
+
+@contextlib.contextmanager
+def recorded(span: Span, *, end: bool = True) -> Iterator[Span]:
+    """``span`` around a block: an exception leaving the block is recorded on it (:func:`fail`)
+    and raised again; the span is ended after the block unless ``end=False``."""
+    try:
         yield span
     except BaseException as exc:
         fail(span, exc)
         raise
     finally:
-        _CURRENT.reset(mine)
-        _context.detach(token)
         if end:
             span.end()
 
@@ -167,14 +177,8 @@ def client_span(name: str, attributes: Mapping[str, Any]) -> Iterator[Span | Non
     if found is None:
         yield None
         return
-    span = found.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
-    try:
+    with recorded(found.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)) as span:
         yield span
-    except BaseException as exc:
-        fail(span, exc)
-        raise
-    finally:
-        span.end()
 
 
 def span_context() -> SpanContext | None:

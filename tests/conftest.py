@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -20,6 +22,20 @@ def anyio_backend() -> str:
 def queue_name(request: pytest.FixtureRequest) -> str:
     """A queue name unique to this test (safe on a shared dev server)."""
     return f"t-{os.getpid()}-{next(_counter)}-{request.node.name[:40]}"
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_kept() -> Iterator[None]:
+    """Put the root logger back as it was after each test: a library started in-process may
+    configure it (Celery's test worker adds a stderr handler and sets ERROR), and a later
+    test's records would no longer reach pytest's capture (``caplog``)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in [h for h in root.handlers if h not in handlers]:
+        if type(handler).__module__ != "_pytest.logging":  # pytest removes its own
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 def _descendants(root: int) -> list[int]:

@@ -71,7 +71,7 @@ EXPECTED_ALL = [
 ]
 LAZY = ["PostgresStore", "RedisStore"]
 OTHER_MODULES = {
-    "ironpush.devserver": ["DevServer", "PushSettings", "Retention"],
+    "ironpush.devserver": ["DevServer", "DevConfig", "create_app", "PushSettings", "Retention"],
     "ironpush.testing": [
         "PushSimulator",
         "SyncPushSimulator",
@@ -79,6 +79,8 @@ OTHER_MODULES = {
         "PushResult",
         "RecordedAck",
         "RecordedPost",
+        "ironmq_devserver",
+        "ironmq_devserver_session",
     ],
 }
 PUBLIC = [n for n in EXPECTED_ALL if n != "__version__"] + LAZY

@@ -4,12 +4,12 @@ and environment variable; :func:`ironpush._config.load_settings` builds them."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from urllib.parse import quote
 
 from .._protocol import DEFAULT_API_VERSION, DEFAULT_HOST
-from .._redact import MASK, mask
+from .._redact import hidden, mask, masked_repr
 
 KEYS: tuple[str, ...] = (
     "host",
@@ -59,10 +59,7 @@ class Keystone:
     password: str
 
     def __repr__(self) -> str:
-        return (
-            f"Keystone(server={self.server!r}, tenant={self.tenant!r}, "
-            f"username={self.username!r}, password={MASK!r})"
-        )
+        return masked_repr(self, password=hidden)
 
 
 @dataclass(frozen=True, repr=False)
@@ -86,7 +83,7 @@ class Settings:
     keystone: Keystone | None = None
     secret_keys: tuple[str, ...] = ()
     emulator: bool = False
-    sources: tuple[str, ...] = ()
+    sources: tuple[str, ...] = field(default=(), repr=False)
 
     # Cached (the settings are frozen): every request builds its URL from them.
     @cached_property
@@ -104,11 +101,4 @@ class Settings:
         return f"{self.origin}{self.path_prefix}/{self.api_version}/projects/{project}"
 
     def __repr__(self) -> str:
-        token = None if self.token is None else mask(self.token)
-        keys = tuple(MASK for _ in self.secret_keys)
-        return (
-            f"Settings(project_id={self.project_id!r}, token={token!r}, host={self.host!r}, "
-            f"protocol={self.protocol!r}, port={self.port!r}, api_version={self.api_version!r}, "
-            f"path_prefix={self.path_prefix!r}, keystone={self.keystone!r}, "
-            f"secret_keys={keys!r}, emulator={self.emulator!r})"
-        )
+        return masked_repr(self, token=mask, secret_keys=lambda keys: tuple(map(hidden, keys)))

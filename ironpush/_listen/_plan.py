@@ -16,7 +16,7 @@ from typing import Any
 
 from .._errors import ValidationError
 from .._protocol import DEFAULT_RETRIES, DEFAULT_RETRIES_DELAY
-from .._redact import redact_headers, redact_url
+from .._redact import masked_repr, redact_headers, redact_url
 from ..client._models import QueueInfo, Subscriber
 from ._names import RelayName
 
@@ -31,13 +31,10 @@ class Target:
     url: str
     subscriber: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
-    copy_from: str | None = None
+    copy_from: str | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
-        return (
-            f"Target(queue={self.queue!r}, url={redact_url(self.url)!r}, "
-            f"subscriber={self.subscriber!r}, headers={redact_headers(self.headers)!r})"
-        )
+        return masked_repr(self, url=redact_url, headers=redact_headers)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .._defaults import check, setting
+from .._defaults import Checked, setting
 
 #: Hosted IronMQ's v3 pusher waits 10 s for an answer (protocol §3.4).
 HOSTED_PUSH_TIMEOUT = 10.0
@@ -18,7 +18,7 @@ RELAY_EXPIRATION = 86_400
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ListenSettings:
+class ListenSettings(Checked):
     """How ``ironpush listen`` relays: long polling, reservations, forwarding, shutdown."""
 
     wait: float = setting(
@@ -57,6 +57,3 @@ class ListenSettings:
     error_queue: bool = setting(
         False, "Post reports of pushes that failed for good to the queue's error_queue."
     )
-
-    def __post_init__(self) -> None:
-        check(self)

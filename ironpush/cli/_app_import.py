@@ -7,7 +7,9 @@ lines whatever the app does, not an httpx line per API call. So logging is put b
 it was once the import is done: the root logger's handlers and level, every existing logger's
 level, handlers, propagation and disabled flag, ``logging.disable``; loggers the import
 created are reset. The router's own warnings at import (a tight retry budget) are left out:
-the command reports them itself::
+the command reports them itself. The import is the CLI's one loader
+(:func:`~ironpush.cli._app_refs.load_ref`, as ``ironpush serve``'s): a reference that does not
+import gets the same line, hint and exit status in every command::
 
     router = load_router_quietly("myservice.app:router")
 """
@@ -18,16 +20,31 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-from ..receiver._registration import load_router
 from ..receiver._router import PushRouter
+from ._app_refs import load_ref
+from ._rendering import CliUsageError
 
 _State = tuple[int, list[logging.Handler], bool, bool]
 
 
-def load_router_quietly(ref: str) -> PushRouter:
-    """:func:`~ironpush.receiver._registration.load_router` with logging kept as it was."""
+def load_router_quietly(ref: str, *, param: str = "--app") -> PushRouter:
+    """The :class:`~ironpush.PushRouter` ``ref`` names (``param``: the option it came from),
+    imported with logging kept as it was; the CLI's one-line error if it does not load or is
+    not a router (a usage error, exit 2)."""
     with logging_kept():
-        return load_router(ref)
+        found, module = load_ref(
+            ref, param=param, metavar="MODULE:ROUTER", example="myservice.app:router"
+        )
+    if isinstance(found, PushRouter):
+        return found
+    name = module.__name__
+    routers = [attr for attr, value in vars(module).items() if isinstance(value, PushRouter)]
+    hint = (
+        f"routers in {name}: {', '.join(routers)} (e.g. `{name}:{routers[0]}`)"
+        if routers
+        else f"{name} defines no PushRouter at module level"
+    )
+    raise CliUsageError(f"{ref} is a {type(found).__name__}, not a PushRouter", hint=hint)
 
 
 @contextlib.contextmanager

@@ -1,7 +1,10 @@
-"""``MODULE:APP`` references that do not import: one line naming the problem and the fix.
+"""``MODULE:APP`` references: the one loader every command uses, and one line when it fails.
 
-``ironpush serve nosuchmodule:app`` used to say only "Could not import module". What went
-wrong decides what helps, so :func:`app_ref_error` tells three cases apart:
+``ironpush serve MODULE:APP``, ``subscribe --app MODULE:ROUTER`` and ``listen --app
+MODULE:ROUTER`` all load through :func:`load_ref` (the serve workers through
+:func:`import_ref`), so a reference that does not import gets the same line, hint and exit
+status whichever command was given. What went wrong decides what helps, so
+:func:`app_ref_error` tells three cases apart:
 
 - the module is not found (from this directory, with this ``sys.path``): a usage error
   (exit 2) pointing at the working directory and ``PYTHONPATH``;
@@ -10,10 +13,7 @@ wrong decides what helps, so :func:`app_ref_error` tells three cases apart:
 - the module was found but its own import failed (a package it needs is not installed, an
   error in its code): exit 1, the error as Python gave it (and which Python lacks the package)::
 
-    try:
-        app, module = load_app(ref)
-    except ConfigError as exc:
-        raise app_ref_error(ref, exc) from exc
+    app, module = load_ref("myservice.app:app")   # or raises the CLI's one line
 """
 
 from __future__ import annotations
@@ -25,10 +25,37 @@ from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
+import click
+
 from .._errors import ConfigError
+from .._refs import import_ref
 from ._rendering import CliError, CliUsageError
 
 _SHOWN = 5  # app-looking attributes named in a hint
+
+
+def load_ref(
+    ref: str,
+    *,
+    param: str = "MODULE:APP",
+    metavar: str = "MODULE:APP",
+    example: str = "myservice.app:app",
+) -> tuple[Any, ModuleType]:
+    """Import ``ref`` for a command: the object and its module, or the CLI's one-line error.
+
+    A reference without a module and an attribute is a usage error naming ``param`` (the
+    argument or option it came from), ``metavar`` and ``example``; one that does not import
+    is :func:`app_ref_error`'s line.
+    """
+    module_name, sep, attribute = ref.partition(":")
+    if not (module_name and sep and attribute):
+        raise click.BadParameter(
+            f"expected {metavar}, e.g. {example}, got {ref!r}", param_hint=param
+        )
+    try:
+        return import_ref(ref)
+    except ConfigError as exc:
+        raise app_ref_error(ref, exc) from exc
 
 
 def app_ref_error(ref: str, exc: ConfigError) -> CliError:

@@ -139,7 +139,11 @@ class IronPushGroup(click.Group):
         as_json = bool(ctx.meta.get(_JSON_META))
         try:
             return super().invoke(ctx)
-        except (CliError, click.exceptions.NoArgsIsHelpError, click.exceptions.Exit, click.Abort):
+        except CliError as exc:
+            # Raised by a helper that does not know the output format (the app loader).
+            exc.as_json = exc.as_json or as_json
+            raise
+        except (click.exceptions.NoArgsIsHelpError, click.exceptions.Exit, click.Abort):
             raise
         except click.ClickException as exc:
             raise as_cli_error(exc, ctx, as_json=as_json) from exc

@@ -18,29 +18,12 @@ worker process.
 from __future__ import annotations
 
 import logging
-import sys
-from typing import TextIO
 
-from .._logfields import DATEFMT, FORMAT, JsonFormatter
+from .._logfields import DATEFMT, FORMAT, JsonFormatter, StderrHandler
 
 LEVELS = ("debug", "info", "warning", "error", "critical")
 #: ``--log-format``'s choices.
 FORMATS = ("text", "json")
-
-
-class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is *now* (it may be swapped, e.g. by click's runner)."""
-
-    def __init__(self) -> None:
-        super().__init__(sys.stderr)
-
-    @property
-    def stream(self) -> TextIO:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: TextIO) -> None:
-        pass  # always the current sys.stderr
 
 
 def _level(level: str | int) -> int:

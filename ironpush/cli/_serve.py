@@ -37,7 +37,8 @@ from typing import TYPE_CHECKING
 import click
 
 from .._errors import ConfigError
-from ._app_refs import app_ref_error
+from ._app_refs import load_ref
+from ._bind import check_bindable
 from ._commands import CliError, main
 from ._options import options_from
 from ._serve_logging import ONCE_ENV, log_config
@@ -96,10 +97,6 @@ def serve(
     """
     from ..receiver.stores import STORE_ENV
 
-    if ":" not in app_ref:
-        raise click.BadParameter(
-            "expected MODULE:APP, e.g. myservice.app:app", param_hint="MODULE:APP"
-        )
     workers = settings.workers
     if reload and workers > 1:
         raise click.UsageError("--reload runs one process: drop --workers")
@@ -135,19 +132,19 @@ def _serve(
 
     from ._serve_apps import servable
     from ._serve_protocol import protocol_for_uvicorn
-    from ._serve_worker import APP_ENV, APP_SETTINGS_ENV, MASTER_ENV, find_routers, load_app
+    from ._serve_worker import APP_ENV, APP_SETTINGS_ENV, MASTER_ENV, find_routers
 
     workers = settings.workers
-    try:
-        app, module = load_app(app_ref)
-    except ConfigError as exc:  # not found, no such attribute: a hint naming the fix
-        raise app_ref_error(app_ref, exc) from exc
+    app, module = load_ref(app_ref)  # not found, no such attribute: a hint naming the fix
     try:
         servable(app, module, ref=app_ref, settings=app_settings)  # refused here, in one line
     except ConfigError as exc:
         raise CliError(str(exc)) from exc
     if workers > 1 and not allow_unshared_store:
         check_shared_stores(find_routers(app, module), app_ref=app_ref, workers=workers)
+    # Now, not in uvicorn, which binds after the app's start-up: one line, not its start-up
+    # lines then "[Errno 98]" and exit 3 (``ironpush dev`` reports a busy port the same way).
+    check_bindable(settings.host, settings.port, holder="another server")
     # The spawned workers inherit these (uvicorn's config has no room for our settings).
     os.environ[APP_ENV] = app_ref
     os.environ[APP_SETTINGS_ENV] = json.dumps(dataclasses.asdict(app_settings))

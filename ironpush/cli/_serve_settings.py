@@ -22,7 +22,7 @@ import os
 from dataclasses import dataclass
 from typing import Literal
 
-from .._defaults import check, setting
+from .._defaults import Checked, setting
 
 LIMITS_ENV = "IRONPUSH_SERVE_LIMITS"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -36,7 +36,7 @@ logger = logging.getLogger("ironpush.serve")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ServeSettings:
+class ServeSettings(Checked):
     """Where ``ironpush serve`` listens, how many processes it runs, and how it logs."""
 
     host: str = setting("127.0.0.1", "Interface to bind.")
@@ -58,12 +58,9 @@ class ServeSettings:
         ge=0.1,
     )
 
-    def __post_init__(self) -> None:
-        check(self)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class HttpLimits:
+class HttpLimits(Checked):
     """What one connection, and one client address, may cost: uvicorn's own limits, and those
     :class:`~ironpush.cli._serve_http.BoundedHttpToolsProtocol` adds (head size, header count,
     head and request time, connections per address waiting for their head)."""
@@ -100,9 +97,6 @@ class HttpLimits:
     timeout_graceful_shutdown: int = setting(
         30, "Seconds a stop waits for requests in flight.", ge=1
     )
-
-    def __post_init__(self) -> None:
-        check(self)
 
     @property
     def head_deadline(self) -> float:
@@ -150,7 +144,7 @@ def raise_open_files_limit(limits: HttpLimits) -> None:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AppSettings:
+class AppSettings(Checked):
     """How ``ironpush serve`` runs the app it imports (see :mod:`._serve_apps`)."""
 
     lifespan: Literal["auto", "on", "off"] = setting(
@@ -164,6 +158,3 @@ class AppSettings:
         "Where a WSGI app's PushRouter is mounted in front of it (a WSGI app is served "
         "through a2wsgi: pip install 'ironpush[wsgi]').",
     )
-
-    def __post_init__(self) -> None:
-        check(self)

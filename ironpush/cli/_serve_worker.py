@@ -7,7 +7,8 @@ uvicorn's supervisor, which inherit the environment):
 1. with a supervisor, **die with it** (:func:`die_with_parent`): a worker whose master was
    killed (``kill -9``, the OOM killer) would otherwise keep serving as an orphan, and hold the
    port so that a restart fails with "Address already in use";
-2. import the app (``IRONPUSH_SERVE_APP``), make it the ASGI app to serve
+2. import the app (``IRONPUSH_SERVE_APP``, with the CLI's one loader:
+   :func:`~ironpush._refs.import_ref`), make it the ASGI app to serve
    (:func:`~ironpush.cli._serve_apps.servable`: a WSGI app behind a2wsgi with its router in
    front, the ``--lifespan on`` guard) and find its :class:`~ironpush.PushRouter`s
    (:func:`find_routers`), whose ``secret_param`` the access log masks too.
@@ -27,7 +28,7 @@ from collections.abc import Iterable
 from types import ModuleType
 from typing import Any
 
-from .._errors import ConfigError
+from .._refs import import_ref
 from ..receiver._router import PushRouter
 from ._serve_apps import servable
 from ._serve_logging import add_access_log_names
@@ -52,28 +53,10 @@ def build_app() -> Any:
         die_with_parent(int(pid), grace=float(grace or 30))
     ref = os.environ[APP_ENV]
     settings = AppSettings(**json.loads(os.environ.get(APP_SETTINGS_ENV) or "{}"))
-    loaded, module = load_app(ref)
+    loaded, module = import_ref(ref)  # checked by the master: ConfigError if it changed
     app = servable(loaded, module, ref=ref, settings=settings)
     add_access_log_names({router.secret_param for router in find_routers(app, module)})
     return app
-
-
-def load_app(ref: str) -> tuple[Any, ModuleType]:
-    """Import ``module:attribute`` (dotted attributes allowed); the object and its module.
-
-    Raises :class:`~ironpush._errors.ConfigError` with one line for a bad reference.
-    """
-    from uvicorn.importer import ImportFromStringError, import_from_string
-
-    if "" not in sys.path and "." not in sys.path:
-        sys.path.insert(0, "")  # like `python -m` and uvicorn: the current directory imports
-    try:
-        obj = import_from_string(ref)
-    except ImportFromStringError as exc:
-        raise ConfigError(str(exc).replace('"', "'")) from exc
-    except ImportError as exc:  # the module itself imports something missing
-        raise ConfigError(f"cannot import {ref.partition(':')[0]!r}: {exc}") from exc
-    return obj, sys.modules[ref.partition(":")[0]]
 
 
 def find_routers(app: Any, module: ModuleType | None = None) -> list[PushRouter]:

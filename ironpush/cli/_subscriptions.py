@@ -129,27 +129,18 @@ def _subscribe_router(
     app_ref: str,
     base_url: str | None,
     *,
-    dry_run: bool,
-    prune: bool,
-    scan_all: bool,
     as_json: bool,
+    **flags: bool,
 ) -> None:
-    """``subscribe --app``: register every route of the router ``MODULE:ROUTER``."""
-    module, sep, attr = app_ref.partition(":")
-    if not (module and sep and attr):
-        raise click.BadParameter(
-            f"expected MODULE:ROUTER (e.g. myservice.app:router), got {app_ref!r}",
-            param_hint="--app",
-        )
+    """``subscribe --app``: register every route of the router ``MODULE:ROUTER`` (``flags``:
+    :func:`~ironpush.subscribe_app`'s ``dry_run``, ``prune`` and ``scan_all``)."""
     if not base_url:
         raise click.UsageError("--app needs --base-url (where IronMQ can reach the router)")
     _usage(check_base_url, base_url, "--base-url")
     router = load_router_quietly(app_ref)
     if not router.routes:
         raise ValidationError(f"{app_ref} declares no routes")
-    report = subscribe_app(
-        router, base_url, client=state.client, dry_run=dry_run, prune=prune, scan_all=scan_all
-    )
+    report = subscribe_app(router, base_url, client=state.client, **flags)
     for warning in report.warnings:
         click.echo(f"warning: {warning}", err=True)
     emit(as_json, report.as_json(), report.text())

@@ -22,24 +22,12 @@ from typing import Any
 import click
 import httpx
 
+from .._event_outcomes import OUTCOMES
 from ._choice import Choice
 from ._commands import Context, json_option, main, pass_context
 from ._devcontrol import DevControl
 from ._pipes import ReaderWatch, closed_pipe_exit
 
-#: The event outcomes (``ironpush.devserver._events.OUTCOMES``, not imported: the dev server
-#: loads only in the commands that run it; a test keeps them equal).
-OUTCOMES = (
-    "delivered",
-    "deferred",
-    "retrying",
-    "failed",
-    "acked",
-    "refused",
-    "expired",
-    "error-queue",
-    "replayed",
-)
 OUTCOME_HELP = ", ".join(OUTCOMES)
 COLOURS = {
     "delivered": "green",

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from .._redact import redact_headers, redact_url
+from .._redact import masked_repr, redact_headers, redact_url
 
 
 def _opt_int(value: Any) -> int | None:
@@ -75,10 +75,7 @@ class Subscriber:
     headers: Mapping[str, str] = field(default_factory=dict)
 
     def __repr__(self) -> str:
-        return (
-            f"Subscriber(name={self.name!r}, url={redact_url(self.url)!r}, "
-            f"headers={redact_headers(self.headers)!r})"
-        )
+        return masked_repr(self, url=redact_url, headers=redact_headers)
 
     def to_json(self) -> dict[str, Any]:
         """The v3 wire shape ``{"name", "url", "headers"?}``."""
@@ -258,20 +255,14 @@ class PushStatus:
     status_code: int | None = None
     tries: int | None = None
     retries_remaining: int | None = None
-    retries_delay: float | None = None
+    retries_delay: float | None = field(default=None, repr=False)
     last_try_at: str | None = None
     msg: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __repr__(self) -> str:
         # A subscriber URL may carry the push secret in its query string.
-        url = redact_url(self.url) if self.url else None
-        return (
-            f"PushStatus(subscriber_name={self.subscriber_name!r}, url={url!r}, "
-            f"status={self.status!r}, status_code={self.status_code!r}, tries={self.tries!r}, "
-            f"retries_remaining={self.retries_remaining!r}, last_try_at={self.last_try_at!r}, "
-            f"msg={self.msg!r})"
-        )
+        return masked_repr(self, url=redact_url)
 
     @property
     def done(self) -> bool:
@@ -305,11 +296,7 @@ class FailedSubscriber:
     msg: str | None
 
     def __repr__(self) -> str:
-        url = redact_url(self.url) if self.url else None
-        return (
-            f"FailedSubscriber(name={self.name!r}, url={url!r}, code={self.code!r}, "
-            f"msg={self.msg!r})"
-        )
+        return masked_repr(self, url=redact_url)
 
 
 @dataclass(frozen=True, slots=True)

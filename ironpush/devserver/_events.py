@@ -44,6 +44,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from .._errors import APIError
+from .._event_outcomes import OUTCOMES
 from ._records import iso
 
 log = logging.getLogger("ironpush.devserver")
@@ -51,17 +52,6 @@ log = logging.getLogger("ironpush.devserver")
 Event = dict[str, Any]
 Listener = Callable[[Event], None]
 
-OUTCOMES = (
-    "delivered",
-    "deferred",
-    "retrying",
-    "failed",
-    "acked",
-    "refused",
-    "expired",
-    "error-queue",
-    "replayed",
-)
 RING_SIZE = 5_000
 CLIENT_BUFFER = 1_000  # events a stream may fall behind before it is dropped
 KEEPALIVE = 15.0  # seconds between SSE comments on a quiet stream (detects gone clients)

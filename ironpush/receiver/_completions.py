@@ -33,7 +33,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, Final
 
 import anyio
@@ -90,31 +90,23 @@ class Pending:
         return self.seen or self.newest
 
 
+@dataclass(eq=False, repr=False)
 class Completions:
     """Record completions in ``store`` (handled for ``ttl`` seconds), retrying what fails;
     ``counters`` (a router's) counts each completion that had to wait. ``serves_pushes``: this
     process receives the pushes (a router: their redeliveries get 202 here), not a worker."""
 
-    def __init__(
-        self,
-        store: Store,
-        *,
-        ttl: float,
-        counters: Counters | None = None,
-        serves_pushes: bool = False,
-        backoff: float = 0.1,
-        max_backoff: float = 1.0,
-    ) -> None:
-        self.store = store
-        self.ttl = ttl
-        self.counters = counters
-        self.serves_pushes = serves_pushes
-        self.backoff = backoff
-        self.max_backoff = max_backoff
-        self.retried = 0  # completions that went pending, ever (each also logged)
-        self._items: dict[Key, Pending] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._wake: asyncio.Event | None = None
+    store: Store
+    _: KW_ONLY
+    ttl: float
+    counters: Counters | None = None
+    serves_pushes: bool = False
+    backoff: float = 0.1
+    max_backoff: float = 1.0
+    retried: int = field(default=0, init=False)  # completions that went pending, ever (logged)
+    _items: dict[Key, Pending] = field(default_factory=dict, init=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False)
+    _wake: asyncio.Event | None = field(default=None, init=False)
 
     @property
     def count(self) -> int:

@@ -78,8 +78,11 @@ class Deferrals:
             await self.responder.store_failed(send, push.route, push.delivery, push.started, exc)
             return False
         # The slot is taken once the store holds the claim: a slot bounds jobs, not the round
-        # trips of a shared store (the room was checked above; it may be gone since).
-        if not runtime.runner.try_reserve():
+        # trips of a shared store (the room was checked above; it may be gone since, taken by
+        # pushes whose store calls ended first: then wait a moment for one as above).
+        if not runner.try_reserve() and not (
+            await runner.wait_for_room(_SLOT_WAIT) and runner.try_reserve()
+        ):
             await settle(push, "busy", runtime, send, defer)
             return False
         try:

@@ -52,7 +52,9 @@ class JobRunner:
         self.limiter = anyio.CapacityLimiter(capacity)
         self._tasks: set[asyncio.Task[None]] = set()  # every job task that has not ended
         self._running: set[asyncio.Task[None]] = set()  # those still holding their slot
-        self._room: deque[asyncio.Future[None]] = deque()  # pushes waiting for a slot
+        # Pushes waiting for a slot, oldest first: (deadline, future); one timer for all.
+        self._room: deque[tuple[float, asyncio.Future[None]]] = deque()
+        self._room_timer: asyncio.TimerHandle | None = None
 
     @property
     def in_flight(self) -> int:
@@ -81,16 +83,17 @@ class JobRunner:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while not self.has_room():
-            left = deadline - loop.time()
-            if not self.accepting or self.reserved < self.capacity or left <= 0:
+            if not self.accepting or self.reserved < self.capacity or loop.time() >= deadline:
                 return False  # draining, the backlog is full, or no slot came in time
+            # One future per waiting push, woken by a slot given back (:meth:`_freed`) or at
+            # its deadline, by one timer for all of them (they wait in arrival order).
             waiter: asyncio.Future[None] = loop.create_future()
-            self._room.append(waiter)
-            expire = loop.call_later(left, _wake, waiter)
+            self._room.append((deadline, waiter))
+            if self._room_timer is None:
+                self._room_timer = loop.call_at(deadline, self._expire_room)
             try:
                 await waiter
             finally:
-                expire.cancel()
                 if not waiter.done():
                     waiter.cancel()
         return True
@@ -135,10 +138,24 @@ class JobRunner:
     def _freed(self) -> None:
         """A slot was given back: the oldest push waiting for one looks again."""
         while self._room:
-            waiter = self._room.popleft()
+            waiter = self._room.popleft()[1]
             if not waiter.done():
                 waiter.set_result(None)
                 return
+
+    def _expire_room(self) -> None:
+        """Wake the waiting pushes whose deadline passed (they answer 503); then wait for the
+        next deadline."""
+        self._room_timer = None
+        room = self._room
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        while room and (room[0][1].done() or room[0][0] <= now):
+            waiter = room.popleft()[1]
+            if not waiter.done():
+                waiter.set_result(None)
+        if room:
+            self._room_timer = loop.call_at(room[0][0], self._expire_room)
 
     async def drain(self, grace: float) -> int:
         """Stop accepting, wait up to ``grace`` seconds, cancel the rest; return how many.
@@ -156,8 +173,3 @@ class JobRunner:
             # Let cancelled jobs run their cleanup (releasing their claims) before we go on.
             await asyncio.wait(left, timeout=5.0)
         return len(left)
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)

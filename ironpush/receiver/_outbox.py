@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 
 from .._errors import APIError, ValidationError
-from .._logfields import fields
+from .._logfields import fields, write_direct
 from .._protocol import Delivery
 from ..client._retry import backoff_delay
 from ._metrics import Counters
@@ -40,6 +40,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("ironpush.receiver.outbox")
 #: How an item ended: confirmed, refused as late (403/404: the reservation ran out), given up.
 SendResult = Literal["acked", "late", "failed"]
+#: The line an item that reached its end logs (its values are also the record's fields).
+_LINE = "%s %s queue=%s reservation=%s result=%s%s"
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,17 +345,11 @@ class AckOutbox:
         delivery = item.delivery
         message_id = delivery.message_id if delivery is not None else "-"
         reservation = (delivery.reservation_id if delivery is not None else None) or "-"
-        logger.log(
-            level,
-            "%s %s queue=%s reservation=%s result=%s%s",
-            item.kind,
-            message_id,
-            item.queue,
-            reservation,
-            result,
-            f" ({why})" if why else "",
-            extra=_fields(item, result=result),
-        )
+        args = (item.kind, message_id, item.queue, reservation, result, f" ({why})" if why else "")
+        # One line per ack of a deferred push: written directly when only ironpush's fallback
+        # handler would show it (plain uvicorn), like the delivery line; else a record.
+        if not write_direct(logger, level, _LINE, args):
+            logger.log(level, _LINE, *args, extra=_fields(item, result=result))
         return result
 
     def _give_up(self, item: OutboxItem, why: str) -> SendResult:

@@ -43,7 +43,7 @@ from ._observe import failed as observe_failure
 from ._outcomes import _UNSET as _UNPARSED
 from ._outcomes import Ack, Defer, Drop, PushHeaders, PushMessage, Retry
 from ._push import ClaimedPush as Push
-from ._push_log import handler_failed, log_delivery, msg_fields
+from ._push_log import handler_failed, log_acked, msg_fields
 from ._responder import Responder
 from ._routes import Route
 from ._runtime import Runtime, Shared
@@ -58,7 +58,7 @@ logger = logging.getLogger("ironpush.receiver")
 ClaimNow = Callable[[Key, Delivery, float, float], tuple[Literal["new", "done", "busy"], str, int]]
 CompleteNow = Callable[[Key, Outcome, float, Delivery], Delivery]
 
-_ACKED = ANSWERS["acked"]
+_ACKED_HEADERS = ANSWERS["acked"].headers
 _INFO = logging.INFO
 
 
@@ -94,9 +94,10 @@ class PushPipeline:
         # the timed wrapper's extra coroutine would cost a push more than the observation.
         self._store = shared.store
         self._claim_now, self._complete_now = sync_twins(shared.store)
-        self._claims = None
+        self._claims = self._completes = None
         if self.timings is not None:
             self._claims = self.timings.store.labels(shared.store.kind, "claim")
+            self._completes = self.timings.store.labels(shared.store.kind, "complete")
         self._acked_series: dict[str, AckedSeries] = {}  # by route path
 
     # --- the request, the claim, the quick path ------------------------------------------
@@ -228,6 +229,8 @@ class PushPipeline:
                     await self.settler.redelivered(push, newest, runtime)
             except Exception as exc:
                 self._timed_apart(route, claiming, calling, completing, None)
+                if self._completes is not None:  # timed whether it succeeds or raises
+                    self._completes.observe(perf_counter() - completing)
                 return await self.responder.store_failed(send, route, delivery, started, exc)
             completed = 0.0 if claims is None else perf_counter()
             # Responder.answer of "acked", inline.
@@ -238,9 +241,9 @@ class PushPipeline:
             self._refusals.record(started, False)
             if logger.isEnabledFor(_INFO):
                 now = perf_counter() if claims is None else completed
-                log_delivery(_INFO, route, delivery, "acked", 200, started, None, attempt, now)
+                log_acked(route, delivery, started, now, attempt)
             # A new list each time: middleware may add headers to the message in place.
-            headers_out = list(_ACKED.headers)
+            headers_out = list(_ACKED_HEADERS)
             await send({"type": "http.response.start", "status": 200, "headers": headers_out})
             await send({"type": "http.response.body", "body": b""})
             if claims is not None:
@@ -393,11 +396,20 @@ def sync_twins(store: Store) -> tuple[ClaimNow | None, CompleteNow | None]:
     the coroutine it twins is the one written beside it: a subclass that overrides ``claim``
     (to add a fault, a delay, a record of calls) is called through its override."""
     cls = type(store)
-    own = getattr(store, "__dict__", {})
     found: list[Any] = []
     for name in ("claim", "complete"):
         twin = f"{name}_now"
         owner = next((c for c in cls.__mro__ if name in c.__dict__), None)
-        ok = owner is not None and twin in owner.__dict__ and name not in own and twin not in own
+        ok = owner is not None and twin in owner.__dict__
+        # Neither overridden on the instance: each must be its class's own function, bound to
+        # the store. (Not read from the instance's __dict__: reading it makes the instance
+        # keep a dict, and every attribute read of the store slower from then on.)
+        for attribute in (name, twin) if ok else ():
+            bound = getattr(store, attribute, None)
+            function = owner.__dict__[attribute] if owner is not None else None
+            if getattr(bound, "__func__", None) is not function or (
+                getattr(bound, "__self__", None) is not store
+            ):
+                ok = False
         found.append(getattr(store, twin) if ok else None)
     return found[0], found[1]

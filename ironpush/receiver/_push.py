@@ -1,7 +1,9 @@
 """The record that carries one claimed push through the pipeline.
 
-Built once the store has given the router the message (a new claim); every later step
-(record the outcome, answer, run the deferred job, ack) reads it. It holds what the router
+Built once the store has given the router the message (a new claim) and the push leaves the
+pipeline's quick path (a deferred job, another outcome, a sync handler, a model route; an
+``async def`` handler's 200 needs none); every later step (record the outcome, answer, run the
+deferred job, ack) reads it. It holds what the router
 needs, not the handler's :class:`~._outcomes.PushMessage` (body, parsed JSON, headers): a
 deferred job keeps its ``ClaimedPush`` alive until it is acked, and should keep nothing more::
 

@@ -18,7 +18,7 @@ import sys
 import time
 from typing import Any
 
-from .._logfields import fields, write_direct
+from .._logfields import LEVEL_NAMES, FallbackHandler, fields, sole_fallback
 from .._protocol import Delivery
 from ._outcomes import PushMessage
 from ._push import ClaimedPush
@@ -26,10 +26,24 @@ from ._routes import Route
 from ._sentry import failures, report
 
 logger = logging.getLogger("ironpush.receiver")
+_NAME = logger.name
 
 
 #: The delivery line's format (its values are also the record's fields).
 _LINE = "push %s queue=%s subscriber=%s outcome=%s status=%d duration_ms=%.1f%s"
+_LINE_MIDDLE = " queue=%s subscriber=%s outcome=%s status=%d duration_ms="
+
+
+#: " queue=… subscriber=… outcome=… status=… duration_ms=" of _LINE by its values (a route's
+#: outcomes and statuses: a few per route).
+_middles: dict[tuple[str, str | None, str, int], str] = {}
+
+
+def _middle(queue: str, subscriber: str | None, outcome: str, status: int) -> str:
+    middle = _LINE_MIDDLE % (queue, subscriber, outcome, status)
+    if len(_middles) < 4096:  # bounded whatever the routes (queues are few in practice)
+        _middles[(queue, subscriber, outcome, status)] = middle
+    return middle
 
 
 def log_delivery(
@@ -52,9 +66,16 @@ def log_delivery(
         message_id, reservation_id = "-", None
     else:
         message_id, reservation_id = delivery.message_id, delivery.reservation_id
+    handler = sole_fallback(logger, level)
+    if handler is not None:  # only the fallback handler would show it: the line, no record
+        # _LINE % args, from the route's part made once ("%s" of a str is the str itself).
+        middle = _middles.get((queue, subscriber, outcome, status))
+        if middle is None:
+            middle = _middle(queue, subscriber, outcome, status)
+        why_text = f" ({why})" if why else ""
+        if handler.write_line(level, _NAME, f"push {message_id}{middle}{ms:.1f}{why_text}"):
+            return
     args = (message_id, queue, subscriber, outcome, status, ms, f" ({why})" if why else "")
-    if write_direct(logger, level, _LINE, args):  # only the fallback handler would show it
-        return
     # The fields of _logfields.fields(), made here directly: this runs once per push.
     extra: dict[str, Any] = {"message_id": message_id, "queue": queue, "subscriber": subscriber}
     if attempt is not None:
@@ -78,74 +99,84 @@ def log_delivery(
     logger.handle(record)
 
 
+def log_acked(route: Route, delivery: Delivery, started: float, now: float, attempt: int) -> None:
+    """``log_delivery(INFO, route, delivery, "acked", 200, started, None, attempt, now)``: the
+    quick path's line, its text from the route's part made once. The caller checked that
+    ``logger`` is enabled for INFO."""
+    handler = sole_fallback(logger, _INFO)
+    if handler is not None:
+        made = _acked.get(route.path)
+        if made is None or made[0] is not route or made[1] is not LEVEL_NAMES.get(_INFO):
+            made = _acked_parts(route, handler)
+        # _LINE % args after the time: "%s" of a str is the str, "%.1f" of a float its :.1f.
+        ms = (now - started) * 1000
+        if handler.write_after_time(f"{made[2]}{delivery.message_id}{made[3]}{ms:.1f}"):
+            return
+    log_delivery(_INFO, route, delivery, "acked", 200, started, None, attempt, now)
+
+
+def _acked_parts(route: Route, handler: FallbackHandler) -> tuple[Route, str | None, str, str]:
+    made = (
+        route,
+        LEVEL_NAMES.get(_INFO),  # the level's name the head was made with
+        handler.head(_INFO, _NAME) + "push ",
+        _middle(route.queue, route.subscriber, "acked", 200),
+    )
+    _acked[route.path] = made
+    return made
+
+
+_INFO = logging.INFO
+#: log_acked's parts of the line by route path (with the route they were made for).
+_acked: dict[str, tuple[Route, str | None, str, str]] = {}
+
+
 def handler_failed(route: Route, msg: PushMessage, exc: Exception) -> None:
     """The handler of ``route`` raised ``exc`` for ``msg`` (answered 500: IronMQ retries)."""
-    # Sentry before the log line, whose event would be the same failure again.
-    report(
-        exc,
-        queue=route.queue,
-        subscriber=route.subscriber,
-        message_id=msg.id,
-        attempt=msg.attempt,
-        outcome="error",
-        route=route.path,
-        reservation_id=msg.reservation_id,
-    )
-    failures.error(
-        "handler %s failed for message %s",
-        route.path,
-        msg.id,
-        exc_info=exc,
-        extra=msg_fields(route, msg, outcome="error"),
-    )
+    known = _known(msg.attempt, msg.reservation_id, {"outcome": "error"})
+    text = "handler %s failed for message %s"
+    _failed(exc, route, msg.id, known, text, route.path, msg.id)
 
 
 def job_failed(push: ClaimedPush, job: object, exc: Exception) -> None:
     """The deferred ``job`` of ``push`` raised ``exc`` (its claim is released: IronMQ pushes
     the message again)."""
     name = str(getattr(job, "__qualname__", None) or type(job).__name__)
-    route, delivery = push.route, push.delivery
+    delivery, queue = push.delivery, push.route.queue
+    known = _known(push.attempt, delivery.reservation_id, {"outcome": "job_failed", "job": name})
+    text = "deferred job for message %s on %s failed; IronMQ will push again"
+    _failed(exc, push.route, delivery.message_id, known, text, delivery.message_id, queue)
+
+
+def _failed(
+    exc: Exception, route: Route, message_id: str, known: dict[str, Any], text: str, *args: Any
+) -> None:
+    """Report a failure once: to Sentry first (when in use), then the log line, whose Sentry
+    event would be the same failure again (``known``: the push's fields, see :func:`_known`)."""
+    queue, subscriber = route.queue, route.subscriber
     report(
-        exc,
-        queue=route.queue,
-        subscriber=route.subscriber,
-        message_id=delivery.message_id,
-        attempt=push.attempt,
-        outcome="job_failed",
-        route=route.path,
-        job=name,
-        reservation_id=delivery.reservation_id,
+        exc, queue=queue, subscriber=subscriber, message_id=message_id, route=route.path, **known
     )
-    failures.error(
-        "deferred job for message %s on %s failed; IronMQ will push again",
-        delivery.message_id,
-        route.queue,
-        exc_info=exc,
-        extra=push_fields(push, outcome="job_failed", job=name),
-    )
+    extra = fields(queue, subscriber, message_id, **known)
+    failures.error(text, *args, exc_info=exc, extra=extra)
 
 
 def push_fields(push: ClaimedPush, **more: Any) -> dict[str, Any]:
     """The ``extra=`` of a record about a claimed push (``more`` adds or overrides)."""
     delivery = push.delivery
-    found = fields(
-        push.route.queue,
-        push.route.subscriber,
-        delivery.message_id,
-        attempt=push.attempt,
-        reservation_id=delivery.reservation_id,
-    )
-    found.update((key, value) for key, value in more.items() if value is not None)
-    return found
+    known = _known(push.attempt, delivery.reservation_id, more)
+    return fields(push.route.queue, push.route.subscriber, delivery.message_id, **known)
 
 
 def msg_fields(route: Route, msg: PushMessage, **more: Any) -> dict[str, Any]:
     """The ``extra=`` of a record about the message a handler got."""
-    return fields(
-        route.queue,
-        route.subscriber,
-        msg.id,
-        attempt=msg.attempt,
-        reservation_id=msg.reservation_id,
-        **more,
-    )
+    known = _known(msg.attempt, msg.reservation_id, more)
+    return fields(route.queue, route.subscriber, msg.id, **known)
+
+
+def _known(attempt: int | None, reservation_id: str | None, more: dict[str, Any]) -> dict[str, Any]:
+    """A push's attempt and reservation, with ``more`` added (its None values left out) or
+    overriding them."""
+    known: dict[str, Any] = {"attempt": attempt, "reservation_id": reservation_id}
+    known.update((key, value) for key, value in more.items() if value is not None)
+    return known

@@ -32,16 +32,15 @@ the sync and async functions cannot differ::
 
 from __future__ import annotations
 
-import importlib
-import sys
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .._errors import NotFound, ValidationError
+from .._errors import ConfigError, NotFound, ValidationError
 from .._listen._names import listener_of
 from .._redact import redact_url
+from .._refs import import_ref
 from ..client import _operations as ops
 from ..client._async_client import AsyncIronMQ
 from ..client._models import PushConfig, QueueInfo, Subscriber
@@ -180,17 +179,10 @@ def load_router(ref: str) -> PushRouter:
     module_name, sep, attr = ref.partition(":")
     if not sep or not module_name or not attr:
         raise ValidationError(f"expected MODULE:ROUTER (e.g. myservice.app:router), got {ref!r}")
-    if "" not in sys.path and "." not in sys.path:
-        sys.path.insert(0, "")  # like `python -m` and uvicorn: the current directory imports
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValidationError(f"cannot import {module_name!r}: {exc}") from exc
-    obj: Any = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ValidationError(f"{module_name!r} has no attribute {attr!r}")
-        obj = getattr(obj, part)
+        obj, _module = import_ref(ref)
+    except ConfigError as exc:
+        raise ValidationError(str(exc)) from exc
     if not isinstance(obj, PushRouter):
         raise ValidationError(f"{ref} is a {type(obj).__name__}, not a PushRouter")
     return obj

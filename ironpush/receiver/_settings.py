@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, TypedDict
 
-from .._defaults import Shortcut, check, setting
+from .._defaults import Checked, Shortcut, setting
 from .._signing import DEFAULT_ACK_TOKEN_MAX_AGE, Keys, normalize_keys
 from ._outbox import OutboxSettings
 from .stores import MemoryStore, NullStore, Store, open_store, store_from_env
@@ -30,7 +30,7 @@ DEFAULT_DEDUPE_TTL = 86_400.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Leases:
+class Leases(Checked):
     """How long the router's claims and memories last, in seconds.
 
     A claim says "this process runs the handler (or the job) of this message": while it holds,
@@ -52,12 +52,9 @@ class Leases:
         DEFAULT_DEDUPE_TTL, "How long a handled message is remembered (its redelivery: 200).", gt=0
     )
 
-    def __post_init__(self) -> None:
-        check(self)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Limits:
+class Limits(Checked):
     """What the router takes on before it refuses: bodies (413) and deferred work (503).
 
     Past a tenth of ``max_unsent_acks`` a ``Defer(job)`` push waits (up to 1 s) for the outbox
@@ -77,12 +74,9 @@ class Limits:
         ge=1,
     )
 
-    def __post_init__(self) -> None:
-        check(self)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Shutdown:
+class Shutdown(Checked):
     """The graceful stop: new deferred work gets 503, running jobs get ``grace`` seconds, the
     outbox ``flush_timeout`` seconds; the rest is left to IronMQ's redelivery::
 
@@ -92,12 +86,9 @@ class Shutdown:
     grace: float = setting(10.0, "Seconds running deferred jobs get to finish.", ge=0)
     flush_timeout: float = setting(5.0, "Seconds the outbox gets to send its acks.", ge=0)
 
-    def __post_init__(self) -> None:
-        check(self)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class Health:
+class Health(Checked):
     """How ``/_health/ready`` (and ``/_health``) judges: the store's probe and its speed, and
     the share of recent pushes refused with 503 (``/_health/live`` judges only the process)::
 
@@ -117,12 +108,9 @@ class Health:
         0.9, "Fraction of the last 30 s of pushes refused with 503 that fails health.", ge=0, le=1
     )
 
-    def __post_init__(self) -> None:
-        check(self)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class AckTokens:
+class AckTokens(Checked):
     """Ack tokens (``msg.ack_token``) and the ``POST /_ack`` endpoint that takes them::
 
     PushRouter(ack_tokens=AckTokens(max_age=3600))
@@ -132,9 +120,6 @@ class AckTokens:
     wait: float = setting(
         5.0, "Seconds POST /_ack waits for IronMQ's answer before saying 'queued'.", gt=0
     )
-
-    def __post_init__(self) -> None:
-        check(self)
 
 
 DEFAULT_LEASES = Leases()

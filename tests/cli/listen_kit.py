@@ -1,5 +1,7 @@
 """Shared by the ``ironpush listen`` tests: the processes and what they are checked against.
 
+- the module-wide fixtures ``subs`` (the scripted subscriber servers), ``dev`` (a dev server
+  with :data:`TOKEN`, stopped before ``subs``) and ``mq`` (the real client on it);
 - :func:`listen_env`: the environment of every process (the dev server, one signing key, a
   private ``HOME`` and state dir, ``tests/cli`` importable for :mod:`listen_service`);
 - :class:`Service`: :mod:`listen_service` under uvicorn in its own process;
@@ -15,12 +17,14 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-from observe_cli import Proc
+import pytest
+from devserver.subscriber_servers import Subscribers
+from observe_cli import Proc, subs
 from support import free_port, wait_until
 
 from ironpush.client import IronMQ
@@ -29,6 +33,27 @@ from ironpush.devserver import DevServer
 TOKEN = "listen-TOKEN-0123456789abcdef"
 KEY = "listen-test-key-0123456789abcdef-0123"
 HERE = Path(__file__).resolve().parent
+
+__all__ = ["TOKEN", "Listener", "Service", "dev", "finished", "listen_env", "make_push_queue"]
+__all__ += ["mq", "queues_of", "snapshot", "subs"]
+
+
+@pytest.fixture(scope="module")
+def dev(subs: Subscribers) -> Iterator[DevServer]:
+    """The module's dev server (token :data:`TOKEN`).
+
+    After the subscriber servers, so stopped before them: its idle connections to them would
+    hold their graceful shutdown.
+    """
+    with DevServer(token=TOKEN) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def mq(dev: DevServer) -> Iterator[IronMQ]:
+    """The real client on the module's dev server."""
+    with dev.client() as client:
+        yield client
 
 
 def listen_env(dev: DevServer, home: Path) -> dict[str, str]:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from process_group import output, stop_group
 from support import free_port, wait_until
 
 HERE = Path(__file__).parent
@@ -35,16 +35,10 @@ class Served:
             return False
 
     def logs(self) -> str:
-        return self.out.read_text(errors="replace") + self.err.read_text(errors="replace")
+        return output(self.out, self.err)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
+        stop_group(self.proc)
 
 
 def run_serve(

@@ -124,9 +124,10 @@ def test_subscribe_app_is_idempotent_and_follows_key_rotation(cli: Any, dev: Dev
     ("args", "code", "message"),
     [
         (["--app", "cliapp:router_v1"], 2, "--app needs --base-url"),
-        (["--app", "nosuchmodule:router", "--base-url", "http://x"], 1, "cannot import"),
-        (["--app", "cliapp:missing", "--base-url", "http://x"], 1, "no attribute"),
-        (["--app", "cliapp:not_a_router", "--base-url", "http://x"], 1, "not a PushRouter"),
+        # A reference that does not load is a usage mistake, as with `serve` (one loader).
+        (["--app", "nosuchmodule:router", "--base-url", "http://x"], 2, "no module named"),
+        (["--app", "cliapp:missing", "--base-url", "http://x"], 2, "no attribute"),
+        (["--app", "cliapp:not_a_router", "--base-url", "http://x"], 2, "not a PushRouter"),
         (["--app", "cliapp:empty_router", "--base-url", "http://x"], 1, "declares no routes"),
         (["--app", "cliapp", "--base-url", "http://x"], 2, "expected MODULE:ROUTER"),
         (["--app", "shop.main", "--base-url", "http://x"], 2, "expected MODULE:ROUTER"),

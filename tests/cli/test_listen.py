@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from devserver.subscriber_servers import Subscribers
-from listen_kit import TOKEN, Listener, Service, finished, listen_env, make_push_queue
+from listen_kit import Listener, Service, dev, finished, listen_env, make_push_queue, mq, subs
 from listen_routes import QUEUES, SUBSCRIBER
 from support import wait_until
 
@@ -26,25 +26,13 @@ from ironpush.devserver import DevServer
 FAST = {"retries": 2, "retries_delay": 0.2}  # failing pushes: three tries in well under 1 s
 PATIENT = {"retries": 2, "retries_delay": 60}  # 202s: the ack has a minute to arrive
 
-
-@pytest.fixture(scope="module")
-def dev(production: Subscribers) -> Iterator[DevServer]:
-    # After the subscriber servers, so stopped before them: its idle connections to them
-    # would hold their graceful shutdown.
-    with DevServer(token=TOKEN) as server:
-        yield server
+__all__ = ["dev", "mq", "subs"]  # fixtures
 
 
 @pytest.fixture(scope="module")
-def mq(dev: DevServer) -> Iterator[IronMQ]:
-    with dev.client() as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def production() -> Iterator[Subscribers]:
-    with Subscribers() as servers:
-        yield servers
+def production(subs: Subscribers) -> Subscribers:
+    """The production subscribers: the kit's module-wide servers."""
+    return subs
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +78,12 @@ def post(mq: IronMQ, route: str, body: str, **push_headers: str) -> str:
         message["push_headers"] = push_headers
     [message_id] = mq.queue(QUEUES[route]).post(message)
     return message_id
+
+
+def relayed_post(mq: IronMQ, service: Service, route: str, body: str) -> str:
+    """Post ``body`` to ``route``'s queue; the id of the relayed copy the service got."""
+    post(mq, route, body)
+    return relayed_id(service, body)
 
 
 def relayed_id(service: Service, body: str) -> str:
@@ -141,8 +135,7 @@ def test_a_quick_200_deletes_the_relayed_copy_and_production_gets_the_original(
 def test_a_defer_job_is_acknowledged_through_the_listener(
     mq: IronMQ, listener: Listener, service: Service, production: Subscribers, prod_urls: Any
 ) -> None:
-    post(mq, "/defer", "d1")
-    relayed = relayed_id(service, "d1")
+    relayed = relayed_post(mq, service, "/defer", "d1")
     push = listener.wait_event("push", lambda e: e["message_id"] == relayed)
     assert (push["status"], push["result"]) == (202, "deferred")
     ack = listener.wait_event("ack", lambda e: e["message_id"] == relayed)
@@ -157,8 +150,7 @@ def test_a_defer_job_is_acknowledged_through_the_listener(
 def test_an_external_worker_acks_with_its_token_through_the_routers_ack_endpoint(
     mq: IronMQ, listener: Listener, service: Service
 ) -> None:
-    post(mq, "/worker", "w1")
-    relayed = relayed_id(service, "w1")
+    relayed = relayed_post(mq, service, "/worker", "w1")
     listener.wait_event("push", lambda e: e["message_id"] == relayed and e["status"] == 202)
     assert listener.events("ack") == [
         e for e in listener.events("ack") if e["message_id"] != relayed
@@ -177,8 +169,7 @@ def test_a_202_outliving_the_relay_reservation_is_kept_alive_until_the_ack(
 ) -> None:
     """The module's listener reserves for 3 s: a job acked later than that is still settled,
     because the relay reservation is touched meanwhile, and the ack deletes with the newest."""
-    post(mq, "/worker", "w-slow")
-    relayed = relayed_id(service, "w-slow")
+    relayed = relayed_post(mq, service, "/worker", "w-slow")
     first = listener.wait_event("touch", lambda e: e["message_id"] == relayed)
     listener.wait_event("touch", lambda e: e["message_id"] == relayed and e != first)
     token = service.state()["tokens"]["w-slow"]
@@ -192,8 +183,7 @@ def test_a_202_outliving_the_relay_reservation_is_kept_alive_until_the_ack(
 def test_a_failing_handler_is_retried_then_reported_to_the_error_queue(
     mq: IronMQ, listener: Listener, service: Service, production: Subscribers, prod_urls: Any
 ) -> None:
-    post(mq, "/failing", "f1")
-    relayed = relayed_id(service, "f1")
+    relayed = relayed_post(mq, service, "/failing", "f1")
     failed = listener.wait_event("failed", lambda e: e["message_id"] == relayed)
     pushes = listener.pushes("listen-failing", relayed)
     assert [(p["try"], p["status"]) for p in pushes] == [(1, 500), (2, 500), (3, 500)]
@@ -218,8 +208,7 @@ def test_a_redelivery_after_a_lost_reservation_is_answered_from_the_store(
     """The handler runs while the relay's reservation runs out (as when a laptop sleeps):
     its 200 cannot delete the relayed copy, IronMQ hands it out again, and the service answers
     the second push from its dedupe store without running the handler again."""
-    post(mq, "/gated", "g1")
-    relayed = relayed_id(service, "g1")  # the handler started and waits
+    relayed = relayed_post(mq, service, "/gated", "g1")  # the handler started and waits
     relay = listener.relay_queue("listen-gated")
     dev.expire(relay, relayed)  # the relay's reservation ends now
     httpx.post(service.url + "/gate")  # the handler finishes: 200, too late to delete

@@ -7,13 +7,22 @@ from __future__ import annotations
 
 import json
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from devserver.subscriber_servers import Subscribers
-from listen_kit import TOKEN, Listener, finished, listen_env, make_push_queue, snapshot
+from listen_kit import (
+    TOKEN,
+    Listener,
+    dev,
+    finished,
+    listen_env,
+    make_push_queue,
+    mq,
+    snapshot,
+    subs,
+)
 from observe_cli import Proc
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -26,25 +35,7 @@ from ironpush.client import IronMQ
 from ironpush.devserver import DevServer
 from ironpush.server_thread import ServerThread
 
-
-@pytest.fixture(scope="module")
-def dev(subs: Subscribers) -> Iterator[DevServer]:
-    # After the subscriber servers, so stopped before them: its idle connections to them
-    # would hold their graceful shutdown.
-    with DevServer(token=TOKEN) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def mq(dev: DevServer) -> Iterator[IronMQ]:
-    with dev.client() as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-def subs() -> Iterator[Subscribers]:
-    with Subscribers() as servers:
-        yield servers
+__all__ = ["dev", "mq", "subs"]  # fixtures
 
 
 @pytest.fixture

@@ -65,6 +65,13 @@ def case(
 
 
 Q = f"{BASE}/queues/a%20b"
+
+
+def deletes_m1(**body: str) -> dict[str, Any]:
+    """The request that deletes message m1: ``DELETE .../messages/m1`` with ``body`` (if any)."""
+    return {"http": "DELETE", "path": f"{Q}/messages/m1", "body": body or None}
+
+
 CASES = [
     case(
         "client",
@@ -135,9 +142,7 @@ CASES = [
         "a b",
         Delivery(message_id="m1", reservation_id="r1", subscriber_name="s1"),
         reply={"msg": "Deleted"},
-        http="DELETE",
-        path=f"{Q}/messages/m1",
-        body={"reservation_id": "r1", "subscriber_name": "s1"},
+        **deletes_m1(reservation_id="r1", subscriber_name="s1"),
     ),
     case(
         "queue",
@@ -250,16 +255,14 @@ CASES = [
         path=f"{Q}/messages/m1/release",
         body={"reservation_id": "r1", "delay": 10},
     ),
-    case("queue", "delete", "m1", reply={"msg": "Deleted"}, http="DELETE", path=f"{Q}/messages/m1"),
+    case("queue", "delete", "m1", reply={"msg": "Deleted"}, **deletes_m1()),
     case(
         "queue",
         "delete",
         "m1",
         "r1",
         reply={"msg": "Deleted"},
-        http="DELETE",
-        path=f"{Q}/messages/m1",
-        body={"reservation_id": "r1"},
+        **deletes_m1(reservation_id="r1"),
     ),
     case(
         "queue",
@@ -348,9 +351,7 @@ CASES = [
         "m1",
         "r1",
         "sub",
-        http="DELETE",
-        path=f"{Q}/messages/m1",
-        body={"reservation_id": "r1", "subscriber_name": "sub"},
+        **deletes_m1(reservation_id="r1", subscriber_name="sub"),
     ),
     case(
         "queue",

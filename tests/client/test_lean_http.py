@@ -45,7 +45,7 @@ async def read_request(reader: asyncio.StreamReader) -> bytes:
 
 @asynccontextmanager
 async def raw_server(
-    reply: Callable[[RawServer, asyncio.StreamWriter], Awaitable[bool]],
+    reply: Reply,
 ) -> AsyncIterator[RawServer]:
     """A TCP server; ``reply`` answers each request and says whether to keep the connection."""
     state = RawServer()
@@ -76,14 +76,40 @@ async def raw_server(
                 writer.close()
 
 
+Reply = Callable[[RawServer, asyncio.StreamWriter], Awaitable[bool]]
+
+
+def answering(wire: bytes | Callable[[RawServer], bytes], *, keep: bool = True) -> Reply:
+    """A ``reply`` writing ``wire`` (or what it makes of the server's state) to every request;
+    ``keep``: the connection stays open for the next one."""
+
+    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
+        writer.write(wire(state) if callable(wire) else wire)
+        await writer.drain()
+        return keep
+
+    return reply
+
+
+@asynccontextmanager
+async def lean_against(
+    reply: Reply, **options: Any
+) -> AsyncIterator[tuple[LeanHTTPClient, RawServer]]:
+    """A client (``options``: its keywords) and a :func:`raw_server` answering with ``reply``;
+    the client is closed after the server."""
+    client = LeanHTTPClient(**options)
+    try:
+        async with raw_server(reply) as srv:
+            yield client, srv
+    finally:
+        client.close()
+
+
 @pytest.mark.anyio
 async def test_request_format_and_connection_reuse() -> None:
-    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
-        writer.write(OK)
-        return True
+    reply = answering(OK)
 
-    client = LeanHTTPClient()
-    async with raw_server(reply) as srv:
+    async with lean_against(reply) as (client, srv):
         headers = [("X-A", "1"), ("Host", "evil"), ("Content-Length", "999")]
         for body in (b"one", b"two"):
             response = await client.request(
@@ -97,38 +123,29 @@ async def test_request_format_and_connection_reuse() -> None:
         assert lines[0] == b"POST /p/a%20b?q=1 HTTP/1.1"
         assert lines[1:] == [f"Host: 127.0.0.1:{port}".encode(), b"Content-Length: 3", b"X-A: 1"]
         assert body == b"one"
-    client.close()
 
 
 @pytest.mark.anyio
 async def test_a_connection_the_peer_closed_while_idle_is_replaced() -> None:
-    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
-        writer.write(OK)  # no "Connection: close", yet the server hangs up
-        await writer.drain()
-        return False
+    # no "Connection: close", yet the server hangs up
+    reply = answering(OK, keep=False)
 
-    client = LeanHTTPClient()
-    async with raw_server(reply) as srv:
+    async with lean_against(reply) as (client, srv):
         for _ in range(3):
             assert (
                 await client.request("POST", srv.url, headers=[], body=b"x", timeout=2)
             ).status == 200
         assert srv.connections == 3
         assert len(srv.requests) == 3
-    client.close()
 
 
 @pytest.mark.anyio
 async def test_response_delimited_by_connection_close() -> None:
-    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
-        writer.write(b"HTTP/1.1 500 Boom\r\nConnection: close\r\n\r\nbody until close")
-        return False
+    reply = answering(b"HTTP/1.1 500 Boom\r\nConnection: close\r\n\r\nbody until close", keep=False)
 
-    client = LeanHTTPClient()
-    async with raw_server(reply) as srv:
+    async with lean_against(reply) as (client, srv):
         response = await client.request("POST", srv.url, headers=[], body=b"x", timeout=2)
         assert (response.status, response.body) == (500, b"body until close")
-    client.close()
 
 
 @pytest.mark.anyio
@@ -170,8 +187,7 @@ async def test_any_method_and_the_whole_response_with_headers() -> None:
         )
         return True
 
-    client = LeanHTTPClient()
-    async with raw_server(reply) as srv:
+    async with lean_against(reply) as (client, srv):
         response = await client.request("DELETE", srv.url + "/q/m", headers=[], timeout=2)
         assert response.status == 404
         assert response.body == big
@@ -184,7 +200,6 @@ async def test_any_method_and_the_whole_response_with_headers() -> None:
             "GET", srv.url, headers=[], timeout=2, max_body=10, truncate=True
         )
         assert cut.body == b"x" * 10
-    client.close()
 
 
 @pytest.mark.anyio
@@ -202,8 +217,7 @@ async def test_a_request_lost_on_a_reused_connection_is_resent_only_when_allowed
         writer.write(OK)
         return True
 
-    client = LeanHTTPClient()
-    async with raw_server(reply) as srv:
+    async with lean_against(reply) as (client, srv):
         assert (await client.request("POST", srv.url, headers=[], timeout=2)).status == 200
         call = client.request("POST", srv.url, headers=[], timeout=2, resend_stale=resend)
         if resend:
@@ -214,7 +228,6 @@ async def test_a_request_lost_on_a_reused_connection_is_resent_only_when_allowed
                 await call
             assert not info.value.unsent  # it was written: it may have been processed
             assert srv.connections == 1
-    client.close()
 
 
 @pytest.mark.anyio
@@ -234,17 +247,13 @@ async def test_a_refused_connection_is_unsent() -> None:
 async def test_header_injection_is_refused_before_anything_is_sent(
     header: tuple[str, str],
 ) -> None:
-    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
-        writer.write(OK)
-        return True
+    reply = answering(OK)
 
-    client = LeanHTTPClient()
-    async with raw_server(reply) as srv:
+    async with lean_against(reply) as (client, srv):
         with pytest.raises(HTTPFailure, match="line break or NUL") as info:
             await client.request("POST", srv.url, headers=[header], timeout=2)
         assert info.value.unsent
         assert srv.requests == []
-    client.close()
 
 
 # --------------------------------------------------------------------------- framing matrix
@@ -330,13 +339,8 @@ FRAMING = [
 @pytest.mark.anyio
 @pytest.mark.parametrize(("wire", "close", "expected"), FRAMING)
 async def test_framing_matrix(wire: bytes, close: bool, expected: str | tuple[int, bytes]) -> None:
-    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
-        writer.write(wire)
-        await writer.drain()
-        return not close
-
-    client = LeanHTTPClient()
-    async with raw_server(reply) as srv:
+    reply = answering(wire, keep=not close)
+    async with lean_against(reply) as (client, srv):
         call = client.request("POST", srv.url, headers=[], body=b"x", timeout=2)
         if isinstance(expected, str):
             with pytest.raises(HTTPFailure, match=expected) as info:
@@ -346,7 +350,6 @@ async def test_framing_matrix(wire: bytes, close: bool, expected: str | tuple[in
             response = await call
             assert (response.status, response.body) == expected
         assert len(srv.requests) == 1  # never sent twice, even on a fresh connection
-    client.close()
 
 
 @pytest.mark.anyio
@@ -357,13 +360,11 @@ async def test_the_final_response_after_1xx_carries_only_its_own_headers() -> No
         writer.write(b"HTTP/1.1 200 OK\r\nX-Final: 1\r\nContent-Length: 2\r\n\r\nok")
         return True
 
-    client = LeanHTTPClient()
-    async with raw_server(reply) as srv:
+    async with lean_against(reply) as (client, srv):
         response = await client.request("POST", srv.url, headers=[], body=b"x", timeout=2)
         assert response.headers == [(b"X-Final", b"1"), (b"Content-Length", b"2")]
         again = await client.request("POST", srv.url, headers=[], body=b"y", timeout=2)
         assert (again.status, again.body, srv.connections) == (200, b"ok", 1)
-    client.close()
 
 
 @pytest.mark.anyio
@@ -375,15 +376,13 @@ async def test_a_head_reply_has_no_body_and_does_not_hang() -> None:
             writer.write(OK)
         return True
 
-    client = LeanHTTPClient()
-    async with raw_server(reply) as srv:
+    async with lean_against(reply) as (client, srv):
         response = await client.request("HEAD", srv.url, headers=[], timeout=2)
         assert (response.status, response.body) == (200, b"")
         assert (b"Content-Length", b"5000") in response.headers
         assert b"Content-Length" not in srv.requests[0]  # a HEAD request has no body either
         after = await client.request("GET", srv.url, headers=[], timeout=2)
         assert (after.status, after.body) == (200, b"ok")
-    client.close()
 
 
 @pytest.mark.anyio
@@ -399,17 +398,14 @@ async def test_a_head_reply_has_no_body_and_does_not_hang() -> None:
     ],
 )
 async def test_a_connection_the_response_ends_is_never_reused(wire: bytes) -> None:
-    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
-        writer.write(wire)
-        return False  # as the response said: this connection is over
+    # as the response said: this connection is over
+    reply = answering(wire, keep=False)
 
-    client = LeanHTTPClient()
-    async with raw_server(reply) as srv:
+    async with lean_against(reply) as (client, srv):
         for body in (b"one", b"two", b"three"):
             response = await client.request("POST", srv.url, headers=[], body=body, timeout=2)
             assert (response.status, response.body) == (200, b"ok")
         assert (srv.connections, len(srv.requests)) == (3, 3)  # no request lost on a dead one
-    client.close()
 
 
 @pytest.mark.anyio
@@ -421,13 +417,11 @@ async def test_bytes_after_a_complete_response_retire_the_connection() -> None:
             writer.write(b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n")
         return True
 
-    client = LeanHTTPClient()
-    async with raw_server(reply) as srv:
+    async with lean_against(reply) as (client, srv):
         assert (await client.request("POST", srv.url, headers=[], timeout=2)).status == 200
         await wait_until_async(lambda: srv.ended_by_client == 1, 5, "the client to hang up")
         assert (await client.request("POST", srv.url, headers=[], timeout=2)).status == 200
         assert (srv.connections, len(srv.requests)) == (2, 2)
-    client.close()
 
 
 @pytest.mark.anyio
@@ -444,13 +438,11 @@ async def test_a_reused_connection_cut_mid_response_is_not_resent() -> None:
         writer.write(OK)
         return True
 
-    client = LeanHTTPClient()
-    async with raw_server(reply) as srv:
+    async with lean_against(reply) as (client, srv):
         assert (await client.request("POST", srv.url, headers=[], timeout=2)).status == 200
         with pytest.raises(HTTPFailure, match="cut short"):
             await client.request("POST", srv.url, headers=[], timeout=2, resend_stale=True)
         assert (srv.connections, len(srv.requests)) == (1, 2)  # answered bytes: no resend
-    client.close()
 
 
 # --------------------------------------------------------------------------- pipelining
@@ -473,12 +465,9 @@ async def pipelined(client: LeanHTTPClient, url: str, n: int, **options: Any) ->
 
 @pytest.mark.anyio
 async def test_pipelined_requests_share_a_connection_and_get_their_own_answers() -> None:
-    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
-        writer.write(echo(state))
-        return True
+    reply = answering(echo)
 
-    client = LeanHTTPClient(pipeline_depth=8)
-    async with raw_server(reply) as srv:
+    async with lean_against(reply, pipeline_depth=8) as (client, srv):
         answers = await pipelined(client, srv.url, 16)
         assert [a.body for a in answers] == [f"/m{i}".encode() for i in range(16)]
         assert srv.connections == 2  # 16 in flight, 8 per connection
@@ -486,7 +475,6 @@ async def test_pipelined_requests_share_a_connection_and_get_their_own_answers()
         answers = await pipelined(client, srv.url, 8)
         assert [a.body for a in answers] == [f"/m{i}".encode() for i in range(8)]
         assert (srv.connections, len(srv.requests)) == (2, 24)
-    client.close()
 
 
 @pytest.mark.anyio
@@ -499,8 +487,7 @@ async def test_requests_behind_an_answer_that_closes_are_sent_again_one_per_conn
         )
         return False  # as the answer said: the requests behind it are not answered here
 
-    client = LeanHTTPClient(pipeline_depth=4)
-    async with raw_server(reply) as srv:
+    async with lean_against(reply, pipeline_depth=4) as (client, srv):
         answers = await pipelined(client, srv.url, 4)
         assert [a.body for a in answers] == [f"/m{i}".encode() for i in range(4)]
         # each one answered once: the first on the pipelined connection, 3 sent again alone
@@ -512,7 +499,6 @@ async def test_requests_behind_an_answer_that_closes_are_sent_again_one_per_conn
         answers = await pipelined(client, srv.url, 2)
         assert [a.status for a in answers] == [200, 200]
         assert srv.connections == 6
-    client.close()
 
 
 @pytest.mark.anyio
@@ -526,15 +512,13 @@ async def test_a_connection_lost_mid_pipeline_sends_the_unanswered_again_once() 
         writer.write(echo(state))
         return True
 
-    client = LeanHTTPClient(pipeline_depth=6)
-    async with raw_server(reply) as srv:
+    async with lean_against(reply, pipeline_depth=6) as (client, srv):
         answers = await pipelined(client, srv.url, 6)
         assert [a.body for a in answers] == [f"/m{i}".encode() for i in range(6)]
         sent = [r.split(b" ", 2)[1] for r in srv.requests]
         # m0, m1 answered once; m2 (read, then dropped) and whatever was behind it sent again
         assert sent.count(b"/m0") == sent.count(b"/m1") == 1
         assert all(1 <= sent.count(f"/m{i}".encode()) <= 2 for i in range(2, 6))
-    client.close()
 
 
 @pytest.mark.anyio
@@ -547,8 +531,7 @@ async def test_a_pipelined_answer_cut_short_fails_alone_and_is_not_sent_again() 
         writer.write(echo(state))
         return True
 
-    client = LeanHTTPClient(pipeline_depth=3)
-    async with raw_server(reply) as srv:
+    async with lean_against(reply, pipeline_depth=3) as (client, srv):
         first, cut, behind = await pipelined(client, srv.url, 3)
         assert first.body == b"/m0"
         assert isinstance(cut, HTTPFailure)
@@ -556,7 +539,6 @@ async def test_a_pipelined_answer_cut_short_fails_alone_and_is_not_sent_again() 
         assert behind.body == b"/m2"  # not begun: sent again on a new connection
         sent = [r.split(b" ", 2)[1] for r in srv.requests]
         assert sent.count(b"/m1") == 1  # answered bytes: never sent twice
-    client.close()
 
 
 @pytest.mark.anyio
@@ -581,16 +563,12 @@ async def test_a_pipelined_request_without_an_answer_times_out_with_its_connecti
 
 @pytest.mark.anyio
 async def test_requests_that_may_not_be_sent_twice_are_never_pipelined() -> None:
-    async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
-        writer.write(echo(state))
-        return True
+    reply = answering(echo)
 
-    client = LeanHTTPClient(pipeline_depth=8)
-    async with raw_server(reply) as srv:
+    async with lean_against(reply, pipeline_depth=8) as (client, srv):
         answers = await pipelined(client, srv.url, 4, resend_stale=False)
         assert [a.body for a in answers] == [f"/m{i}".encode() for i in range(4)]
         assert srv.connections == 4  # one request per connection
-    client.close()
 
 
 # --------------------------------------------------------------------------- https

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from config_kit import CREDS, KEYSTONE, PASSWORD, SECRET_KEYS, TOKEN, Loader, write
 
 from ironpush._config import ENV_VARS
+from ironpush._redact import hidden, mask, masked_repr
 
 # --- rendering ----------------------------------------------------------------------------------
 
@@ -43,6 +45,27 @@ def test_repr_and_str_never_show_secrets(load: Loader) -> None:
     assert "password='***'" in repr(settings.keystone)
     assert repr(settings).count("***") >= 4  # token, password and both keys are masked
     assert all(TOKEN not in source for source in settings.sources)
+
+
+@dataclass(frozen=True, repr=False)
+class _Login:
+    user: str
+    password: str | None
+    token: str = field(default="", repr=False)
+
+
+def test_masked_repr_masks_the_named_fields_and_leaves_out_hidden_ones() -> None:
+    login = _Login("u", "Et1En7abcdefghijklmnop", token=TOKEN)
+
+    assert masked_repr(login, password=mask) == "_Login(user='u', password='Et1E***')"
+    assert masked_repr(login, password=hidden) == "_Login(user='u', password='***')"
+    assert masked_repr(_Login("u", None), password=hidden) == "_Login(user='u', password=None)"
+
+
+def test_masked_repr_refuses_to_mask_a_field_that_does_not_exist() -> None:
+    # A renamed secret field would otherwise show up unmasked under its new name.
+    with pytest.raises(TypeError, match="'passwd'"):
+        masked_repr(_Login("u", "pw"), passwd=hidden)
 
 
 def test_sources_name_where_values_came_from_without_values(load: Loader, home: Path) -> None:

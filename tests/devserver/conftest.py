@@ -1,7 +1,9 @@
 """Fixtures of the dev-server tests: one subscriber server and one dev server per module.
 
-A module that needs another dev server (a token, a fresh one per test) defines its own ``dev``;
-``mq`` (the real client) and ``raw`` (httpx on ``/3/projects/dev``) follow it.
+A module sets ``DEV_OPTIONS`` (``DevServer`` keywords, ``{"push_timeout": 2.0}``) for a dev server
+of its own kind, or defines its own ``dev`` (a fresh one per test); ``mq`` (the real client) and
+``raw`` (httpx on ``/3/projects/dev``) follow it. ``recorder`` is ``subs`` under the name the
+pusher tests give it.
 """
 
 from __future__ import annotations
@@ -24,9 +26,16 @@ def subs() -> Iterator[Subscribers]:
 
 
 @pytest.fixture(scope="module")
-def dev() -> Iterator[DevServer]:
-    """A dev server (memory, any token) shared by the module's tests (unique queue names)."""
-    with DevServer() as server:
+def recorder(subs: Subscribers) -> Subscribers:
+    """The module's subscriber servers: every push they get is recorded."""
+    return subs
+
+
+@pytest.fixture(scope="module")
+def dev(request: pytest.FixtureRequest) -> Iterator[DevServer]:
+    """A dev server (memory, any token, the module's ``DEV_OPTIONS``) shared by the module's
+    tests (unique queue names)."""
+    with DevServer(**getattr(request.module, "DEV_OPTIONS", {})) as server:
         yield server
 
 

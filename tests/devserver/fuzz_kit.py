@@ -1,35 +1,29 @@
 """The dev-server fuzzing harness: the app in-process on a blocking portal, raw ASGI for what
 httpx refuses to send, the consistency check run after every request, and the strategies
-(nasty strings, numbers and bodies, valid body templates to break one field at a time)."""
+(nasty strings, numbers and bodies, valid body templates to break one field at a time); the
+fixtures ``dev`` (one server per module) and ``fresh`` (one per test)."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import json
-import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
-from hypothesis import HealthCheck, settings
+from fuzz_common import FUZZ as FUZZ  # the tests' settings, shared with the receiver's
+from fuzz_common import Exchange, asgi_exchange
 from hypothesis import strategies as st
 from starlette.applications import Starlette
 
 from ironpush.devserver import DevConfig, create_app
 
 TOKEN = "fuzz-dev-token-0123456789"
-EXAMPLES = int(os.environ.get("IRONPUSH_FUZZ_EXAMPLES", "150"))
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 PROJECT = "fz"
 SENTINEL = "sentinel"  # a project no generated request targets on purpose
 API_STATUSES = {200, 201, 400, 403, 404, 405, 413}
@@ -42,12 +36,6 @@ def segment(text: str) -> str:
 
 
 # --------------------------------------------------------------------------- the harness
-
-
-@dataclass
-class Raw:
-    status: int | None
-    body: bytes
 
 
 @dataclass
@@ -86,19 +74,17 @@ class Dev:
         chunks: Sequence[bytes] = (),
         disconnect: bool = False,
         authorized: bool = True,
-    ) -> Raw:
+    ) -> Exchange:
         auth = [(b"authorization", f"OAuth {TOKEN}".encode())] if authorized else []
-        call = functools.partial(
-            raw_asgi,
-            self.app,
-            method,
-            path,
-            raw_path,
-            query,
-            [*auth, *headers],
-            list(chunks),
-            disconnect,
-        )
+        scope = {
+            "method": method,
+            "path": path,
+            "query_string": query,
+            "headers": [*auth, *headers],
+        }
+        if raw_path is not None:
+            scope["raw_path"] = raw_path
+        call = functools.partial(asgi_exchange, self.app, scope, list(chunks), disconnect)
         return self.portal.call(call)
 
     def state(self) -> dict[str, Any]:
@@ -130,55 +116,6 @@ class Dev:
         assert listing.status_code == 200, listing.text
 
 
-async def raw_asgi(
-    app: Any,
-    method: str,
-    path: str,
-    raw_path: bytes | None,
-    query: bytes,
-    headers: list[tuple[bytes, bytes]],
-    chunks: list[bytes],
-    disconnect: bool,
-) -> Raw:
-    scope: dict[str, Any] = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "query_string": query,
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 40000),
-        "server": ("testserver", 80),
-    }
-    if raw_path is not None:
-        scope["raw_path"] = raw_path
-    incoming: list[dict[str, Any]] = [
-        {"type": "http.request", "body": c, "more_body": True} for c in chunks
-    ]
-    incoming.append(
-        {"type": "http.disconnect"}
-        if disconnect
-        else {"type": "http.request", "body": b"", "more_body": False}
-    )
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
-
-    async def send(message: Any) -> None:
-        sent.append(dict(message))
-
-    await app(scope, receive, send)
-    starts = [m for m in sent if m["type"] == "http.response.start"]
-    if not starts:
-        return Raw(None, b"")
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return Raw(starts[0]["status"], body)
-
-
 @contextlib.contextmanager
 def running_dev() -> Iterator[Dev]:
     """The dev server app on its own event loop, with the sentinel project in place."""
@@ -204,6 +141,20 @@ def running_dev() -> Iterator[Dev]:
             yield d
         finally:
             portal.call(http.aclose)
+
+
+@pytest.fixture(scope="module")
+def dev() -> Iterator[Dev]:
+    """One server for all the properties of this module (what they create accumulates)."""
+    with running_dev() as d:
+        yield d
+
+
+@pytest.fixture
+def fresh() -> Iterator[Dev]:
+    """A server of the test's own: the module's may hold any queue the fuzzer created."""
+    with running_dev() as d:
+        yield d
 
 
 def messages(n: int) -> dict[str, Any]:

@@ -29,11 +29,9 @@ the receiver's bad input in ``tests/test_fuzz_receiver.py``, secrets and the loo
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
-import pytest
 from fuzz_kit import (
     API_STATUSES,
     FUZZ,
@@ -44,6 +42,7 @@ from fuzz_kit import (
     Dev,
     bad_values,
     bodies,
+    dev,
     dumped,
     leaf_paths,
     messages,
@@ -53,7 +52,6 @@ from fuzz_kit import (
     query_values,
     queue_names,
     replaced,
-    running_dev,
     segment,
 )
 from hypothesis import assume, example, given
@@ -61,18 +59,7 @@ from hypothesis import strategies as st
 
 from ironpush.devserver._routes import ROUTES
 
-
-@pytest.fixture(scope="module")
-def dev() -> Iterator[Dev]:
-    """One server for all the properties of this module (what they create accumulates)."""
-    with running_dev() as d:
-        yield d
-
-
-@pytest.fixture
-def fresh() -> Iterator[Dev]:
-    with running_dev() as d:
-        yield d
+__all__ = ["dev"]  # fixtures
 
 
 @FUZZ

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -19,9 +18,10 @@ from fuzz_kit import (
     SENTINEL,
     Dev,
     bodies,
+    dev,
+    fresh,
     messages,
     prepare,
-    running_dev,
 )
 from hypothesis import assume, given
 from hypothesis import strategies as st
@@ -29,18 +29,7 @@ from support import exchange_raw
 
 from ironpush.devserver import DevConfig, DevServer
 
-
-@pytest.fixture(scope="module")
-def dev() -> Iterator[Dev]:
-    """One server for all the properties of this module (what they create accumulates)."""
-    with running_dev() as d:
-        yield d
-
-
-@pytest.fixture
-def fresh() -> Iterator[Dev]:
-    with running_dev() as d:
-        yield d
+__all__ = ["dev", "fresh"]  # fixtures
 
 
 ODD_SEGMENTS = (

@@ -3,11 +3,8 @@ headers sent, secrets masked, how it was acknowledged)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
 from push_kit import push_queue
 from subscriber_servers import Subscribers
 from support import wait_until
@@ -15,19 +12,7 @@ from support import wait_until
 from ironpush.client import IronMQ
 from ironpush.devserver import DevServer
 
-T = TypeVar("T")
-
-
-@pytest.fixture(scope="module")
-def recorder() -> Iterator[Subscribers]:
-    with Subscribers() as rec:
-        yield rec
-
-
-@pytest.fixture(scope="module")
-def dev() -> Iterator[DevServer]:
-    with DevServer(push_timeout=2.0) as server:
-        yield server
+DEV_OPTIONS = {"push_timeout": 2.0}  # the conftest's dev server: a push attempt times out in 2 s
 
 
 def test_deliveries_log_and_state_describe_pushes(

@@ -3,10 +3,6 @@ order, subscribers added and removed, ``ironmq://`` fan-out, concurrency."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TypeVar
-
-import pytest
 from push_kit import RETRY, push_queue
 from subscriber_servers import Subscribers
 from support import wait_until
@@ -15,19 +11,7 @@ from ironpush.client import IronMQ
 from ironpush.client._models import ErrorReport
 from ironpush.devserver import DevServer
 
-T = TypeVar("T")
-
-
-@pytest.fixture(scope="module")
-def recorder() -> Iterator[Subscribers]:
-    with Subscribers() as rec:
-        yield rec
-
-
-@pytest.fixture(scope="module")
-def dev() -> Iterator[DevServer]:
-    with DevServer(push_timeout=2.0) as server:
-        yield server
+DEV_OPTIONS = {"push_timeout": 2.0}  # the conftest's dev server: a push attempt times out in 2 s
 
 
 # --------------------------------------------------------------------------- multicast / unicast

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
 from datetime import datetime
-from typing import TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -22,19 +21,15 @@ from ironpush.client import IronMQ
 from ironpush.client._models import ErrorReport
 from ironpush.devserver import DevServer
 
-T = TypeVar("T")
+DEV_OPTIONS = {"push_timeout": 2.0}  # the conftest's dev server: a push attempt times out in 2 s
 
 
-@pytest.fixture(scope="module")
-def recorder() -> Iterator[Subscribers]:
-    with Subscribers() as rec:
-        yield rec
-
-
-@pytest.fixture(scope="module")
-def dev() -> Iterator[DevServer]:
-    with DevServer(push_timeout=2.0) as server:
-        yield server
+def posted_to(mq: IronMQ, queue_name: str, url: str, body: Any, **settings: Any) -> str:
+    """A push queue (``settings``) whose one subscriber ``s`` is ``url``; ``body`` posted to it,
+    its message id."""
+    push_queue(mq, queue_name, {"name": "s", "url": url}, **settings)
+    [mid] = mq.queue(queue_name).post(body)
+    return str(mid)
 
 
 # --------------------------------------------------------------------------- what is sent
@@ -104,8 +99,14 @@ def test_failing_subscriber_is_retried_after_retries_delay_then_reported(
 ) -> None:
     url = recorder.url(503)
     errors = f"{queue_name}-errors"
-    push_queue(mq, queue_name, {"name": "s", "url": url}, retries=2, error_queue=errors)
-    [mid] = mq.queue(queue_name).post({"body": "fails", "push_headers": {"X-Trace": "t"}})
+    mid = posted_to(
+        mq,
+        queue_name,
+        url,
+        {"body": "fails", "push_headers": {"X-Trace": "t"}},
+        retries=2,
+        error_queue=errors,
+    )
 
     [status] = mq.queue(queue_name).wait_for_push(mid, timeout=5)
     hits = recorder.at(url)
@@ -130,8 +131,7 @@ def test_other_2xx_and_redirects_are_failures_and_never_followed(
     mq: IronMQ, recorder: Subscribers, queue_name: str
 ) -> None:
     url = recorder.url(201, 302, 204, 200)
-    push_queue(mq, queue_name, {"name": "s", "url": url}, retries=5)
-    [mid] = mq.queue(queue_name).post("x")
+    mid = posted_to(mq, queue_name, url, "x", retries=5)
     [status] = mq.queue(queue_name).wait_for_push(mid, timeout=5)
     assert [h.path for h in recorder.hits if h.path == "/elsewhere"] == []
     assert len(recorder.at(url)) == 4
@@ -144,8 +144,7 @@ def test_connection_refused_is_a_failed_try(mq: IronMQ, queue_name: str) -> None
         port = s.getsockname()[1]
     errors = f"{queue_name}-errors"
     url = f"http://127.0.0.1:{port}/gone"
-    push_queue(mq, queue_name, {"name": "s", "url": url}, retries=1, error_queue=errors)
-    [mid] = mq.queue(queue_name).post("x")
+    mid = posted_to(mq, queue_name, url, "x", retries=1, error_queue=errors)
     [status] = mq.queue(queue_name).wait_for_push(mid, timeout=5)
     assert (status.status, status.tries, status.status_code) == ("error", 2, None)
     assert status.msg is not None
@@ -183,8 +182,7 @@ def test_202_reserves_until_acknowledged_through_the_api(
     mq: IronMQ, dev: DevServer, recorder: Subscribers, queue_name: str
 ) -> None:
     url = recorder.url(202)
-    push_queue(mq, queue_name, {"name": "s", "url": url}, retries_delay=5)
-    [mid] = mq.queue(queue_name).post("long job")
+    mid = posted_to(mq, queue_name, url, "long job", retries_delay=5)
     [hit] = wait_until(lambda: recorder.at(url))
     [status] = wait_until(lambda: mq.queue(queue_name).get_message_push_statuses(mid))
     wait_until(lambda: mq.queue(queue_name).get_message_push_statuses(mid)[0].status == "reserved")
@@ -207,8 +205,7 @@ def test_202_acknowledged_by_delete_on_the_subscriber_message_url(
     token = "s3cret-token-123"
     with DevServer(token=token) as dev, dev.client() as mq:
         url = recorder.url(202)
-        push_queue(mq, queue_name, {"name": "s", "url": url}, retries_delay=5)
-        [mid] = mq.queue(queue_name).post("long job")
+        mid = posted_to(mq, queue_name, url, "long job", retries_delay=5)
         [hit] = wait_until(lambda: recorder.at(url))
         ack_url = hit.headers["iron-subscriber-message-url"]
         assert ack_url.startswith(dev.url)
@@ -232,8 +229,7 @@ def test_unacknowledged_202_is_pushed_again_with_a_new_reservation(
     mq: IronMQ, recorder: Subscribers, queue_name: str
 ) -> None:
     url = recorder.url(202)
-    push_queue(mq, queue_name, {"name": "s", "url": url}, retries=1)
-    [mid] = mq.queue(queue_name).post("job")
+    mid = posted_to(mq, queue_name, url, "job", retries=1)
     [status] = mq.queue(queue_name).wait_for_push(mid, timeout=5)
     first, second = recorder.at(url)
     assert second.at - first.at >= RETRY
@@ -247,8 +243,7 @@ def test_ack_with_a_stale_reservation_is_refused_while_a_newer_one_works(
     mq: IronMQ, recorder: Subscribers, queue_name: str
 ) -> None:
     url = recorder.url(202)
-    push_queue(mq, queue_name, {"name": "s", "url": url}, retries=50)
-    [mid] = mq.queue(queue_name).post("job")
+    mid = posted_to(mq, queue_name, url, "job", retries=50)
     first = wait_until(lambda: len(recorder.at(url)) >= 2 and recorder.at(url)[0])
     with pytest.raises(ReservationExpired):
         mq.acknowledge(queue_name, parse_delivery(first.headers))

@@ -2,22 +2,24 @@
 
 :class:`Service` is one process group (``ironpush serve`` and its workers, or plain uvicorn)
 with its stdout and stderr in files; :func:`direct_push` posts one push on a new connection
-(so that the kernel spreads them over the workers).
+(so that the kernel spreads them over the workers); :func:`run_script` runs a script in a
+fresh interpreter.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 from log_service import KEYS, TOKEN, router
+from process_group import output, stop_group
 from support import build_push, free_port, wait_until
 
 from ironpush._signing import push_secret
@@ -40,16 +42,10 @@ class Service:
         return f"http://127.0.0.1:{self.port}/ironmq"
 
     def text(self) -> str:
-        return self.out.read_text(errors="replace") + self.err.read_text(errors="replace")
+        return output(self.out, self.err)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=30)
+        stop_group(self.proc)
 
     def secrets(self) -> list[str]:
         """Every secret the run used: the IronMQ token, the keys, the push secrets and the
@@ -105,6 +101,19 @@ def direct_push(service: Service, path: str, *, secret_in: str = "header") -> st
         answer = client.post(url, headers=headers, content=body, timeout=30)
     assert answer.status_code in (200, 202), answer.text
     return headers["Iron-Message-Id"]
+
+
+def run_script(script: str) -> subprocess.CompletedProcess[str]:
+    """``python -c SCRIPT`` (dedented) in this folder, ironpush importable; it must exit 0."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        cwd=HERE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:

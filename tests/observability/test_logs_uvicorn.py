@@ -5,15 +5,11 @@ configures logging itself, its handlers show the lines, once each.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from log_kit import HERE, ROOT, direct_push, start
+from log_kit import direct_push, run_script, start
 from log_service import TOKEN
 from support import wait_until
 
@@ -65,15 +61,7 @@ asyncio.run(main())
 
 
 def test_the_fallback_steps_aside_once_the_application_configures_logging() -> None:
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(SCRIPT)],
-        cwd=HERE,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
+    proc = run_script(SCRIPT)
     deliveries = [x for x in proc.stderr.splitlines() if "queue=q subscriber=s" in x]
     assert len(deliveries) == 2, proc.stderr
     assert " INFO    ironpush.receiver: push " in deliveries[0]

@@ -259,6 +259,7 @@ def check_one_trace(
     assert http.attributes["http.request.method"] == "DELETE"
     assert http.attributes["http.response.status_code"] == 200
     assert isinstance(http.attributes["server.port"], int)
+    # The job's end: complete.lua records the completion and queues the ack, one script.
     completes = [s for s in children(mine, in_process) if s.name == "EVALSHA complete"]
     assert completes, [s.name for s in children(mine, in_process)]
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 import functools
 import itertools
 import json
-import os
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,7 +37,8 @@ from typing import Any
 from urllib.parse import quote
 
 from anyio.from_thread import BlockingPortal
-from hypothesis import HealthCheck, settings
+from fuzz_common import FUZZ as FUZZ  # the tests' settings, shared with the dev server's
+from fuzz_common import Exchange, asgi_exchange
 from hypothesis import strategies as st
 
 from ironpush._protocol import Delivery
@@ -50,14 +50,6 @@ from ironpush.testing import PushSimulator, build_push
 KEYS = ["fuzz-key-old", "fuzz-key-new"]
 LIMIT = 32 * 1024  # body limit of the fuzzed router: small, so oversized bodies are cheap
 ACK_LIMIT = 16 * 1024  # what /_ack and /_release read at most
-EXAMPLES = int(os.environ.get("IRONPUSH_FUZZ_EXAMPLES", "150"))
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
 SECRET = b"x-ironpush-secret"
 IRON = (
     b"iron-message-id",
@@ -102,19 +94,6 @@ class Call:
     message_id: str
     body: bytes
     saw_secret: bool
-
-
-@dataclass
-class Exchange:
-    status: int | None  # None: nothing was sent back (the pusher went away)
-    headers: dict[bytes, bytes]
-    body: bytes
-    reads: int  # receive() calls the app made: 0 means the body was never read
-
-    def error(self) -> str:
-        data = json.loads(self.body)
-        assert isinstance(data, dict)
-        return str(data["error"])
 
 
 @dataclass
@@ -179,44 +158,14 @@ async def asgi_request(
     disconnect: bool,
 ) -> Exchange:
     scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
         "method": method,
-        "scheme": "http",
         "path": path,
         "raw_path": quote(path, safe="/%").encode("ascii"),
         "root_path": root_path,
         "query_string": query,
         "headers": headers,
-        "client": ("127.0.0.1", 40000),
-        "server": ("testserver", 80),
     }
-    incoming: list[dict[str, Any]] = [
-        {"type": "http.request", "body": c, "more_body": True} for c in chunks
-    ]
-    if disconnect:
-        incoming.append({"type": "http.disconnect"})
-    else:
-        incoming.append({"type": "http.request", "body": b"", "more_body": False})
-    sent: list[dict[str, Any]] = []
-    reads = 0
-
-    async def receive() -> dict[str, Any]:
-        nonlocal reads
-        reads += 1
-        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
-
-    async def send(message: Any) -> None:
-        sent.append(dict(message))
-
-    await app(scope, receive, send)
-    starts = [m for m in sent if m["type"] == "http.response.start"]
-    assert len(starts) <= 1, sent
-    if not starts:
-        return Exchange(None, {}, b"", reads)
-    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return Exchange(starts[0]["status"], dict(starts[0]["headers"]), body, reads)
+    return await asgi_exchange(app, scope, chunks, disconnect)
 
 
 def make_router(calls: list[Call]) -> PushRouter:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +71,19 @@ def deferring_router(store: FlakyOutbox, runs: list[str], **options: Any) -> Pus
     return router
 
 
+@asynccontextmanager
+async def one_pending(message_id: str, **options: Any) -> AsyncIterator[Setup]:
+    """A router (``options``: its keywords) whose push ``message_id`` was answered 202 and its
+    job run, the completion left pending (the store failed to record it)."""
+    store, runs = FlakyOutbox(), list[str]()
+    router = deferring_router(store, runs, **options)
+    async with PushSimulator(router) as sim:
+        assert (await sim.push("/jobs", "x", message_id=message_id)).status_code == 202
+        runtime = router.background.current()
+        await wait_until_async(lambda: runtime.completions.count == 1, 10, "one pending")
+        yield Setup(sim, router, store, runs)
+
+
 @pytest.fixture
 async def setup() -> AsyncIterator[Setup]:
     store, runs = FlakyOutbox(), list[str]()
@@ -121,46 +135,32 @@ async def test_the_ack_is_queued_even_when_the_outbox_is_what_fails(setup: Setup
 
 
 async def test_pending_completions_count_against_the_unsent_acks_bound() -> None:
-    store, runs = FlakyOutbox(), list[str]()
-    router = deferring_router(store, runs, limits=Limits(max_unsent_acks=1))
-    async with PushSimulator(router) as sim:
-        assert (await sim.push("/jobs", "x", message_id="m-a")).status_code == 202
-        runtime = router.background.current()
-        await wait_until_async(lambda: runtime.completions.count == 1, 10, "one pending")
+    async with one_pending("m-a", limits=Limits(max_unsent_acks=1)) as s:
+        sim, runtime = s.sim, s.router.background.current()
         refused = await sim.push("/jobs", "x", message_id="m-b")
         assert (refused.status_code, refused.json()) == (503, {"status": "busy"})
-        assert runs == ["m-a"]
-        store.fail.clear()
+        assert s.runs == ["m-a"]
+        s.store.fail.clear()
         await sim.wait_for_acks(1, timeout=30)
         await wait_until_async(lambda: runtime.completions.count == 0, 10, "nothing pending")
         assert (await sim.push("/jobs", "x", message_id="m-b")).status_code == 202
 
 
 async def test_shutdown_flushes_a_pending_completion_once_the_store_answers() -> None:
-    store, runs = FlakyOutbox(), list[str]()
-    router = deferring_router(store, runs, shutdown=Shutdown(flush_timeout=10))
-    async with PushSimulator(router) as sim:
-        assert (await sim.push("/jobs", "x", message_id="m-s")).status_code == 202
-        runtime = router.background.current()
-        await wait_until_async(lambda: runtime.completions.count == 1, 10, "one pending")
+    async with one_pending("m-s", shutdown=Shutdown(flush_timeout=10)) as s:
         # The store comes back while the router shuts down: the flush records and acks it.
-        runtime.loop.call_later(0.3, store.fail.clear)
-        await router.shutdown()
-        assert [a.message_id for a in sim.acks] == ["m-s"]
-        assert store.completed() == ["m-s"]
+        s.router.background.current().loop.call_later(0.3, s.store.fail.clear)
+        await s.router.shutdown()
+        assert [a.message_id for a in s.sim.acks] == ["m-s"]
+        assert s.store.completed() == ["m-s"]
 
 
 async def test_a_completion_the_store_never_takes_is_logged_as_lost_at_shutdown(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    store, runs = FlakyOutbox(), list[str]()
-    router = deferring_router(store, runs, shutdown=Shutdown(flush_timeout=0.3))
-    async with PushSimulator(router) as sim:
-        assert (await sim.push("/jobs", "x", message_id="m-l")).status_code == 202
-        runtime = router.background.current()
-        await wait_until_async(lambda: runtime.completions.count == 1, 10, "one pending")
-        await router.shutdown()  # bounded by flush_timeout although the store stays down
-        assert sim.acks == []
+    async with one_pending("m-l", shutdown=Shutdown(flush_timeout=0.3)) as s:
+        await s.router.shutdown()  # bounded by flush_timeout although the store stays down
+        assert s.sim.acks == []
     lost = [r for r in caplog.records if "m-l" in r.getMessage() and "lost at shutdown" in r.msg]
     assert len(lost) == 1
     assert lost[0].levelno == logging.ERROR

@@ -13,6 +13,8 @@ from typing import Literal
 from ..._protocol import Delivery
 from ._base import ActiveState, Claim, Key, OutboxItem, Outcome, StoreProblem
 
+_get, _pop = dict.get, OrderedDict.pop
+
 # Rows are plain tuples, one table per kind of claim, each oldest first:
 # - active (running, deferred, external): (state, claim id, lease until, newest delivery,
 #   attempts, expires at);
@@ -48,7 +50,11 @@ class MemoryStore:
             raise ValueError("max_entries must be >= 1")
         self.max_entries = max_entries
         self._clock = clock
-        self._active: OrderedDict[Key, _Active] = OrderedDict()
+        # Active rows are few (the claims in flight) and come and go on every push: a plain
+        # dict (insertion-ordered too) is cheaper to update than an OrderedDict, and its holes
+        # at the front, which _trim skips, are bounded by its small size. The others can grow
+        # to max_entries and lose their oldest rows one at a time: OrderedDicts.
+        self._active: dict[Key, _Active] = {}
         self._idle: OrderedDict[Key, _Idle] = OrderedDict()
         self._done: OrderedDict[Key, _Done] = OrderedDict()
         self._outbox: dict[str, OutboxItem] = {}
@@ -84,13 +90,15 @@ class MemoryStore:
     ) -> tuple[Literal["new", "done", "busy"], str, int]:
         """:meth:`claim`, synchronous: ``(status, claim id | done outcome | busy state,
         attempt)``."""
-        now = self._clock()
+        clock = self._clock  # (an attribute, not a method: read, then called)
+        now = clock()
         attempts = 1
-        done = self._done.get(key)
-        if done is not None:
+        done_rows = self._done
+        done = _get(done_rows, key)  # dict.get: an OrderedDict's own lookup, without the
+        if done is not None:  # generic method lookup its instance dict costs
             if done[2] > now:
                 return "done", done[0], done[1]
-            del self._done[key]  # forgotten after its ttl: a new message again
+            del done_rows[key]  # forgotten after its ttl: a new message again
         active = self._active
         row = active.get(key)
         if row is not None:
@@ -99,8 +107,9 @@ class MemoryStore:
                 return "busy", row[0], row[4]
             del active[key]  # the lease ran out: taken over
             attempts = row[4] + 1
-        if self._idle:
-            idle = self._idle.pop(key, None)
+        idle_rows = self._idle
+        if idle_rows:
+            idle = _pop(idle_rows, key, None)
             if idle is not None:
                 attempts = idle[1] + 1
         claim_id = f"{self._prefix}{next(self._seq)}"
@@ -108,7 +117,7 @@ class MemoryStore:
         # Expired rows go at most once a second (claim checks expiry itself); the bound on
         # entries is kept on every claim.
         if now >= self._trimmed + 1.0 or (
-            len(active) + len(self._idle) + len(self._done) > self.max_entries
+            len(active) + len(idle_rows) + len(done_rows) > self.max_entries
         ):
             self._trimmed = now
             self._trim(now)
@@ -129,8 +138,11 @@ class MemoryStore:
         while excess > 0 and idle:
             idle.popitem(last=False)
             excess -= 1
-        while excess > 0 and active and active[next(iter(active))][2] <= now:
-            active.popitem(last=False)
+        while excess > 0 and active:
+            oldest = next(iter(active))
+            if active[oldest][2] > now:
+                break
+            del active[oldest]
             excess -= 1
         while excess > 0 and done:
             done.popitem(last=False)
@@ -163,12 +175,14 @@ class MemoryStore:
         """:meth:`complete`, synchronous."""
         row = self._active.pop(key, None)
         if row is not None:  # the usual case; a key is in one table at most
-            self._done[key] = (outcome, row[4], self._clock() + ttl)
+            clock = self._clock
+            self._done[key] = (outcome, row[4], clock() + ttl)
             return row[3]
-        idle = self._idle.pop(key, None)
-        done = self._done.pop(key, None)  # re-inserted at the end: the table stays in order
+        idle = _pop(self._idle, key, None)
+        done = _pop(self._done, key, None)  # re-inserted at the end: the table stays in order
         attempts = idle[1] if idle else done[1] if done else 1
-        self._done[key] = (outcome, attempts, self._clock() + ttl)
+        clock = self._clock
+        self._done[key] = (outcome, attempts, clock() + ttl)
         return delivery
 
     async def complete_ack(self, key: Key, *, ttl: float, item: OutboxItem) -> Delivery:

@@ -30,6 +30,14 @@ background every ``purge_every`` seconds (a bounded ``DELETE``). A server that i
 raises :class:`~ironpush._errors.StoreUnavailable` within ``timeout`` seconds; a connection
 that failed is closed (after a connection failure the idle ones too) and new ones are opened
 on demand, behind a short doubling fail-fast delay.
+
+**Opening.** The first call opens the store: a connection (libpq's ``connect_timeout``) and
+the schema check, with its migrations on a first start (:mod:`._pg_schema`). That is budgeted
+per round trip, not by the first call's ``timeout``: each of its statements has ``timeout``
+seconds, so a database far away opens (a first start is 7 round trips, 2 of them to connect
+without TLS; a later start 3), and a server that is down or hung still fails it within one
+``timeout``. The calls that arrive meanwhile wait for that one open (their own ``timeout``
+starts after it); one that gives up (the health probe's deadline) does not cancel it.
 """
 
 from __future__ import annotations
@@ -57,21 +65,20 @@ from ._common import (
 )
 from ._common import item_from_payload as _item
 from ._pg_batch import Batcher
-from ._postgres_sql import BATCHED, MIGRATIONS, SQL
+from ._postgres_sql import BATCHED, SQL
 
 try:
     import psycopg
-    from psycopg import sql as pgsql
 
     from ._pg_connections import Connections, Lease
+    from ._pg_schema import migrate
 except ImportError as exc:  # pragma: no cover - exercised by the import-hint test
     raise ImportError("PostgresStore needs psycopg 3: pip install 'ironpush[postgres]'") from exc
 
-SCHEMA_VERSION = len(MIGRATIONS)
 _MAX_TAKEOVERS = 3
 _PURGE_LIMIT = 10_000
 _MAX_BATCH = 256  # calls per statement
-_BATCHES_IN_FLIGHT = 2  # per statement: one fills while the other runs
+_BATCHES_IN_FLIGHT = 1  # per statement: the next batch fills while this one runs
 
 Row = tuple[Any, ...]
 
@@ -80,7 +87,8 @@ class PostgresStore:
     """Claims, newest deliveries and the outbox in PostgreSQL; see the module docs.
 
     ``timeout`` bounds every call (waiting for a free connection, connecting, and the
-    statement itself); at most ``max_connections`` connections are open::
+    statement itself), and each round trip of opening the store (the schema check and its
+    migrations, once: see the module docs); at most ``max_connections`` connections are open::
 
         store = PostgresStore("postgresql://app@db/app", schema="orders_push", timeout=2.0)
     """
@@ -106,6 +114,7 @@ class PostgresStore:
         self._connections = self._new_connections()
         self._sql = {name: text.replace("{s}", _quote(schema)) for name, text in SQL.items()}
         self._migrated = False
+        self._opening: asyncio.Task[None] | None = None
         self._last_purge = time.monotonic()
         self._background: set[asyncio.Task[None]] = set()
         self.breaker = Breaker("postgres", secrets=_password(dsn))
@@ -125,13 +134,41 @@ class PostgresStore:
 
     # --- plumbing ----------------------------------------------------------------------------
 
+    @property
+    def _connect_timeout(self) -> int:
+        return max(2, int(self.timeout + 0.999))  # libpq takes whole seconds
+
     def _new_connections(self) -> Connections:
-        connect_timeout = max(2, int(self.timeout + 0.999))  # libpq takes whole seconds
-        return Connections(self.dsn, size=self._max_connections, connect_timeout=connect_timeout)
+        return Connections(
+            self.dsn, size=self._max_connections, connect_timeout=self._connect_timeout
+        )
+
+    async def _open(self) -> None:
+        """Check (and migrate) the schema once, before the first statement: one open shared
+        by the calls that arrive meanwhile, not cancelled when they give up (module docs)."""
+        task = self._opening
+        if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+            task = self._opening = self._spawn(self._open_now())
+            task.add_done_callback(_retrieve)  # failed while nobody waited: the next call retries
+        await asyncio.shield(task)
+
+    async def _open_now(self) -> None:
+        async with asyncio.timeout(self._connect_timeout):  # libpq's bound, as a deadline too
+            lease = await self._connections.get()
+        try:
+            await migrate(lease.conn, self.schema, step=self.timeout)
+        except BaseException:
+            lease.broken = True  # maybe inside the migration's transaction: close it
+            raise
+        finally:
+            self._connections.put(lease)
+        self._migrated = True
 
     async def _run(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         self.breaker.guard()
         try:
+            if not self._migrated:
+                await self._open()
             async with asyncio.timeout(self.timeout):  # cheaper than wait_for: no extra task
                 rows = await self._execute(name, params)
         except (psycopg.Error, TimeoutError, OSError) as exc:
@@ -145,8 +182,10 @@ class PostgresStore:
         ``timeout`` (kept by the batch: no timer per call). Every push makes two of these, so
         what can be done once per batch is (the breaker's reset, the purge's clock)."""
         self.breaker.guard()
-        deadline = time.monotonic() + self.timeout  # the event loop's clock
         try:
+            if not self._migrated:
+                await self._open()
+            deadline = time.monotonic() + self.timeout  # the event loop's clock
             if self._connections.tracing():
                 with self._connections.traced(name):
                     return await self._batchers[name].submit(key, args, deadline=deadline)
@@ -183,16 +222,15 @@ class PostgresStore:
             self._connections.drop_idle()
         return self.breaker.trip(exc)
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     async def _execute(self, name: str, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         lease = await self._connections.get()
         try:
-            if not self._migrated:
-                await self._migrate(lease.conn)
             cursor = lease.cursor
             await self._connections.execute(lease, name, self._sql[name], params)  # traced
             return await cursor.fetchall() if cursor.description else []
@@ -202,39 +240,6 @@ class PostgresStore:
             raise
         finally:
             self._connections.put(lease)
-
-    async def _migrate(self, conn: psycopg.AsyncConnection[Any]) -> None:
-        schema = pgsql.Identifier(self.schema)
-        async with conn.transaction():
-            # One migrator at a time across processes and hosts (the lock ends with the
-            # transaction); the others then find the schema up to date.
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [self.schema])
-            await conn.execute(
-                pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema), prepare=False
-            )
-            await conn.execute(
-                pgsql.SQL(
-                    "CREATE TABLE IF NOT EXISTS {}.schema_version (version integer NOT NULL)"
-                ).format(schema)
-            )
-            cursor = await conn.execute(
-                pgsql.SQL("SELECT max(version) FROM {}.schema_version").format(schema)
-            )
-            row = await cursor.fetchone()
-            current = int(row[0]) if row and row[0] is not None else 0
-            if current > SCHEMA_VERSION:
-                raise StoreUnavailable(
-                    f"postgres store schema {self.schema!r} is at version {current}, newer "
-                    f"than this ironpush ({SCHEMA_VERSION})",
-                    store="postgres",
-                )
-            for version in range(current + 1, SCHEMA_VERSION + 1):
-                await conn.execute(_compose(MIGRATIONS[version - 1], self.schema), prepare=False)
-                await conn.execute(
-                    pgsql.SQL("INSERT INTO {}.schema_version VALUES (%s)").format(schema),
-                    [version],
-                )
-        self._migrated = True
 
     def _maybe_purge(self) -> None:
         now = time.monotonic()
@@ -341,10 +346,12 @@ class PostgresStore:
     # --- life --------------------------------------------------------------------------------
 
     async def check(self) -> None:
-        """``SELECT 1`` on a pooled connection (and the first-use migration), within
-        ``timeout``."""
+        """``SELECT 1`` on a pooled connection within ``timeout``, after opening the store
+        (connect and schema check, budgeted per round trip) if it is not open yet."""
         self.breaker.guard()
         try:
+            if not self._migrated:
+                await self._open()
             async with asyncio.timeout(self.timeout):
                 await self._execute_probe()
         except (psycopg.Error, TimeoutError, OSError) as exc:
@@ -354,8 +361,6 @@ class PostgresStore:
     async def _execute_probe(self) -> None:
         lease: Lease = await self._connections.get()
         try:
-            if not self._migrated:
-                await self._migrate(lease.conn)
             await lease.cursor.execute("SELECT 1")
         except BaseException:
             lease.broken = True
@@ -389,8 +394,9 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _compose(text: str, schema: str) -> pgsql.Composed:
-    return pgsql.SQL(text).format(s=pgsql.Identifier(schema))
+def _retrieve(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _password(dsn: str) -> tuple[str | None, ...]:

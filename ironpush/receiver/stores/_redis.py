@@ -12,9 +12,9 @@ Every decision is one Lua script run with ``EVALSHA`` (atomic, one round trip; s
 
 - quick path (handler answers at once): ``claim`` + ``complete`` = **2**;
 - deferred path: ``claim`` + ``hold`` before the 202, then the job's end, ``complete_ack``
-  (``complete`` and the outbox ``add`` in one script) = **3**, plus the sender's ``take`` and
-  ``finish``, each one round trip for a whole batch of acks (so ~3 per push under load, 5 when
-  acks go out one by one);
+  (the ``complete`` script, also queuing the ack in the outbox) = **3**, plus the sender's
+  ``take`` and ``finish``, each one round trip for a whole batch of acks (so ~3 per push under
+  load, 5 when acks go out one by one);
 - a redelivery of a handled message: 1 (``claim``); of a message whose owner died on this host:
   2 (``claim``, ``takeover``). The first use of a store adds 2 (the eviction policy and the
   scripts, then the schema version), every ``watch_interval`` one call reads ``INFO`` first, and
@@ -226,8 +226,8 @@ class RedisStore:
     async def complete(
         self, key: Key, *, outcome: Outcome, ttl: float, delivery: Delivery
     ) -> Delivery:
-        newest = await self._run("complete", [self._key(key)], [outcome, _ms(ttl)])
-        return newest_or(newest, delivery)
+        answer = await self._run("complete", [self._key(key)], [outcome, _ms(ttl), 0])
+        return newest_or(_newest(answer), delivery)
 
     async def complete_ack(self, key: Key, *, ttl: float, item: OutboxItem) -> Delivery:
         """:meth:`complete` (``acked``) and :meth:`add` of ``item`` (an ack) with the newest
@@ -239,19 +239,20 @@ class RedisStore:
         args = [
             "acked",
             _ms(ttl),
+            0,
             item.id,
             item.queue,
             encode_delivery(delivery),
             repr(item.created_at),
             repr(item.next_at),
         ]
-        return newest_or(await self._run("complete_ack", keys, args), delivery)
+        return newest_or(_newest(await self._run("complete", keys, args)), delivery)
 
     async def complete_once(
         self, key: Key, *, outcome: Outcome, ttl: float, delivery: Delivery
     ) -> Delivery | None:
-        answer = await self._run("complete_once", [self._key(key)], [outcome, _ms(ttl)])
-        return newest_or(answer[1] if len(answer) > 1 else None, delivery) if answer[0] else None
+        answer = await self._run("complete", [self._key(key)], [outcome, _ms(ttl), 1])
+        return newest_or(_newest(answer), delivery) if answer[0] else None
 
     async def release(self, key: Key, claim_id: str | None) -> bool:
         return bool(await self._run("release", [self._key(key)], [claim_id or ""]))
@@ -332,6 +333,11 @@ class RedisStore:
     async def close(self) -> None:
         """Close the connections."""
         await self._client.close()
+
+
+def _newest(answer: list[Any]) -> Any:
+    """The newest delivery in the ``complete`` script's answer ``{1, newest or false}``."""
+    return answer[1] if len(answer) > 1 else None
 
 
 def _ms(seconds: float) -> int:

@@ -18,24 +18,12 @@ from __future__ import annotations
 
 from importlib.resources import files
 
-NAMES = (
-    "claim",
-    "takeover",
-    "hold",
-    "renew",
-    "complete",
-    "complete_once",
-    "complete_ack",
-    "release",
-    "newest",
-    "add",
-    "take",
-    "finish",
-    "retry",
-    "stats",
-    "version",
-)
-
 _FOLDER = files(__name__.rpartition(".")[0]) / "_lua"
 
-SCRIPTS: dict[str, str] = {name: (_FOLDER / f"{name}.lua").read_text("utf-8") for name in NAMES}
+#: Script name (its file's stem) → its text: every ``.lua`` file of the folder, so a new
+#: decision is one new file.
+SCRIPTS: dict[str, str] = {
+    path.name.removesuffix(".lua"): path.read_text("utf-8")
+    for path in sorted(_FOLDER.iterdir(), key=lambda p: p.name)
+    if path.name.endswith(".lua")
+}

@@ -153,14 +153,12 @@ async def test_a_call_cancelled_while_its_statement_runs_is_done_by_it(
         started = asyncio.get_running_loop().create_future()
         original = store._execute
 
-        async def slow_execute(name: str, params: dict[str, object]) -> list[tuple[object, ...]]:
+        async def announced(name: str, params: dict[str, object]) -> list[tuple[object, ...]]:
             if not started.done():
-                started.set_result(None)
-            rows = await original(name, params)
-            await asyncio.sleep(0.2)  # the caller gives up meanwhile
-            return rows
+                started.set_result(None)  # the statement is on its way: the caller gives up
+            return await original(name, params)
 
-        store._execute = slow_execute  # type: ignore[method-assign]
+        store._execute = announced  # type: ignore[method-assign]
         task = asyncio.create_task(store.claim(_key("x"), delivery("x"), lease=30, ttl=600))
         await started
         task.cancel()
@@ -191,15 +189,21 @@ async def test_the_quick_path_never_costs_more_server_round_trips_than_its_calls
             return int(rows[0][0])  # type: ignore[call-overload]
 
         async def settled() -> int:
-            # A backend reports its counts when it exits: read until two readings agree.
-            readings = [transactions()]
+            # A backend reports its counts as it exits: wait until none of the test database's
+            # is left and two readings half a second apart agree.
+            last = [-1]
 
-            def same() -> bool:
-                readings.append(transactions())
-                return readings[-1] == readings[-2]
+            def quiet() -> bool:
+                left = server.sql(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = 'test'",
+                    database="postgres",
+                )
+                now, previous = transactions(), last[0]
+                last[0] = now
+                return left[0][0] == 0 and now == previous
 
-            await wait_until_async(same, 30, "the transaction counts to settle", interval=1.0)
-            return readings[-1]
+            await wait_until_async(quiet, 30, "the transaction counts to settle", interval=0.5)
+            return last[0]
 
         async def quick_pushes(n: int, in_flight: int) -> int:
             """Transactions the server counted for opening a store, ``n`` quick pushes

@@ -1,0 +1,136 @@
+"""The fallback's delivery line (nothing configured logging) is written without a LogRecord
+when only ironpush's fallback handler would show it; it is the same text, and anything of
+the application's on the way (a filter, a record factory, a root handler) gets the record."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import sys
+from collections.abc import Iterator
+
+import pytest
+from log_kit import run_script
+
+from ironpush._logfields import DATEFMT, FORMAT, FallbackHandler, TextFormatter, sole_fallback
+
+
+@pytest.mark.parametrize("created", [1_700_000_000.0, 1_700_000_000.0009, 1_700_000_059.9994])
+@pytest.mark.parametrize("level", [logging.INFO, logging.WARNING, logging.ERROR, 25])
+def test_the_line_is_what_the_formatter_makes_of_the_record(created: float, level: int) -> None:
+    record = logging.LogRecord("ironpush.receiver", level, __file__, 1, "push %s ok", ("m1",), None)
+    record.created = created
+    record.msecs = int((created - int(created)) * 1000) + 0.0
+    text = TextFormatter()
+    expected = logging.Formatter(FORMAT, DATEFMT).format(record)
+    assert text.format(record) == expected
+    assert text.line(created, level, "ironpush.receiver", "push m1 ok") == expected
+
+
+SCRIPT = """
+import asyncio, logging
+from ironpush import PushMessage, PushRouter
+from ironpush.testing import PushSimulator
+
+router = PushRouter(secret_keys=["k" * 32])
+seen = []
+
+@router.route("/ok", queue="q", subscriber="s")
+async def ok(msg: PushMessage) -> None:
+    return None
+
+def keep(record):
+    seen.append(("filter", record.getMessage().split()[1], record.outcome, record.status))
+    return True
+
+default_factory = logging.getLogRecordFactory()
+
+def factory(*args, **kwargs):
+    record = default_factory(*args, **kwargs)
+    seen.append(("factory", record.getMessage().split()[1]))
+    return record
+
+async def main() -> None:
+    async with PushSimulator(router) as sim:
+        await sim.push("/ok", "one", message_id="m-direct")   # only the fallback: direct
+        [fallback] = logging.getLogger("ironpush").handlers
+        fallback.addFilter(keep)
+        await sim.push("/ok", "two", message_id="m-filtered")  # the filter gets the record
+        fallback.removeFilter(keep)
+        logging.setLogRecordFactory(factory)
+        await sim.push("/ok", "three", message_id="m-factory")  # so does a record factory
+        logging.setLogRecordFactory(default_factory)
+        await sim.push("/ok", "four", message_id="m-again")   # direct again
+    print(seen)
+
+asyncio.run(main())
+"""
+LINE = re.compile(
+    r"^\d\d:\d\d:\d\d\.\d{3} INFO    ironpush\.receiver: push (m-[a-z]+) queue=q subscriber=s "
+    r"outcome=acked status=200 duration_ms=\d+\.\d$"
+)
+
+
+def test_the_line_is_the_same_whether_a_record_is_made_or_not() -> None:
+    proc = run_script(SCRIPT)
+    deliveries = [x for x in proc.stderr.splitlines() if "queue=q subscriber=s" in x]
+    found = [LINE.match(x) for x in deliveries]
+    assert all(found), proc.stderr
+    assert [m.group(1) for m in found if m] == ["m-direct", "m-filtered", "m-factory", "m-again"]
+    seen = proc.stdout.strip().splitlines()[-1]
+    assert seen == str([("filter", "m-filtered", "acked", 200), ("factory", "m-factory")]), (
+        proc.stdout
+    )
+
+
+@pytest.fixture
+def fallback(monkeypatch: pytest.MonkeyPatch) -> Iterator[FallbackHandler]:
+    """ironpush's fallback handler alone, as with nothing configured; restored after. (The
+    root's handlers are pytest's during the test: each test sets them aside itself.)"""
+    ironpush, child = logging.getLogger("ironpush"), logging.getLogger("ironpush.receiver")
+    handler = FallbackHandler()
+    monkeypatch.setattr(ironpush, "handlers", [handler])
+    monkeypatch.setattr(child, "handlers", [])
+    level = ironpush.level
+    ironpush.setLevel(logging.INFO)
+    yield handler
+    ironpush.setLevel(level)
+
+
+def test_the_direct_line_is_checked_again_on_every_call(
+    fallback: FallbackHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(logging.root, "handlers", [])
+    child = logging.getLogger("ironpush.receiver")
+    assert sole_fallback(child, logging.INFO) is fallback
+    other = logging.StreamHandler(io.StringIO())
+    for add, undo in (
+        (lambda: child.addHandler(other), lambda: child.removeHandler(other)),
+        (lambda: logging.root.addHandler(other), lambda: logging.root.removeHandler(other)),
+        (lambda: fallback.addFilter(len), lambda: fallback.removeFilter(len)),
+        (lambda: child.addFilter(len), lambda: child.removeFilter(len)),
+        (lambda: fallback.setLevel(logging.ERROR), lambda: fallback.setLevel(logging.NOTSET)),
+        (lambda: setattr(child, "propagate", False), lambda: setattr(child, "propagate", True)),
+        (
+            lambda: fallback.setFormatter(logging.Formatter()),
+            lambda: fallback.setFormatter(fallback.text),
+        ),
+    ):
+        add()
+        assert sole_fallback(child, logging.INFO) is None
+        undo()
+        assert sole_fallback(child, logging.INFO) is fallback
+
+
+def test_the_direct_line_follows_a_renamed_level_and_flushes_a_buffered_stream(
+    fallback: FallbackHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = io.BytesIO()
+    buffered = io.TextIOWrapper(io.BufferedWriter(raw), encoding="utf-8")  # neither flag set
+    monkeypatch.setattr(sys, "stderr", buffered)
+    assert fallback.write_line(logging.INFO, "ironpush.receiver", "push m1 ok")
+    assert raw.getvalue().decode().endswith(" INFO    ironpush.receiver: push m1 ok\n")
+    monkeypatch.setitem(logging._levelToName, logging.INFO, "NOTE")
+    assert fallback.write_line(logging.INFO, "ironpush.receiver", "push m2 ok")
+    assert raw.getvalue().decode().endswith(" NOTE    ironpush.receiver: push m2 ok\n")
