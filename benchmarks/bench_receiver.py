@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -248,7 +250,7 @@ def main() -> None:
             for r in ROWS
         ]
         slots = alternate(contestants, cycles=args.cycles, slot=args.slot, cpus=plan.load_cpu)
-        command = "python -m benchmarks.bench_receiver --write"
+        command = shlex.join(["python", "-m", "benchmarks.bench_receiver", *sys.argv[1:]])
         settings = plan.settings(args, body_bytes=len(body), command=command)
         deferred = [r.name for r in ROWS if r.name in DEFERRED]
         if deferred:

@@ -30,6 +30,7 @@ Not part of CI.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import sys
 import time
@@ -244,7 +245,9 @@ def main() -> None:
                 for r in rows
             ]  # fmt: skip
             slots = alternate(contestants, cycles=args.cycles, slot=args.slot, cpus=plan.load_cpu)
-            command = "python -m benchmarks.bench_receiver_stores --write"
+            command = shlex.join(
+                ["python", "-m", "benchmarks.bench_receiver_stores", *sys.argv[1:]]
+            )
             settings = plan.settings(args, body_bytes=len(body), command=command)
             defer = {r.name for r in rows if r.deferred}
             if defer:
