@@ -74,6 +74,7 @@ def test_the_sdist_carries_the_documents_and_no_development_clutter(dists: Dists
     for document in ("README.md", "RELIABILITY.md", "CHANGELOG.md", "LICENSE", "pyproject.toml"):
         assert document in inside
     assert {"Dockerfile", "examples/docker/Dockerfile", "benchmarks/README.md"} <= inside
+    assert "docs/inspector.png" in inside  # the README's image (its link is absolute on PyPI)
     clutter = [n for n in inside if n.startswith((".venv", ".git/", ".ci", "dist/"))]
     assert not clutter, clutter
     assert not [n for n in inside if "__pycache__" in n or n.endswith(".pyc")]
