@@ -21,6 +21,7 @@ an error inside the report never reaches the push::
 
 from __future__ import annotations
 
+import inspect
 import logging
 import sys
 from typing import Any
@@ -57,13 +58,7 @@ def report(
 
             ignore_logger(FAILURES_LOGGER)
             _ignoring.append(True)
-        from sentry_sdk.utils import event_from_exception
-
-        event, hint = event_from_exception(
-            exc,
-            client_options=client.options,
-            mechanism={"type": "ironpush", "handled": False},
-        )
+        event, hint = _event_of(exc, client)
         tags = {
             "queue": queue,
             "subscriber": subscriber or "",
@@ -80,3 +75,15 @@ def report(
         )
     except Exception:  # reporting must never break the push (a broken transport, an old SDK)
         logging.getLogger("ironpush.receiver").debug("Sentry report failed", exc_info=True)
+
+
+def _event_of(exc: BaseException, client: Any) -> tuple[Any, Any]:
+    """Sentry's event and hint for ``exc``, as unhandled (mechanism ``ironpush``): the SDK's
+    own builder, which takes the client's options in sentry-sdk 2 and reads them itself in 3."""
+    from sentry_sdk.utils import event_from_exception
+
+    build: Any = event_from_exception  # its signature depends on the SDK's major version
+    mechanism = {"type": "ironpush", "handled": False}
+    if "client_options" in inspect.signature(build).parameters:
+        return build(exc, client_options=client.options, mechanism=mechanism)  # type: ignore[no-any-return]
+    return build(exc, mechanism=mechanism)  # type: ignore[no-any-return]
