@@ -263,7 +263,7 @@ class FallbackHandler(StderrHandler):
         message is ``message``, made now, without the record (see :func:`write_direct`):
         True when written (or nowhere to write), False when it failed (log it instead, and
         the logging path reports the failure)."""
-        return self.write_after_time(self.head(level, name) + message)
+        return self.write_after_time(self.head(level, name), message, "", "")
 
     def head(self, level: int, name: str) -> str:
         """FORMAT's part between the time and the message: ``" INFO    name: "``."""
@@ -276,8 +276,9 @@ class FallbackHandler(StderrHandler):
             self._heads.setdefault(name, {})[level] = head
         return head[1]
 
-    def write_after_time(self, rest: str) -> bool:
-        """:meth:`write_line` of ``head(level, name) + message``: the time now, ``rest``."""
+    def write_after_time(self, first: str, second: str, third: str, fourth: str) -> bool:
+        """:meth:`write_line` of ``head(level, name) + message``: the time now, then the
+        rest in four parts (the caller's pieces, joined once here)."""
         created = time.time()
         text = self.text
         since = created - text._start
@@ -292,7 +293,10 @@ class FallbackHandler(StderrHandler):
         lock.acquire()
         try:
             # FORMAT: the second's text, ".%03d" of LogRecord's msecs, the level and name.
-            stream.write(f"{text._asctime}{_MILLIS[int(since * 1000)]}{rest}{self.terminator}")
+            stream.write(
+                f"{text._asctime}{_MILLIS[int(since * 1000)]}"
+                f"{first}{second}{third}{fourth}{self.terminator}"
+            )
             if stream is not self._unbuffered or not (
                 stream.write_through or (stream.line_buffering and self.terminator == "\n")
             ):
@@ -306,15 +310,19 @@ class FallbackHandler(StderrHandler):
     def _flush(self, stream: Any) -> None:
         """Flush ``stream``, unless what it is makes flush() a no-op after a written line
         (remembered: the check above is then one identity test and a flag)."""
-        # sys.stderr is a TextIOWrapper with write_through on a raw FileIO (Python >= 3.9):
-        # each write() reaches the file at once; line_buffering flushes on its own at "\n"
+        # sys.stderr is a TextIOWrapper (Python >= 3.9: line-buffered even to a pipe or a
+        # file; with -u or PYTHONUNBUFFERED write_through on a raw FileIO): write_through
+        # reaches the file at once, line_buffering flushes itself and its buffer at "\n"
         # (the terminator; another one, and flush() is called).
-        if type(stream) is io.TextIOWrapper and type(stream.buffer) is io.FileIO:
+        if type(stream) is io.TextIOWrapper and type(stream.buffer) in _FILES:
             self._unbuffered = stream
             if stream.write_through or (stream.line_buffering and self.terminator == "\n"):
                 return
         stream.flush()
 
+
+#: The binary layers under sys.stderr whose flush TextIOWrapper's own flush reaches.
+_FILES = (io.FileIO, io.BufferedWriter)
 
 #: What logging.getLevelName reads (logging.addLevelName changes it).
 LEVEL_NAMES = logging._levelToName

@@ -23,7 +23,7 @@ import logging
 import threading
 import weakref
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._version import __version__
@@ -58,7 +58,9 @@ GAUGES = {
 class Source(Protocol):
     """What a router offers the observable instruments (its :class:`~._metrics.Counters`)."""
 
-    by_route: Counter[tuple[str, str, str]]
+    @property
+    def by_route(self) -> Mapping[tuple[str, str, str], int]: ...
+
     gauges: Callable[[], dict[str, float]] | None
 
 

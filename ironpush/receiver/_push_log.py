@@ -30,7 +30,7 @@ _NAME = logger.name
 
 
 #: The delivery line's format (its values are also the record's fields).
-_LINE = "push %s queue=%s subscriber=%s outcome=%s status=%d duration_ms=%.1f%s"
+_LINE = "push %s queue=%s subscriber=%s outcome=%s status=%d duration_ms=%s%s"
 _LINE_MIDDLE = " queue=%s subscriber=%s outcome=%s status=%d duration_ms="
 
 
@@ -44,6 +44,22 @@ def _middle(queue: str, subscriber: str | None, outcome: str, status: int) -> st
     if len(_middles) < 4096:  # bounded whatever the routes (queues are few in practice)
         _middles[(queue, subscriber, outcome, status)] = middle
     return middle
+
+
+def duration_text(ms: float) -> str:
+    """The line's ``duration_ms`` value: ``ms`` to a tenth, halves to even (``round``)::
+
+        duration_text(0.26)  # "0.3"
+
+    (A table for the usual quick push, under 100 ms: float formatting costs a push about
+    2,600 instructions, the table a few hundred.)"""
+    tenths = round(ms * 10)
+    if 0 <= tenths < 1000:
+        return _TENTHS[tenths]
+    return f"{tenths / 10:.1f}"
+
+
+_TENTHS = tuple(f"{tenths // 10}.{tenths % 10}" for tenths in range(1000))
 
 
 def log_delivery(
@@ -73,9 +89,11 @@ def log_delivery(
         if middle is None:
             middle = _middle(queue, subscriber, outcome, status)
         why_text = f" ({why})" if why else ""
-        if handler.write_line(level, _NAME, f"push {message_id}{middle}{ms:.1f}{why_text}"):
+        line = f"push {message_id}{middle}{duration_text(ms)}{why_text}"
+        if handler.write_line(level, _NAME, line):
             return
-    args = (message_id, queue, subscriber, outcome, status, ms, f" ({why})" if why else "")
+    why_text = f" ({why})" if why else ""
+    args = (message_id, queue, subscriber, outcome, status, duration_text(ms), why_text)
     # The fields of _logfields.fields(), made here directly: this runs once per push.
     extra: dict[str, Any] = {"message_id": message_id, "queue": queue, "subscriber": subscriber}
     if attempt is not None:
@@ -108,9 +126,9 @@ def log_acked(route: Route, delivery: Delivery, started: float, now: float, atte
         made = _acked.get(route.path)
         if made is None or made[0] is not route or made[1] is not LEVEL_NAMES.get(_INFO):
             made = _acked_parts(route, handler)
-        # _LINE % args after the time: "%s" of a str is the str, "%.1f" of a float its :.1f.
+        # _LINE % args after the time ("%s" of a str is the str itself).
         ms = (now - started) * 1000
-        if handler.write_after_time(f"{made[2]}{delivery.message_id}{made[3]}{ms:.1f}"):
+        if handler.write_after_time(made[2], delivery.message_id, made[3], duration_text(ms)):
             return
     log_delivery(_INFO, route, delivery, "acked", 200, started, None, attempt, now)
 

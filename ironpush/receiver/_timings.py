@@ -137,10 +137,19 @@ class AckedSeries:
             completed - completing,
             sent - started,
         )
-        claim.count(a)
-        handler.count(b)
-        complete.count(c)
-        push.count(d)
+        # Series.count of each, written out: a quick push lands in the first bucket.
+        bounds = claim.bounds
+        claim.counts[0 if a <= bounds[0] else bisect_left(bounds, a)] += 1
+        claim.sum += a
+        bounds = handler.bounds
+        handler.counts[0 if b <= bounds[0] else bisect_left(bounds, b)] += 1
+        handler.sum += b
+        bounds = complete.bounds
+        complete.counts[0 if c <= bounds[0] else bisect_left(bounds, c)] += 1
+        complete.sum += c
+        bounds = push.bounds
+        push.counts[0 if d <= bounds[0] else bisect_left(bounds, d)] += 1
+        push.sum += d
         if _API is not None and _API._METER_PROVIDER is not None:  # an SDK is set
             for series, seconds in ((claim, a), (handler, b), (complete, c), (push, d)):
                 _otel_metrics.record(series.spec, seconds, series.attributes)

@@ -14,6 +14,7 @@ import pytest
 from log_kit import run_script
 
 from ironpush._logfields import DATEFMT, FORMAT, FallbackHandler, TextFormatter, sole_fallback
+from ironpush.receiver._push_log import duration_text
 
 
 @pytest.mark.parametrize("created", [1_700_000_000.0, 1_700_000_000.0009, 1_700_000_059.9994])
@@ -134,3 +135,22 @@ def test_the_direct_line_follows_a_renamed_level_and_flushes_a_buffered_stream(
     monkeypatch.setitem(logging._levelToName, logging.INFO, "NOTE")
     assert fallback.write_line(logging.INFO, "ironpush.receiver", "push m2 ok")
     assert raw.getvalue().decode().endswith(" NOTE    ironpush.receiver: push m2 ok\n")
+
+
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [
+        *((0.0, "0.0"), (0.04, "0.0"), (0.06, "0.1"), (0.25, "0.2"), (0.35, "0.4")),
+        *((99.94, "99.9"), (99.96, "100.0"), (1234.56, "1234.6"), (100_000.0, "100000.0")),
+    ],
+)
+def test_the_lines_duration_is_to_a_tenth_halves_to_even(ms: float, text: str) -> None:
+    assert duration_text(ms) == text
+
+
+def test_the_duration_table_and_the_format_agree() -> None:
+    # The table (under 100 ms) and the format past it make the same text of the same tenths.
+    for tenths in range(0, 1100):
+        for ms in (tenths / 10, tenths / 10 + 0.0499, tenths / 10 - 0.0499):
+            if ms >= 0:
+                assert duration_text(ms) == f"{round(ms * 10) / 10:.1f}", ms

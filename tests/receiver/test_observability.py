@@ -7,6 +7,7 @@ import logging
 import pytest
 
 from ironpush._signing import push_secret
+from ironpush.receiver._metrics import Tally
 from ironpush.testing import PushSimulator
 
 from .contract import KEYS, Calls
@@ -67,3 +68,12 @@ async def test_metrics_without_prometheus_client_gives_a_pip_hint(
     answer = await sim.http.get("/_metrics")
     assert answer.status_code == 501
     assert "pip install 'ironpush[metrics]'" in answer.text
+
+
+def test_a_tally_counts_from_zero_and_stays_a_plain_mapping() -> None:
+    seen = Tally[str]()
+    seen["acked"] += 1
+    seen["acked"] += 1
+    assert seen["dropped"] == 0  # never counted: 0, and not added by the read
+    assert seen == {"acked": 2}
+    assert type(seen).__mro__[1:] == (dict, object)  # not a Counter: plain item slots
