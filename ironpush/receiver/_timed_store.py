@@ -66,7 +66,11 @@ class TimedStore:
     def __getattr__(self, name: str) -> Any:
         found = getattr(self.inner, name)
         if name in OPTIONAL and callable(found):  # complete_ack: the outbox folds into it
-            return _timed(found, self._series[name])
+            # Made once: __getattr__ is not asked again for an attribute the instance has
+            # (complete_ack is called once per deferred push).
+            timed = _timed(found, self._series[name])
+            setattr(self, name, timed)
+            return timed
         return found
 
     def __repr__(self) -> str:
