@@ -15,6 +15,8 @@ import functools
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from inspect import CO_COROUTINE
+from types import FunctionType
 from typing import Any, Literal, Protocol, TypedDict, TypeVar
 from urllib.parse import urlencode
 
@@ -84,7 +86,16 @@ class Route:
 
 def is_async(fn: Any) -> bool:
     """Whether calling ``fn`` returns a coroutine (async functions, partials of them, and
-    instances with an async ``__call__``)."""
+    instances with an async ``__call__``)::
+
+        async def job() -> None: ...
+        is_async(job)  # True
+    """
+    # A plain ``async def`` (asked once per deferred job): its code's flag, without
+    # inspect's unwrapping. Anything else, a sync function marked with
+    # inspect.markcoroutinefunction included, takes the whole check.
+    if type(fn) is FunctionType and fn.__code__.co_flags & CO_COROUTINE:
+        return True
     while isinstance(fn, functools.partial):
         fn = fn.func
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
