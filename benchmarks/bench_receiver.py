@@ -46,6 +46,7 @@ from benchmarks.harness import (
     bench_parser,
     chosen,
     dump_slots,
+    fake_ironmq,
     free_port,
     preflight,
     report,
@@ -171,9 +172,9 @@ end
 # --------------------------------------------------------------------------- the run
 
 
-def specs(sqlite_path: str, fake_port: int) -> list[ServerSpec]:
+def specs(sqlite_path: str, fake_port: int, load_cpu: str | None) -> list[ServerSpec]:
     env = {"IRONMQ_EMULATOR_HOST": f"127.0.0.1:{fake_port}"}
-    out = [ServerSpec("fake_ironmq", "benchmarks.receiver_apps:fake_ironmq", port=fake_port)]
+    out = [fake_ironmq(fake_port, load_cpu)]
     for row in ROWS:
         extra = {"BENCH_SQLITE_PATH": sqlite_path} if row.name == "sqlite" else {}
         out.append(ServerSpec(row.name, f"benchmarks.receiver_apps:{row.name}", {**env, **extra}))
@@ -243,7 +244,9 @@ def main() -> None:
     counts: dict[str, float] = {}
     with (
         tempfile.TemporaryDirectory() as tmp,
-        Servers(specs(str(Path(tmp) / "bench.db"), fake_port), cpus=plan.server_cpus) as servers,
+        Servers(
+            specs(str(Path(tmp) / "bench.db"), fake_port, plan.load_cpu), cpus=plan.server_cpus
+        ) as servers,
     ):
         contestants = [
             Contestant(r.name, servers[r.name], Load(r.path, script, args.connections))

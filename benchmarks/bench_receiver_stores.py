@@ -52,6 +52,7 @@ from benchmarks.harness import (
     bench_parser,
     chosen,
     dump_slots,
+    fake_ironmq,
     free_port,
     pinned,
     preflight,
@@ -144,8 +145,10 @@ def row_env(row: Row, tag: str, redis_url: str, fake_port: int) -> dict[str, str
     return env
 
 
-def specs(rows: list[Row], fake_port: int, run: str, redis_url: str) -> list[ServerSpec]:
-    out = [ServerSpec("fake_ironmq", "benchmarks.receiver_apps:fake_ironmq", port=fake_port)]
+def specs(
+    rows: list[Row], fake_port: int, run: str, redis_url: str, load_cpu: str | None
+) -> list[ServerSpec]:
+    out = [fake_ironmq(fake_port, load_cpu)]
     for row in rows:
         env = row_env(row, f"{run}_{row.name}", redis_url, fake_port)
         out.append(ServerSpec(row.name, row.factory, env, workers=row.workers))
@@ -238,7 +241,9 @@ def main() -> None:
     redis = PrivateRedis(plan.server_cpus)
     counts: dict[str, float] = {}
     try:
-        with Servers(specs(rows, fake_port, run, redis.url), cpus=plan.server_cpus) as servers:
+        with Servers(
+            specs(rows, fake_port, run, redis.url, plan.load_cpu), cpus=plan.server_cpus
+        ) as servers:
             contestants = [
                 Contestant(r.name, servers[r.name], Load("/orders", script, args.connections),
                            engine_of(r, run, redis, plan.server_cpus))

@@ -161,6 +161,16 @@ class ServerSpec:
     workers: int = 1
     port: int = 0  # 0: a free port
     factory: bool = True  # ``app`` names a function that builds the app (uvicorn --factory)
+    cpus: str | None = None  # its own CPU list for ``taskset``; None: the Servers' CPUs
+
+
+def fake_ironmq(port: int, cpus: str | None) -> ServerSpec:
+    """The fake IronMQ the deferred contestants ack to (``receiver_apps.fake_ironmq``), pinned
+    to ``cpus``: the load generator's. It and ``wrk`` are the two halves of IronMQ (the
+    pusher, the ack endpoint), which in production runs on other hosts: on the servers' core
+    its CPU per ack (~50 µs) kept a deferred receiver from saturating it (0.81 of a core at
+    best, the fake taking the rest)."""
+    return ServerSpec("fake_ironmq", "benchmarks.receiver_apps:fake_ironmq", port=port, cpus=cpus)
 
 
 @dataclass
@@ -235,7 +245,7 @@ class Servers:
         # formatting and the write). A server that does not start is named by _wait_ready.
         out = subprocess.DEVNULL if self.quiet else None
         proc = subprocess.Popen(
-            pinned(command, self.cpus), env=env, cwd=ROOT, stdout=out, stderr=out
+            pinned(command, spec.cpus or self.cpus), env=env, cwd=ROOT, stdout=out, stderr=out
         )
         return RunningServer(spec, port, proc)
 

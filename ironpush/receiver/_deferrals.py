@@ -63,10 +63,12 @@ class Deferrals:
             )
             await settle(push, "unackable", runtime, send, defer)
             return False
-        if defer.job is not None:
+        outbox = runtime.outbox
+        if defer.job is not None and outbox.backlog >= self._soft_backlog:
             # IronMQ confirming acks slower than jobs finish: answer this push a little later
             # (bounded) so the pusher slows to the ack rate before the backlog's hard bound.
-            await runtime.outbox.wait_below(self._soft_backlog, timeout=_BACKLOG_WAIT)
+            # (Checked here first: the call is a coroutine, most pushes need not wait.)
+            await outbox.wait_below(self._soft_backlog, timeout=_BACKLOG_WAIT)
         runner = runtime.runner
         if not runner.has_room() and not await runner.wait_for_room(_SLOT_WAIT):
             await settle(push, "busy", runtime, send, defer)
