@@ -139,7 +139,9 @@ class AckedSeries:
             completed - completing,
             sent - started,
         )
-        # Series.count of each, written out: a quick push lands in the first bucket.
+        # Series.count of each, written out (a loop over the four pairs cost a quick push
+        # about 2,000 instructions more, calls to count() 1,500): the first bucket's bound
+        # first, where a quick operation lands.
         bounds = claim.bounds
         claim.counts[0 if a <= bounds[0] else bisect_left(bounds, a)] += 1
         claim.sum += a
