@@ -29,10 +29,19 @@ from ._retry import RetryPolicy
 from ._transports import HTTPFailure, Response, WireRequest
 
 _fast_loads: Callable[[bytes], Any] | None
-_fast_dumps: Callable[[Any], bytes] | None
+_fast_dumps: Callable[..., bytes] | None
+#: orjson's options that leave to the standard library what orjson alone would encode.
+_AS_STDLIB = 0
 try:  # ironpush[speedups]
+    import orjson
     from orjson import dumps as _fast_dumps
     from orjson import loads as _fast_loads
+
+    _AS_STDLIB = (
+        orjson.OPT_PASSTHROUGH_DATACLASS
+        | orjson.OPT_PASSTHROUGH_DATETIME
+        | orjson.OPT_PASSTHROUGH_SUBCLASS
+    )
 except ImportError:  # pragma: no cover - the standard library's json is used
     _fast_loads = _fast_dumps = None
 # json.dumps(..., separators=...) builds an encoder per call: one, made once.
@@ -245,15 +254,16 @@ def parse_reply(status: int, content: bytes, headers: Mapping[str, str], respons
 
 def _dumps(data: Any) -> bytes:
     """Compact JSON of a request's body, through orjson when installed (an ack's body in about
-    a ninth of the standard library encoder's time); what orjson refuses (non-string keys)
-    or writes unescaped (non-ASCII text, which ``json.dumps`` escapes) the standard library
-    encodes::
+    a ninth of the standard library encoder's time); what orjson refuses (non-string keys;
+    dataclasses, datetimes and subclasses of built-in types, passed through so that they
+    meet the standard library's rules) or writes unescaped (non-ASCII text, which
+    ``json.dumps`` escapes) the standard library encodes::
 
         _dumps({"reservation_id": "r1"})  # b'{"reservation_id":"r1"}'
     """
     if _fast_dumps is not None:
         try:
-            out = _fast_dumps(data)
+            out = _fast_dumps(data, option=_AS_STDLIB)
         except TypeError:
             pass
         else:

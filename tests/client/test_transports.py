@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -13,6 +15,7 @@ import pytest
 from ironpush._errors import NotFound, ServiceUnavailable, TransportError
 from ironpush._protocol import Delivery
 from ironpush.client import AsyncIronMQ, IronMQ
+from ironpush.client._base import _dumps
 from ironpush.client._lean import HTTPFailure, HTTPResponse, LeanHTTPClient
 from ironpush.client._retry import RetryPolicy
 from ironpush.client._transports import (
@@ -265,3 +268,32 @@ async def test_a_routers_deferred_ack_goes_through_the_injected_transport() -> N
     assert (ack.method, ack.url) == ("DELETE", f"{BASE}/queues/orders/messages/m1")
     assert ack.json() == {"reservation_id": "r1", "subscriber_name": "billing"}
     assert done == ["m1"]
+
+
+class _Name(str):
+    """A str subclass (what json.dumps writes as its text)."""
+
+
+@dataclass
+class _Point:
+    x: int
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"reservation_id": "r1", "subscriber_name": "billing"},
+        {"messages": [{"body": "héllo ✓", "delay": 0, "push_headers": {"X-K": "v"}}]},
+        {"n": 2, "timeout": 30.5, "wait": None, "delete": True, "ids": ["1", "2"]},
+        {"kind": _Name("subclass of str")},
+    ],
+)
+def test_a_request_body_is_the_bytes_json_dumps_makes(data: dict[str, Any]) -> None:
+    # orjson when installed (the speedups extra), the standard library otherwise: same bytes.
+    assert _dumps(data) == json.dumps(data, separators=(",", ":")).encode()
+
+
+@pytest.mark.parametrize("value", [datetime(2026, 1, 1, tzinfo=UTC), _Point(1)])
+def test_what_the_standard_library_refuses_is_refused_with_orjson_too(value: object) -> None:
+    with pytest.raises(TypeError):
+        _dumps({"value": value})
