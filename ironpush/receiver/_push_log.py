@@ -82,17 +82,16 @@ def log_delivery(
         message_id, reservation_id = "-", None
     else:
         message_id, reservation_id = delivery.message_id, delivery.reservation_id
+    why_text = f" ({why})" if why else ""
     handler = sole_fallback(logger, level)
     if handler is not None:  # only the fallback handler would show it: the line, no record
         # _LINE % args, from the route's part made once ("%s" of a str is the str itself).
         middle = _middles.get((queue, subscriber, outcome, status))
         if middle is None:
             middle = _middle(queue, subscriber, outcome, status)
-        why_text = f" ({why})" if why else ""
         line = f"push {message_id}{middle}{duration_text(ms)}{why_text}"
         if handler.write_line(level, _NAME, line):
             return
-    why_text = f" ({why})" if why else ""
     args = (message_id, queue, subscriber, outcome, status, duration_text(ms), why_text)
     # The fields of _logfields.fields(), made here directly: this runs once per push.
     extra: dict[str, Any] = {"message_id": message_id, "queue": queue, "subscriber": subscriber}
