@@ -47,7 +47,7 @@ def job(message_id: str) -> None:
     while not os.path.exists(FLAG):  # the test creates the flag once the first process is dead
         if time.monotonic() > deadline:
             raise TimeoutError("flag never appeared")
-        time.sleep(0.02)
+        time.sleep(0.02)  # a poll on the test's flag (another process makes it), with a deadline
     record("job_done", message_id)
 
 
