@@ -45,6 +45,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -408,6 +409,9 @@ def instructions(args: argparse.Namespace, url: str, redis: Redis) -> dict[str, 
             found = re.search(r"^totals: (\d+)", out.read_text(), flags=re.M)
             assert found is not None, f"no totals in {out}"
             counts[v] = int(found.group(1)) / args.callgrind_pushes
+            if args.keep_callgrind is not None:  # for callgrind_annotate --inclusive=yes
+                args.keep_callgrind.mkdir(parents=True, exist_ok=True)
+                shutil.copy(out, args.keep_callgrind / out.name)
     return counts
 
 
@@ -464,6 +468,9 @@ def main() -> None:
     parser.add_argument("--cpus", default=None, help="taskset CPUs for the workers")
     parser.add_argument("--ironmq-cpus", default=None, help="taskset CPUs for the fake IronMQ")
     parser.add_argument("--no-callgrind", action="store_true")
+    parser.add_argument(
+        "--keep-callgrind", type=Path, default=None, help="copy callgrind.<variant> files here"
+    )
     parser.add_argument(
         "--pipeline-depth",
         type=int,

@@ -14,6 +14,7 @@ router starts again::
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import time
@@ -94,6 +95,10 @@ class AckOutbox:
         # (limit, deadline, future), and one timer for the oldest deadline.
         self._below: deque[tuple[int, float, asyncio.Future[None]]] = deque()
         self._below_timer: asyncio.TimerHandle | None = None
+        # The acks sent at once for a waiting caller (ack_and_wait), as many at a time as
+        # the batch senders.
+        self._sending_now: set[asyncio.Task[None]] = set()
+        self._now_slots = asyncio.Semaphore(self.settings.concurrency)
         self._id_prefix = uuid.uuid4().hex + "-"
         self._ids = itertools.count(1)
         #: Unsent items: counted after each batch (the store's depth), plus those added since
@@ -116,15 +121,63 @@ class AckOutbox:
     async def ack_and_wait(
         self, queue: str, delivery: Delivery, *, wait: float
     ) -> SendResult | None:
-        """Queue an ack of ``delivery`` and wait up to ``wait`` seconds for how it ended; None
-        when it is still unsent then (it stays queued: the outbox keeps sending it)."""
-        future = await self.put_ack(queue, delivery)
+        """Send an ack of ``delivery`` now, kept in the store until IronMQ confirms it, and
+        wait up to ``wait`` seconds for how it ended; None when it is still unconfirmed then
+        (it stays queued: the outbox keeps sending it).
+
+        The item is stored leased to this process (due only after ``lease``) and this
+        process sends it at once: with a store shared by several processes, another one's
+        outbox could otherwise take it, and its result would never reach this caller (the
+        multi-host ``/_ack`` test answered "queued" that way). Should this process die
+        before IronMQ confirms, any outbox sharing the store sends it once the lease is over.
+        """
+        leased = time.time() + self.settings.lease
+        item = OutboxItem("ack", queue, delivery=delivery, id=self._new_id(), next_at=leased)
+        future: asyncio.Future[SendResult] = asyncio.get_running_loop().create_future()
+        self._waiters[item.id] = future  # a retry, if any, is resolved by the batch path
+        await self.store.add(item)
+        self.backlog += 1
+        task = asyncio.get_running_loop().create_task(self._send_now(item))
+        self._sending_now.add(task)
+        task.add_done_callback(self._sending_now.discard)
         try:
             with anyio.fail_after(wait):
                 # Shielded: giving up waiting must not cancel the future the sender resolves.
                 return await asyncio.shield(future)
         except TimeoutError:
             return None
+
+    async def _send_now(self, item: OutboxItem) -> None:
+        """Send one leased item outside the batches (:meth:`ack_and_wait`), then finish it; a
+        failed send is rescheduled like any other and left to the loop."""
+        try:
+            async with self._now_slots:
+                result = await self._send(item)
+        except asyncio.CancelledError:
+            # Shutdown mid-send: due again at once rather than after the lease, for this
+            # process's next start or another process's outbox.
+            with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                await self.store.retry(item.id, attempts=item.attempts, next_at=0)
+            raise
+        except Exception:  # rescheduling failed (the store): the item is sent after its lease
+            logger.exception("ack outbox: store error after sending %s", item.id)
+            return
+        if result is None:  # rescheduled: due soon, so the loop must look again
+            self._wake.set()
+            return
+        self.backlog = max(0, self.backlog - 1)
+        self._shrank()
+        self._resolve(item.id, result)
+        try:
+            await self.store.finish([item.id])
+        except Exception as exc:  # sent again after its lease: IronMQ answers it as late
+            logger.warning("ack outbox: %s sent but still in the store: %s", item.id, exc)
+
+    def _resolve(self, item_id: str, result: SendResult) -> None:
+        """Tell whoever waits for ``item_id`` how it ended."""
+        future = self._waiters.pop(item_id, None)
+        if future is not None and not future.done():
+            future.set_result(result)
 
     async def queue_ack(self, queue: str, delivery: Delivery) -> None:
         """Queue an ack of ``delivery`` that nobody waits for (a finished deferred job's)."""
@@ -286,9 +339,7 @@ class AckOutbox:
         self.backlog = await self.store.depth()
         self._shrank()
         for item_id, result in finished:
-            future = self._waiters.pop(item_id, None)
-            if future is not None and not future.done():
-                future.set_result(result)
+            self._resolve(item_id, result)
 
     async def _send(self, item: OutboxItem) -> SendResult | None:
         """Send one item (timed); the final result, or None when it was rescheduled."""
@@ -376,6 +427,8 @@ class AckOutbox:
     async def close(self, flush_timeout: float) -> None:
         """Stop the loop and send what is due, for at most ``flush_timeout`` seconds."""
         with anyio.move_on_after(flush_timeout):
+            if self._sending_now:
+                await asyncio.wait(set(self._sending_now))
             if self._task is not None:
                 # Let the batch in flight finish (cancelling it would strand leased items).
                 self._stopping = True
@@ -385,10 +438,12 @@ class AckOutbox:
                 await self.drain_due()
             except Exception as exc:  # the store is down: its items wait there (durable ones)
                 logger.warning("ack outbox: not flushed at shutdown: %s", exc)
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.wait([self._task])
-            self._task = None
+        stragglers = [*self._sending_now, *([self._task] if self._task is not None else [])]
+        for task in stragglers:
+            task.cancel()
+        if stragglers:
+            await asyncio.wait(stragglers)
+        self._task = None
 
 
 def _fields(item: OutboxItem, **more: Any) -> dict[str, Any]:

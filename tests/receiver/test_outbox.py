@@ -145,3 +145,92 @@ async def test_router_startup_flushes_an_outbox_left_by_a_crash(tmp_path: Path) 
     reopened = SQLiteStore(path)
     assert await reopened.depth() == 0
     await reopened.close()
+
+
+class SignallingClient(FakeClient):
+    """Confirms every ack, and says when it took the first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = anyio.Event()
+
+    async def acknowledge(self, queue: str, d: Delivery) -> None:
+        await super().acknowledge(queue, d)
+        self.sent.set()
+
+
+class HangingClient(FakeClient):
+    """Takes an ack and never answers it (a process that dies mid-send, or is shut down)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = anyio.Event()
+
+    async def acknowledge(self, queue: str, d: Delivery) -> None:
+        self.calls.append((queue, d.message_id))
+        self.sent.set()
+        await anyio.sleep_forever()
+
+
+async def test_an_ack_someone_waits_for_is_sent_by_their_process_not_a_sharing_one() -> None:
+    # Two processes' outboxes on one store; the other one polls it all the time. The waiting
+    # one has no loop running, so only a send of its own can confirm the ack.
+    store, mine, theirs = MemoryStore(), FakeClient(), FakeClient()
+    box, other = outbox(store, mine), outbox(store, theirs)
+    other.start()
+    try:
+        for n in range(20):
+            assert await box.ack_and_wait("q", delivery(n), wait=5) == "acked"
+    finally:
+        await other.close(1)
+    assert mine.calls == [("q", f"m{n}") for n in range(20)]
+    assert theirs.calls == []
+    assert await store.depth() == 0
+
+
+async def test_an_ack_its_process_never_confirms_is_sent_by_another_after_the_lease() -> None:
+    store, dying, theirs = MemoryStore(), HangingClient(), SignallingClient()
+    box = AckOutbox(store, _client(dying), Counters(), OutboxSettings(lease=0.3))
+    other = outbox(store, theirs)
+    other.start()
+    try:
+        assert await box.ack_and_wait("q", delivery(1), wait=0.1) is None  # "queued"
+        assert dying.calls == [("q", "m1")]
+        with anyio.fail_after(10):
+            await theirs.sent.wait()  # the other outbox polls; the item is due after the lease
+    finally:
+        await other.close(1)
+    assert theirs.calls == [("q", "m1")]
+    assert await store.depth() == 0
+
+
+async def test_a_waited_ack_that_failed_is_retried_by_the_loop_and_the_caller_told() -> None:
+    store, client = MemoryStore(), FakeClient({"m1": [TransportError("reset")]})
+    box = outbox(store, client)
+    box.start()
+    try:
+        assert await box.ack_and_wait("q", delivery(1), wait=5) == "acked"
+    finally:
+        await box.close(1)
+    assert client.calls == [("q", "m1")] * 2
+    assert await store.depth() == 0
+
+
+async def test_shutdown_mid_send_makes_the_waited_ack_due_again_at_once() -> None:
+    store, hanging = MemoryStore(), HangingClient()
+    box = AckOutbox(store, _client(hanging), Counters(), OutboxSettings(lease=3600))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(lambda: box.ack_and_wait("q", delivery(1), wait=30))
+        with anyio.fail_after(5):
+            await hanging.sent.wait()
+        await box.close(0.05)
+        tg.cancel_scope.cancel()
+    [item] = await store.take(limit=10, lease=1)  # due now, not in an hour
+    assert item.delivery == delivery(1)
+
+
+def _client(client: FakeClient) -> Any:
+    async def get_client() -> Any:
+        return client
+
+    return get_client
