@@ -24,6 +24,7 @@ from ._errors import (
     Unauthorized,
     ValidationError,
 )
+from ._frozen import slot_init
 from ._redact import redact_url
 
 DEFAULT_HOST = "mq-aws-us-east-1-1.iron.io"
@@ -119,7 +120,8 @@ def validate_push_headers(headers: Any) -> dict[str, str]:
 # --------------------------------------------------------------------------- deliveries
 
 
-@dataclass(frozen=True, slots=True, init=False)
+@slot_init
+@dataclass(frozen=True, slots=True)
 class Delivery:
     """The IronMQ part of a push request's headers.
 
@@ -135,29 +137,10 @@ class Delivery:
     subscriber_message_id: str | None = None
     flavour: Literal["v3", "legacy"] = "v3"
 
-    def __init__(
-        self,
-        message_id: str,
-        reservation_id: str | None = None,
-        subscriber_name: str | None = None,
-        subscriber_message_url: str | None = None,
-        subscriber_message_id: str | None = None,
-        flavour: Literal["v3", "legacy"] = "v3",
-    ) -> None:
-        # The generated frozen __init__ goes through object.__setattr__ per field; the slots'
-        # own setters are half the cost, and one Delivery is made per push. (Still frozen:
-        # assignment after construction raises FrozenInstanceError.)
-        _set_message_id(self, message_id)
-        _set_reservation_id(self, reservation_id)
-        _set_subscriber_name(self, subscriber_name)
-        _set_url(self, subscriber_message_url)
-        _set_sub_id(self, subscriber_message_id)
-        _set_flavour(self, flavour)
 
-
+# The slots' own setters: delivery_from_raw sets them without the __init__ call.
 _set_message_id, _set_reservation_id, _set_subscriber_name, _set_url, _set_sub_id, _set_flavour = (
-    Delivery.__dict__[f.name].__set__
-    for f in fields(Delivery)  # the slots' own setters
+    Delivery.__dict__[f.name].__set__ for f in fields(Delivery)
 )
 
 
@@ -375,6 +358,7 @@ def delivery_from_json(text: str | bytes) -> Delivery:
 # --------------------------------------------------------------------------- requests
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Request:
     """One API call, relative to the project: ``method`` and ``path`` like ``/queues/a%20b``.
@@ -392,6 +376,7 @@ class Request:
     read_timeout: float | None = None
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Reply:
     """A server's answer, reduced to what the parsers need."""

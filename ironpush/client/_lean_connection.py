@@ -24,6 +24,8 @@ from typing import cast
 
 import httptools
 
+from .._frozen import slot_init
+
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
 _FRAMING_HEADERS = (b"content-length", b"transfer-encoding")
 
@@ -40,6 +42,7 @@ class HTTPFailure(Exception):
         self.unsent = unsent
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class HTTPResponse:
     status: int

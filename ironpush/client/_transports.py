@@ -29,6 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
+from .._frozen import slot_init
 from ._lean import HTTPFailure as HTTPFailure
 from ._lean import LeanHTTPClient
 
@@ -37,6 +38,7 @@ from ._lean import LeanHTTPClient
 DEFAULT_PIPELINE = 8
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class WireRequest:
     """One call as it goes on the wire: absolute URL, headers, body and timeouts.
@@ -57,6 +59,7 @@ class WireRequest:
         return json.loads(self.body) if self.body else None
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Response:
     """A transport's answer: status, body and headers; ``raw`` is the HTTP library's own

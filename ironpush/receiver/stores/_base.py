@@ -36,6 +36,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple, Protocol, runtime_checkable
 
+from ..._frozen import slot_init
 from ..._protocol import Delivery
 
 Key = tuple[str, str]  # (message id, subscriber name)
@@ -96,6 +97,7 @@ def this_owner() -> Owner:
     return _THIS_OWNER
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Claim:
     """The answer to :meth:`Store.claim`.
@@ -114,6 +116,7 @@ class Claim:
     state: str | None = None
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class OutboxItem:
     """One pending IronMQ call: an ack of ``delivery``, or a post of ``body`` to ``queue``."""
