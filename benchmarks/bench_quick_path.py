@@ -128,11 +128,11 @@ def router_unverified() -> Any:
 
 
 def router_logged_stdlib_json() -> Any:
-    # What `pip install ironpush` without [speedups] parses with: loads_json falls back to
+    # What `pip install ironpush` without [speedups] parses with: _json.loads falls back to
     # json.loads when orjson is absent (its module global, read on each call).
-    from ironpush.receiver import _asgi
+    from ironpush import _json
 
-    _asgi._fast_loads = None
+    _json._fast_loads = None
     return receiver_apps._router()
 
 

@@ -7,16 +7,16 @@ its own ``transport`` (and the async twin's ``backend``) on top of :class:`Clien
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypedDict, TypeVar, Unpack
 from urllib.parse import urlencode
 
 import httpx
 
+from .. import _json
 from .._config import Settings, load_settings
 from .._errors import ConfigError, TransportError
 from .._protocol import Reply, Request
@@ -27,25 +27,6 @@ from ._models import PushStatus
 from ._operations import Op
 from ._retry import RetryPolicy
 from ._transports import HTTPFailure, Response, WireRequest
-
-_fast_loads: Callable[[bytes], Any] | None
-_fast_dumps: Callable[..., bytes] | None
-#: orjson's options that leave to the standard library what orjson alone would encode.
-_AS_STDLIB = 0
-try:  # ironpush[speedups]
-    import orjson
-    from orjson import dumps as _fast_dumps
-    from orjson import loads as _fast_loads
-
-    _AS_STDLIB = (
-        orjson.OPT_PASSTHROUGH_DATACLASS
-        | orjson.OPT_PASSTHROUGH_DATETIME
-        | orjson.OPT_PASSTHROUGH_SUBCLASS
-    )
-except ImportError:  # pragma: no cover - the standard library's json is used
-    _fast_loads = _fast_dumps = None
-# json.dumps(..., separators=...) builds an encoder per call: one, made once.
-_COMPACT = json.JSONEncoder(separators=(",", ":"))
 
 T = TypeVar("T")
 logger = logging.getLogger("ironpush.client")
@@ -195,7 +176,7 @@ class ClientBase:
         headers = self._headers(request, url)
         body = b""
         if request.json is not None:
-            body = _dumps(request.json)
+            body = _json.dumps(request.json)
             headers["Content-Type"] = "application/json"
         return WireRequest(
             request.method,
@@ -246,42 +227,10 @@ def parse_reply(status: int, content: bytes, headers: Mapping[str, str], respons
     data: Any = None
     if content:
         try:
-            data = _loads(content)
+            data = _json.loads(content)
         except ValueError:
             data = content.decode("utf-8", "replace")
     return Reply(status, data, headers, response)
-
-
-def _dumps(data: Any) -> bytes:
-    """Compact JSON of a request's body, through orjson when installed (an ack's body in about
-    a ninth of the standard library encoder's time); what orjson refuses (non-string keys;
-    dataclasses, datetimes and subclasses of built-in types, passed through so that they
-    meet the standard library's rules) or writes unescaped (non-ASCII text, which
-    ``json.dumps`` escapes) the standard library encodes::
-
-        _dumps({"reservation_id": "r1"})  # b'{"reservation_id":"r1"}'
-    """
-    if _fast_dumps is not None:
-        try:
-            out = _fast_dumps(data, option=_AS_STDLIB)
-        except TypeError:
-            pass
-        else:
-            if out.isascii():
-                return out
-    return _COMPACT.encode(data).encode()
-
-
-def _loads(content: bytes) -> Any:
-    """``json.loads(content)``, through orjson when installed (several times faster on the
-    small answers of every call); what orjson refuses (NaN, huge integers) the standard
-    library decides."""
-    if _fast_loads is not None:
-        try:
-            return _fast_loads(content)
-        except ValueError:
-            pass
-    return json.loads(content)
 
 
 def push_summary(statuses: Sequence[PushStatus]) -> str:

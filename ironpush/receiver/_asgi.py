@@ -5,7 +5,6 @@ Status codes are not chosen here: see :mod:`._answers`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
@@ -22,26 +21,6 @@ class Disconnected(Exception):
 
 class TooLarge(Exception):
     """The body passed the limit."""
-
-
-_fast_loads: Callable[[bytes], Any] | None
-try:  # the optional speed-up (pip install 'ironpush[speedups]'): 2-3x faster on a 1 KB body
-    from orjson import loads as _fast_loads
-except ImportError:  # pragma: no cover - depends on the environment
-    _fast_loads = None
-
-
-def loads_json(body: bytes) -> Any:
-    """``json.loads(body)``, with orjson when installed. A body is valid exactly when
-    ``json.loads`` says so (where orjson refuses what the standard library accepts, such as
-    ``NaN``, the standard library decides); one difference remains with orjson: integers beyond
-    64 bits come back as floats."""
-    if _fast_loads is not None:
-        try:
-            return _fast_loads(body)
-        except ValueError:
-            pass
-    return json.loads(body)
 
 
 def route_path(scope: Scope) -> str:

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._errors import InvalidPayload
-from ._asgi import loads_json
+from .._json import loads as loads_json
 
 #: Converts a decoded JSON value at a path (``$.items[0]``) to the type; raises InvalidPayload.
 Convert = Callable[[Any, str], Any]

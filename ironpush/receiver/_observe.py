@@ -167,17 +167,22 @@ def _remember(key: tuple[str, str, str | None], context: SpanContext) -> None:
     _SETTLES[key] = context
 
 
-async def acknowledge(client: AsyncIronMQ, queue: str, delivery: Delivery) -> None:
+def acknowledge(client: AsyncIronMQ, queue: str, delivery: Delivery) -> Awaitable[None]:
     """``client.acknowledge(queue, delivery)``, in a ``settle <queue>`` span when the push's
-    job was traced here."""
+    job was traced here (else the call itself: no coroutine of its own per ack)."""
     parent = (
         _SETTLES.pop((queue, delivery.message_id, delivery.subscriber_name), None)
         if _SETTLES
         else None
     )
     if parent is None:
-        await client.acknowledge(queue, delivery)
-        return
+        return client.acknowledge(queue, delivery)
+    return _traced_ack(client, queue, delivery, parent)
+
+
+async def _traced_ack(
+    client: AsyncIronMQ, queue: str, delivery: Delivery, parent: SpanContext
+) -> None:
     attributes = {
         "messaging.system": _tracing.SYSTEM,
         "messaging.operation.type": "settle",

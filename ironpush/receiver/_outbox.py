@@ -356,11 +356,11 @@ class AckOutbox:
         delivery = item.delivery
         subscriber = timings.subscriber(item.queue, delivery.subscriber_name if delivery else None)
         if item.kind == "ack":
-            series = timings.ack.labels(item.queue, subscriber, result or "retry")
-            series.observe(time.perf_counter() - began)
+            took = time.perf_counter() - began
+            timings.ack.observe((item.queue, subscriber, result or "retry"), took)
         if result is not None:  # its last send: how long it waited in the outbox
-            waited = timings.outbox_wait.labels(item.queue, subscriber, item.kind)
-            waited.observe(max(0.0, time.time() - item.created_at))
+            waited = max(0.0, time.time() - item.created_at)
+            timings.outbox_wait.observe((item.queue, subscriber, item.kind), waited)
 
     async def _call(self, item: OutboxItem) -> SendResult | None:
         try:

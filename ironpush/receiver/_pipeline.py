@@ -32,11 +32,12 @@ from urllib.parse import parse_qsl
 import anyio
 
 from .._errors import InvalidPayload, ValidationError
+from .._json import loads as loads_json
 from .._protocol import Delivery, delivery_from_raw
 from .._signing import dump_ack_token, verify_push_secret
 from .._tracing import tracer
 from ._answers import ANSWERS, Situation, situation_of
-from ._asgi import Disconnected, Receive, Scope, Send, TooLarge, loads_json, read_body
+from ._asgi import Disconnected, Receive, Scope, Send, TooLarge, read_body
 from ._deferrals import Deferrals
 from ._observe import PushObservation, PushObserver, current_push
 from ._observe import failed as observe_failure

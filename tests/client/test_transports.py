@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from ironpush._errors import NotFound, ServiceUnavailable, TransportError
+from ironpush._json import dumps as _dumps
 from ironpush._protocol import Delivery
 from ironpush.client import AsyncIronMQ, IronMQ
-from ironpush.client._base import _dumps
 from ironpush.client._lean import HTTPFailure, HTTPResponse, LeanHTTPClient
 from ironpush.client._retry import RetryPolicy
 from ironpush.client._transports import (

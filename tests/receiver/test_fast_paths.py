@@ -20,9 +20,8 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from support import wait_until_async
 
-from ironpush import Defer, PushMessage, PushRouter
+from ironpush import Defer, PushMessage, PushRouter, _json
 from ironpush._protocol import Delivery
-from ironpush.receiver import _asgi as asgi
 from ironpush.receiver._jobs import JobRunner
 from ironpush.receiver.mount import PushMount
 from ironpush.testing import PushSimulator, build_push
@@ -211,13 +210,13 @@ def test_json_bodies_are_valid_exactly_when_json_loads_says_so(
     fast: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not fast:
-        monkeypatch.setattr(asgi, "_fast_loads", None)
-    assert asgi.loads_json(b'{"a": [1, 2.5, "\\u00e9"]}') == {"a": [1, 2.5, "é"]}
-    assert math.isnan(asgi.loads_json(b"NaN"))  # orjson refuses it, json.loads does not
-    big = asgi.loads_json(b"1" * 30)  # beyond 64 bits: orjson's one difference (documented)
+        monkeypatch.setattr(_json, "_fast_loads", None)
+    assert _json.loads(b'{"a": [1, 2.5, "\\u00e9"]}') == {"a": [1, 2.5, "é"]}
+    assert math.isnan(_json.loads(b"NaN"))  # orjson refuses it, json.loads does not
+    big = _json.loads(b"1" * 30)  # beyond 64 bits: orjson's one difference (documented)
     assert big == (float("1" * 30) if fast else int("1" * 30))
     with pytest.raises(ValueError, match="Expecting property name"):
-        asgi.loads_json(b"{not json")
+        _json.loads(b"{not json")
 
 
 async def test_deferred_pushes_wait_for_a_lagging_outbox_instead_of_piling_up() -> None:
