@@ -7,7 +7,7 @@ Same names, arguments and results as :mod:`ironpush.client`; both drive the oper
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
 from typing import Any, Literal, Unpack
 
 import anyio
@@ -54,9 +54,11 @@ class AsyncIronMQ(ClientBase):
         super().__init__(**options)
         self.transport: AsyncTransport = _transport(transport, backend, self.max_connections)
 
-    async def run(self, op: Op[T]) -> T:
-        """Drive a sans-I/O operation from :mod:`ironpush.client._operations` to its result."""
-        return await self._drive(op, self._send)
+    def run(self, op: Op[T]) -> Coroutine[Any, Any, T]:
+        """Drive a sans-I/O operation from :mod:`ironpush.client._operations` to its result
+        (await it). The driving coroutine itself, not one more around it: an outbox acks
+        every deferred push through here."""
+        return self._drive(op, self._send)
 
     @staticmethod
     async def _drive(op: Op[T], exchange: Callable[[Request], Awaitable[Reply]]) -> T:
@@ -148,10 +150,7 @@ class AsyncIronMQ(ClientBase):
 
     async def acknowledge(self, queue: str, delivery: Delivery) -> None:
         """Acknowledge a push that was answered with 202; see :meth:`IronMQ.acknowledge`."""
-        # Driven here rather than through run(): one coroutine less per ack (an outbox sends
-        # one per deferred push).
-        op = ops.acknowledge(queue, delivery, api_origin=self.settings.origin)
-        await self._drive(op, self._send)
+        await self.run(ops.acknowledge(queue, delivery, api_origin=self.settings.origin))
 
 
 def _transport(
