@@ -294,7 +294,7 @@ class FallbackHandler(StderrHandler):
         try:
             # FORMAT: the second's text, ".%03d" of LogRecord's msecs, the level and name.
             stream.write(
-                f"{text._asctime}{_MILLIS[int(since * 1000)]}"
+                f"{text._asctime}{_MILLIS[(since * 1000.0).__trunc__()]}"
                 f"{first}{second}{third}{fourth}{self.terminator}"
             )
             if stream is not self._unbuffered or not (

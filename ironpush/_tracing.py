@@ -73,7 +73,10 @@ def tracer() -> Tracer | None:
     read while the global provider stays the same)."""
     if not AVAILABLE:
         return None
-    provider = getattr(_trace, "_TRACER_PROVIDER", _UNSET)
+    try:  # getattr(_trace, "_TRACER_PROVIDER", _UNSET) without the builtin's call (per push)
+        provider = _trace._TRACER_PROVIDER
+    except AttributeError:
+        provider = _UNSET
     if provider is _seen_provider and provider is not _UNSET:
         return _seen_tracer
     return _resolve(provider)

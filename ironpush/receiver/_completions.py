@@ -104,23 +104,24 @@ class Completions:
     backoff: float = 0.1
     max_backoff: float = 1.0
     retried: int = field(default=0, init=False)  # completions that went pending, ever (logged)
-    _items: dict[Key, Pending] = field(default_factory=dict, init=False)
+    #: The pending completions by key (read by the pipeline: a dict check is cheaper than a call).
+    pending: dict[Key, Pending] = field(default_factory=dict, init=False)
     _task: asyncio.Task[None] | None = field(default=None, init=False)
     _wake: asyncio.Event | None = field(default=None, init=False)
 
     @property
     def count(self) -> int:
         """Completions not recorded (or not followed up) yet."""
-        return len(self._items)
+        return len(self.pending)
 
     def claim_ids(self) -> set[str]:
         """The claims of pending completions: their leases are kept alive meanwhile."""
-        return {p.claim_id for p in self._items.values() if p.claim_id}
+        return {p.claim_id for p in self.pending.values() if p.claim_id}
 
     def holds(self, key: Key, delivery: Delivery) -> bool:
         """True when ``key``'s completion is pending here: the caller answers the push 202
         (its ``delivery`` becomes the one acknowledged) and the store is tried again now."""
-        pending = self._items.get(key)
+        pending = self.pending.get(key)
         if pending is None:
             return False
         pending.seen = delivery
@@ -129,13 +130,13 @@ class Completions:
 
     def problems(self) -> list[StoreProblem]:
         """A health warning while completions are pending (the store probe says if it is down)."""
-        if not self._items:
+        if not self.pending:
             return []
-        oldest = time.monotonic() - min(p.since for p in self._items.values())
+        oldest = time.monotonic() - min(p.since for p in self.pending.values())
         return [
             StoreProblem(
                 "degraded",
-                f"{len(self._items)} finished job(s) not recorded in the {self.store.kind} store "
+                f"{len(self.pending)} finished job(s) not recorded in the {self.store.kind} store "
                 f"yet (the oldest for {oldest:.0f}s): retried until it records them; their "
                 "redeliveries are answered 202 here",
             )
@@ -158,7 +159,7 @@ class Completions:
         background: the result if it is done within ``wait`` seconds, else :data:`PENDING`.
 
         Errors of ``then`` other than a store failure propagate (the record stays)."""
-        pending = self._items.get(key)
+        pending = self.pending.get(key)
         if pending is None:
             try:
                 newest = await self._record(key, delivery, outcome, once)
@@ -176,10 +177,10 @@ class Completions:
         """Retry every pending completion now, for up to ``timeout`` s; how many are left."""
         self._poke()
         deadline = time.monotonic() + timeout
-        while self._items and time.monotonic() < deadline:
-            futures = [p.future for p in self._items.values() if p.future is not None]
+        while self.pending and time.monotonic() < deadline:
+            futures = [p.future for p in self.pending.values() if p.future is not None]
             await asyncio.wait(futures, timeout=max(0.0, deadline - time.monotonic()))
-        return len(self._items)
+        return len(self.pending)
 
     async def close(self, timeout: float) -> int:
         """Graceful stop: :meth:`flush` for up to ``timeout`` s, then stop retrying and log
@@ -189,7 +190,7 @@ class Completions:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        for pending in list(self._items.values()):
+        for pending in list(self.pending.values()):
             logger.error(
                 "%s of message %s finished %.0fs ago but the %s store never recorded it: lost "
                 "at shutdown, so IronMQ's redelivery runs it again once its claim's lease ends",
@@ -208,7 +209,7 @@ class Completions:
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        for pending in list(self._items.values()):
+        for pending in list(self.pending.values()):
             self._settle(pending, PENDING)
 
     # --- the retries ----------------------------------------------------------------------
@@ -235,7 +236,7 @@ class Completions:
     ) -> Pending:
         pending = Pending(key, delivery, outcome, once, then, what, claim_id)
         pending.future = asyncio.get_running_loop().create_future()
-        self._items[key] = pending
+        self.pending[key] = pending
         self.retried += 1
         if self.counters is not None:
             self.counters.add("completions_retried")
@@ -247,7 +248,7 @@ class Completions:
             exc,
             self.store.kind,
             "; a redelivery meanwhile gets 202 here" if self.serves_pushes else "",
-            len(self._items),
+            len(self.pending),
             extra={**EVERY_TIME, "message_id": key[0]},
         )
         self._poke()
@@ -265,15 +266,15 @@ class Completions:
             self._wake = asyncio.Event()
         self._wake.set()
         task = self._task
-        if self._items and (task is None or task.done()):
+        if self.pending and (task is None or task.done()):
             self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def _loop(self) -> None:
         failures = 0
-        while self._items:
+        while self.pending:
             assert self._wake is not None
             self._wake.clear()
-            batch = sorted(self._items.values(), key=lambda p: p.since)[:_BATCH]
+            batch = sorted(self.pending.values(), key=lambda p: p.since)[:_BATCH]
             outcomes = await asyncio.gather(*(self._advance(p) for p in batch))
             if any(outcomes):  # the store answers: go on at once
                 failures = 0
@@ -319,8 +320,8 @@ class Completions:
         return True
 
     def _settle(self, pending: Pending, result: Any) -> None:
-        if self._items.get(pending.key) is pending:
-            del self._items[pending.key]
+        if self.pending.get(pending.key) is pending:
+            del self.pending[pending.key]
         future = pending.future
         if future is not None and not future.done():
             if isinstance(result, BaseException):

@@ -154,7 +154,7 @@ class RefusalWindow:
 
     def record(self, now: float, refused: bool) -> None:
         """Count one verified push answered at ``now`` (``time.perf_counter()`` seconds)."""
-        second = int(now)
+        second = now.__trunc__()  # int(now) (now >= 0), without int()'s type call: per push
         i = second % self.span
         if self._seconds[i] != second:
             self._seconds[i], self._pushes[i], self._refused[i] = second, 0, 0

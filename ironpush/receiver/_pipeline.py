@@ -85,6 +85,8 @@ class PushPipeline:
         self._verify = settings.verify
         self._secret_header = settings.secret_header.lower().encode("latin-1")
         self._body_limit = settings.limits.body_limit
+        self._limit_digits = len(str(self._body_limit))
+        self._lower_names = b""  # the header names last found all lower-case, joined
         self._lease = settings.leases.claim
         self._ttl = settings.leases.dedupe_ttl
         # A message's ack token is signed on first use only (msg.ack_token).
@@ -119,8 +121,14 @@ class PushPipeline:
         # One C-level pass: servers send lower-case names (uvicorn, hypercorn, httpx's
         # ASGITransport); a repeated header keeps its last value, like a Python loop would.
         found: dict[bytes, bytes] = dict(raw_headers)
-        if not b"".join(found).islower():  # some upper-case name: match case-insensitively
-            found = {name.lower(): value for name, value in raw_headers}
+        names = b"".join(found)
+        # A sender's pushes carry the same names: the last all-lower-case ones seen are
+        # compared (a memcmp) instead of checked byte by byte again.
+        if names != self._lower_names:
+            if names.islower():
+                self._lower_names = names
+            else:  # some upper-case name: match case-insensitively
+                found = {name.lower(): value for name, value in raw_headers}
         if self._verify:
             presented = found.get(self._secret_header) or self._query_secret(scope)
             if not presented or not verify_push_secret(presented, route.secrets):
@@ -128,7 +136,13 @@ class PushPipeline:
                 return await answer(send, route, None, situation, started)
         declared = found.get(b"content-length")
         limit = self._body_limit
-        if declared is not None and declared.isdigit() and int(declared) > limit:
+        # (A value with fewer digits than the limit is below it: no int() for the usual push.)
+        if (
+            declared is not None
+            and len(declared) >= self._limit_digits
+            and declared.isdigit()
+            and int(declared) > limit
+        ):
             return await answer(send, route, None, "too_large", started)
         try:  # a legacy push names no subscriber: it is the route's
             delivery = delivery_from_raw(found, route.subscriber)
@@ -155,7 +169,8 @@ class PushPipeline:
                 return await answer(send, route, delivery, "bad_request", started, why)
         runtime = self.background.current()
         key: Key = (delivery.message_id, delivery.subscriber_name or route.subscriber)
-        if runtime.completions.holds(key, delivery):
+        completions = runtime.completions
+        if completions.pending and completions.holds(key, delivery):
             # Its job finished here and the store has not recorded that yet: still ours.
             return await answer(send, route, delivery, "in_progress", started)
         claims = self._claims

@@ -401,12 +401,13 @@ class PushRouter:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
-            path = route_path(scope)
-            route = self._routes.get(path)
+            # The usual push (no root path, the route's path as declared) is found without
+            # route_path's rules, which would give the same path; anything else goes by them.
+            route = None if scope.get("root_path") else self._routes.get(scope["path"])
             if route is not None and scope["method"] == "POST":  # a push: one await fewer
                 await self.pipeline(route, scope, receive, send)
             else:
-                await self.handle(path, scope, receive, send)
+                await self.handle(route_path(scope), scope, receive, send)
         elif kind == "lifespan":
             await self._lifespan_protocol(receive, send)
         elif kind == "websocket":

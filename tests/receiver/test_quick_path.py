@@ -17,7 +17,7 @@ from ironpush._errors import ValidationError
 from ironpush._protocol import Delivery, delivery_from_raw, delivery_from_values
 from ironpush.receiver._pipeline import sync_twins
 from ironpush.receiver.stores import MemoryStore
-from ironpush.testing import PushSimulator
+from ironpush.testing import PushSimulator, build_push
 from receiver.flaky_store import FlakyStore
 
 pytestmark = pytest.mark.anyio
@@ -187,3 +187,75 @@ def test_raw_headers_parse_by_the_rules_of_delivery_from_values(subscriber: str 
         except ValidationError as exc:
             got = str(exc)
         assert got == expected, values
+
+
+async def asgi_push(
+    router: PushRouter, headers: list[tuple[bytes, bytes]], *, root_path: str = ""
+) -> int:
+    """One push straight through the router's ASGI callable (header names as given: httpx's
+    ASGITransport would lower-case them); its status."""
+    statuses: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b'{"id": 1}', "more_body": False}
+
+    async def send(event: dict[str, Any]) -> None:
+        if event["type"] == "http.response.start":
+            statuses.append(event["status"])
+
+    path = root_path + "/quick"
+    scope = {"type": "http", "method": "POST", "path": path, "root_path": root_path,
+             "query_string": b"", "headers": headers}  # fmt: skip
+    await router(scope, receive, send)
+    return statuses[0]
+
+
+def raw_push(
+    router: PushRouter, message_id: str, *, upper: bool = False
+) -> list[tuple[bytes, bytes]]:
+    headers, _, _ = build_push(router, "/quick", message_id=message_id)
+    case = str.upper if upper else str.lower
+    return [(case(name).encode(), value.encode()) for name, value in headers.items()]
+
+
+async def test_header_names_in_any_case_match_whatever_case_the_last_push_had() -> None:
+    """The pipeline remembers the last all-lower-case names it saw: a push with the same names
+    in upper case (a server that does not lower them, a middleware's header) still matches
+    case-insensitively, before and after."""
+    router = routed()
+    async with PushSimulator(router):
+        seen = [
+            await asgi_push(router, raw_push(router, "m-lower-1")),
+            await asgi_push(router, raw_push(router, "m-upper", upper=True)),
+            await asgi_push(router, raw_push(router, "m-lower-2")),
+            await asgi_push(router, raw_push(router, "m-upper", upper=True)),  # a duplicate
+        ]
+        no_secret = [(n, v) for n, v in raw_push(router, "m-3", upper=True) if b"SECRET" not in n]
+        refused = await asgi_push(router, no_secret)
+    assert seen == [200, 200, 200, 200]
+    assert refused == 401  # no secret: the upper-case names were read, not skipped
+    assert router.counters.by_route[("orders", "quick", "acked")] == 3
+    assert router.counters.by_route[("orders", "quick", "duplicate")] == 1
+
+
+@pytest.mark.parametrize(
+    ("declared", "status"),
+    [(b"9", 200), (b"0000000000009", 200), (b"1000", 200), (b"1001", 413), (b"99999999999", 413)],
+)
+async def test_a_declared_length_over_the_limit_is_413_whatever_its_digits(
+    declared: bytes, status: int
+) -> None:
+    router = PushRouter(secret_keys=KEYS, body_limit=1000)
+    router.add_route("/quick", lambda msg: None, queue="orders", subscriber="quick")
+    async with PushSimulator(router):
+        headers = [(n, v) for n, v in raw_push(router, "m1") if n != b"content-length"]
+        answered = await asgi_push(router, [*headers, (b"content-length", declared)])
+    assert answered == status
+
+
+async def test_a_root_path_is_taken_off_before_the_route_is_found() -> None:
+    router = routed()
+    async with PushSimulator(router):
+        assert await asgi_push(router, raw_push(router, "m1"), root_path="/hooks") == 200
+        assert await asgi_push(router, raw_push(router, "m1"), root_path="/hooks") == 200
+    assert router.counters.by_route[("orders", "quick", "acked")] == 1
