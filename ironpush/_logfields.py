@@ -260,7 +260,7 @@ class FallbackHandler(StderrHandler):
 
     def write_line(self, level: int, name: str, message: str) -> bool:
         """Write what :meth:`emit` writes for a record of logger ``name`` at ``level`` whose
-        message is ``message``, made now, without the record (see :func:`write_direct`):
+        message is ``message``, made now, without the record (see :func:`sole_fallback`):
         True when written (or nowhere to write), False when it failed (log it instead, and
         the logging path reports the failure)."""
         return self.write_after_time(self.head(level, name), message, "", "")
@@ -328,29 +328,19 @@ _FILES = (io.FileIO, io.BufferedWriter)
 LEVEL_NAMES = logging._levelToName
 
 
-def write_direct(logger: logging.Logger, level: int, msg: str, args: tuple[Any, ...]) -> bool:
-    """Write ``msg % args`` to stderr as ``logger``'s record at ``level`` would be shown, when
-    only ironpush's :class:`FallbackHandler` would show it: True when written (or nowhere to
-    write), False when the record must be logged.
-
-    That is the case with nothing configured (plain uvicorn): the per-delivery line then
-    costs a line of text, not a LogRecord walked through the logger tree (a tenth of the
-    cost). Anything of the application's on the way makes it False: a handler on the root
-    (or on any logger between), a filter, a record factory, a Logger class, another formatter
-    or level on the handler; the caller checked ``logger.isEnabledFor(level)``::
-
-        if not write_direct(logger, logging.INFO, "push %s ...", args):
-            logger.info("push %s ...", *args, extra=fields(...))
-    """
-    handler = sole_fallback(logger, level)
-    if handler is None:
-        return False
-    return handler.write_line(level, logger.name, msg % args)
-
-
 def sole_fallback(logger: logging.Logger, level: int) -> FallbackHandler | None:
     """The :class:`FallbackHandler` that alone would show ``logger``'s record at ``level``
     (write the line with its :meth:`~FallbackHandler.write_line`), or None: log a record.
+
+    That is the case with nothing configured (plain uvicorn): a per-delivery line then costs
+    a line of text, not a LogRecord walked through the logger tree (a tenth of the cost).
+    Anything of the application's on the way makes it None: a handler on the root (or on any
+    logger between), a filter, a record factory, a Logger class, another formatter or level
+    on the handler; the caller checked ``logger.isEnabledFor(level)``::
+
+        handler = sole_fallback(logger, logging.INFO)
+        if handler is None or not handler.write_line(logging.INFO, logger.name, text):
+            logger.info("push %s ...", *args, extra=fields(...))
 
     ironpush's loggers are one level below ``ironpush``, which holds the handler: for that
     shape, what the walk up the logger tree (:func:`_sole_fallback`) reads is read again

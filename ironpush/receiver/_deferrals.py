@@ -16,7 +16,7 @@ import asyncio
 import functools
 import inspect
 import logging
-import time
+from time import perf_counter
 
 import anyio
 
@@ -105,7 +105,7 @@ class Deferrals:
         job = defer.job
         if job is None:  # pragma: no cover - defer starts jobs only
             return
-        began = time.perf_counter()
+        began = perf_counter()
         try:
             try:
                 if is_async(job):
@@ -141,8 +141,8 @@ class Deferrals:
 
     def _job_timed(self, push: Push, outcome: str, began: float) -> None:
         if (timings := self.timings) is not None:
-            series = timings.job.labels(push.route.queue, push.route.subscriber, outcome)
-            series.observe(time.perf_counter() - began)
+            route = push.route
+            timings.job.observe((route.queue, route.subscriber, outcome), perf_counter() - began)
 
     async def _job_done(self, push: Push, runtime: Runtime) -> None:
         try:

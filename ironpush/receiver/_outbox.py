@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 
 from .._errors import APIError, ValidationError
-from .._logfields import fields, write_direct
+from .._logfields import LEVEL_NAMES, FallbackHandler, fields, sole_fallback
 from .._protocol import Delivery
 from ..client._retry import backoff_delay
 from ._metrics import Counters
@@ -396,11 +396,19 @@ class AckOutbox:
         delivery = item.delivery
         message_id = delivery.message_id if delivery is not None else "-"
         reservation = (delivery.reservation_id if delivery is not None else None) or "-"
-        args = (item.kind, message_id, item.queue, reservation, result, f" ({why})" if why else "")
         # One line per ack of a deferred push: written directly when only ironpush's fallback
-        # handler would show it (plain uvicorn), like the delivery line; else a record.
-        if not write_direct(logger, level, _LINE, args):
-            logger.log(level, _LINE, *args, extra=_fields(item, result=result))
+        # handler would show it (plain uvicorn), like the delivery line, from the parts of
+        # _LINE made once per queue and result; else a record.
+        handler = sole_fallback(logger, level)
+        if handler is not None:
+            made = _parts.get((item.kind, item.queue, result, level))
+            if made is None or made[0] is not LEVEL_NAMES.get(level):
+                made = _line_parts(item, result, level, handler)
+            rest = f"{reservation}{made[3]} ({why})" if why else f"{reservation}{made[3]}"
+            if handler.write_after_time(made[1], message_id, made[2], rest):
+                return result
+        args = (item.kind, message_id, item.queue, reservation, result, f" ({why})" if why else "")
+        logger.log(level, _LINE, *args, extra=_fields(item, result=result))
         return result
 
     def _give_up(self, item: OutboxItem, why: str) -> SendResult:
@@ -444,6 +452,26 @@ class AckOutbox:
         if stragglers:
             await asyncio.wait(stragglers)
         self._task = None
+
+
+#: _LINE's parts by (kind, queue, result, level): the level's name they were made with
+#: (logging.addLevelName may rename it), the text before the message id ("LEVEL   name: ack
+#: "), between it and the reservation (" queue=… reservation="), and after it (" result=…").
+_parts: dict[tuple[str, str, str, int], tuple[str | None, str, str, str]] = {}
+
+
+def _line_parts(
+    item: OutboxItem, result: str, level: int, handler: FallbackHandler
+) -> tuple[str | None, str, str, str]:
+    made = (
+        LEVEL_NAMES.get(level),
+        f"{handler.head(level, logger.name)}{item.kind} ",
+        f" queue={item.queue} reservation=",
+        f" result={result}",
+    )
+    if len(_parts) < 4096:  # bounded whatever the queues (an app acks on a few)
+        _parts[(item.kind, item.queue, result, level)] = made
+    return made
 
 
 def _fields(item: OutboxItem, **more: Any) -> dict[str, Any]:

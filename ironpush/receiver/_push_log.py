@@ -34,18 +34,6 @@ _LINE = "push %s queue=%s subscriber=%s outcome=%s status=%d duration_ms=%s%s"
 _LINE_MIDDLE = " queue=%s subscriber=%s outcome=%s status=%d duration_ms="
 
 
-#: " queue=… subscriber=… outcome=… status=… duration_ms=" of _LINE by its values (a route's
-#: outcomes and statuses: a few per route).
-_middles: dict[tuple[str, str | None, str, int], str] = {}
-
-
-def _middle(queue: str, subscriber: str | None, outcome: str, status: int) -> str:
-    middle = _LINE_MIDDLE % (queue, subscriber, outcome, status)
-    if len(_middles) < 4096:  # bounded whatever the routes (queues are few in practice)
-        _middles[(queue, subscriber, outcome, status)] = middle
-    return middle
-
-
 def duration_text(ms: float) -> str:
     """The line's ``duration_ms`` value: ``ms`` to a tenth, halves to even (``round``)::
 
@@ -78,28 +66,31 @@ def log_delivery(
     ``time.perf_counter()`` the caller read already). The caller checked that ``logger`` is
     enabled for ``level``."""
     ms = ((time.perf_counter() if now is None else now) - started) * 1000
-    queue, subscriber = route.queue, route.subscriber
-    if delivery is None:
-        message_id, reservation_id = "-", None
-    else:
-        message_id, reservation_id = delivery.message_id, delivery.reservation_id
-    why_text = f" ({why})" if why else ""
+    message_id = "-" if delivery is None else delivery.message_id
     handler = sole_fallback(logger, level)
     if handler is not None:  # only the fallback handler would show it: the line, no record
-        # _LINE % args, from the route's part made once ("%s" of a str is the str itself).
-        middle = _middles.get((queue, subscriber, outcome, status))
-        if middle is None:
-            middle = _middle(queue, subscriber, outcome, status)
-        line = f"push {message_id}{middle}{duration_text(ms)}{why_text}"
-        if handler.write_line(level, _NAME, line):
+        # _LINE % args after the time, from the parts made once per route and outcome.
+        made = _parts.get((route.path, outcome, status, level))
+        if made is None or made[0] is not route or made[1] is not LEVEL_NAMES.get(level):
+            made = _line_parts(route, outcome, status, level, handler)
+        tenths = (ms * 10.0).__round__()
+        duration = _TENTHS[tenths] if 0 <= tenths < 1000 else duration_text(ms)
+        if why:
+            duration = f"{duration} ({why})"
+        if handler.write_after_time(made[2], message_id, made[3], duration):
             return
-    args = (message_id, queue, subscriber, outcome, status, duration_text(ms), why_text)
+    why_text = f" ({why})" if why else ""
+    args = (message_id, route.queue, route.subscriber, outcome, status, duration_text(ms), why_text)
     # The fields of _logfields.fields(), made here directly: this runs once per push.
-    extra: dict[str, Any] = {"message_id": message_id, "queue": queue, "subscriber": subscriber}
+    extra: dict[str, Any] = {
+        "message_id": message_id,
+        "queue": route.queue,
+        "subscriber": route.subscriber,
+    }
     if attempt is not None:
         extra["attempt"] = attempt
-    if reservation_id:
-        extra["reservation_id"] = reservation_id
+    if delivery is not None and delivery.reservation_id:
+        extra["reservation_id"] = delivery.reservation_id
     extra["outcome"] = outcome
     extra["status"] = status
     extra["duration_ms"] = round(ms, 3)
@@ -118,16 +109,15 @@ def log_delivery(
 
 
 def log_acked(route: Route, delivery: Delivery, started: float, now: float, attempt: int) -> None:
-    """``log_delivery(INFO, route, delivery, "acked", 200, started, None, attempt, now)``: the
-    quick path's line, its text from the route's part made once. The caller checked that
+    """``log_delivery(INFO, route, delivery, "acked", 200, started, None, attempt, now)``, the
+    quick path's line: its parts found by the route's path alone. The caller checked that
     ``logger`` is enabled for INFO."""
     handler = sole_fallback(logger, _INFO)
     if handler is not None:
         made = _acked.get(route.path)
         if made is None or made[0] is not route or made[1] is not LEVEL_NAMES.get(_INFO):
-            made = _acked_parts(route, handler)
-        # _LINE % args after the time ("%s" of a str is the str itself); duration_text's
-        # table read here (a call less per push).
+            made = _acked[route.path] = _line_parts(route, "acked", 200, _INFO, handler)
+        # duration_text's table read here (a call less per push).
         ms = (now - started) * 1000
         tenths = (ms * 10.0).__round__()
         duration = _TENTHS[tenths] if 0 <= tenths < 1000 else duration_text(ms)
@@ -136,20 +126,28 @@ def log_acked(route: Route, delivery: Delivery, started: float, now: float, atte
     log_delivery(_INFO, route, delivery, "acked", 200, started, None, attempt, now)
 
 
-def _acked_parts(route: Route, handler: FallbackHandler) -> tuple[Route, str | None, str, str]:
+#: A line's parts by (route path, outcome, status, level): the route they were made for, the
+#: level's name they were made with (logging.addLevelName may rename it), the text before
+#: the message id ("LEVEL   name: push "), and the text between it and the duration.
+_Parts = tuple[Route, str | None, str, str]
+_parts: dict[tuple[str, str, int, int], _Parts] = {}
+#: log_acked's parts by route path alone.
+_acked: dict[str, _Parts] = {}
+_INFO = logging.INFO
+
+
+def _line_parts(
+    route: Route, outcome: str, status: int, level: int, handler: FallbackHandler
+) -> _Parts:
     made = (
         route,
-        LEVEL_NAMES.get(_INFO),  # the level's name the head was made with
-        handler.head(_INFO, _NAME) + "push ",
-        _middle(route.queue, route.subscriber, "acked", 200),
+        LEVEL_NAMES.get(level),
+        handler.head(level, _NAME) + "push ",
+        _LINE_MIDDLE % (route.queue, route.subscriber, outcome, status),
     )
-    _acked[route.path] = made
+    if len(_parts) < 4096:  # bounded whatever the routes (a route has a few outcomes)
+        _parts[(route.path, outcome, status, level)] = made
     return made
-
-
-_INFO = logging.INFO
-#: log_acked's parts of the line by route path (with the route they were made for).
-_acked: dict[str, tuple[Route, str | None, str, str]] = {}
 
 
 def handler_failed(route: Route, msg: PushMessage, exc: Exception) -> None:

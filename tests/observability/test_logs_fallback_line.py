@@ -85,6 +85,71 @@ def test_the_line_is_the_same_whether_a_record_is_made_or_not() -> None:
     )
 
 
+DEFERRED_SCRIPT = """
+import asyncio, logging
+import anyio
+from ironpush import Defer, PushMessage, PushRouter
+from ironpush.testing import PushSimulator
+
+router = PushRouter(secret_keys=["k" * 32])
+
+async def job() -> None:
+    return None
+
+@router.route("/later", queue="q", subscriber="s")
+async def later(msg: PushMessage) -> Defer:
+    return Defer(job)
+
+def keep(record):
+    return True
+
+async def push(sim, message_id, acks):
+    await sim.push("/later", "x", message_id=message_id, reservation_id="r-" + message_id)
+    # Counted as acked in the same step that writes the ack's line.
+    with anyio.fail_after(10):
+        while router.counters.totals["acked"] < acks:
+            await anyio.wait_all_tasks_blocked()
+
+async def main() -> None:
+    async with PushSimulator(router) as sim:
+        await push(sim, "m-direct", 1)                  # only the fallback: both lines direct
+        [fallback] = logging.getLogger("ironpush").handlers
+        fallback.addFilter(keep)
+        await push(sim, "m-filtered", 2)                # the filter gets both records
+        fallback.removeFilter(keep)
+        logging.addLevelName(logging.INFO, "NOTE")      # the parts made before follow it
+        await push(sim, "m-renamed", 3)
+    print("done")
+
+asyncio.run(main())
+"""
+DEFERRED_LINE = re.compile(
+    r"^\d\d:\d\d:\d\d\.\d{3} (INFO|NOTE)    ironpush\.receiver: push (m-[a-z]+) queue=q "
+    r"subscriber=s outcome=deferred status=202 duration_ms=\d+\.\d$"
+)
+ACK_LINE = re.compile(
+    r"^\d\d:\d\d:\d\d\.\d{3} (INFO|NOTE)    ironpush\.receiver\.outbox: ack (m-[a-z]+) "
+    r"queue=q reservation=r-(m-[a-z]+) result=acked$"
+)
+
+
+def test_a_deferred_push_and_its_ack_log_the_same_lines_with_or_without_a_record() -> None:
+    """The 202 line and the outbox's ack line, written from parts made once (per route and
+    outcome, per queue and result): the same text as their records', and the level's name
+    of the moment."""
+    proc = run_script(DEFERRED_SCRIPT)
+    lines = proc.stderr.splitlines()
+    pushes = [m.groups() for x in lines if (m := DEFERRED_LINE.match(x))]
+    acks = [m.groups() for x in lines if (m := ACK_LINE.match(x))]
+    assert pushes == [("INFO", "m-direct"), ("INFO", "m-filtered"), ("NOTE", "m-renamed")], (
+        proc.stderr
+    )
+    names = ["m-direct", "m-filtered", "m-renamed"]
+    assert acks == [
+        (level, name, name) for level, name in zip(["INFO", "INFO", "NOTE"], names, strict=True)
+    ], proc.stderr
+
+
 @pytest.fixture
 def fallback(monkeypatch: pytest.MonkeyPatch) -> Iterator[FallbackHandler]:
     """ironpush's fallback handler alone, as with nothing configured; restored after. (The
