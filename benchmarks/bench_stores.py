@@ -3,8 +3,10 @@
 Paths, per push:
 
 - **quick**: ``claim`` + ``complete`` (the handler answered at once);
-- **deferred**: ``claim`` + ``hold`` + ``complete`` + outbox ``add`` + ``take`` + ``finish``
-  (a ``Defer`` job, then its ack through the outbox, one item per take: the worst case).
+- **deferred**: ``claim`` + ``complete`` + outbox ``add`` + ``take`` + ``finish`` (a
+  ``Defer(job)`` push, which keeps its claim, then its ack through the outbox, one item per
+  take: the worst case; the router folds ``complete`` and ``add`` into one ``complete_ack``
+  call where the store has it, Redis included).
 
 1. **Round trips per push, counted by the server**: Redis from ``INFO commandstats`` deltas
    (top-level commands: ``evalsha``/``eval``/``ping``/``script|load``; a script's inner calls
@@ -76,7 +78,6 @@ async def deferred(store: Store, message_id: str) -> None:
     key, d = (message_id, "billing"), Delivery(message_id, "r1", "billing")
     claim = await store.claim(key, d, lease=30, ttl=600)
     assert claim.claim_id
-    await store.hold(key, claim.claim_id, state="deferred", lease=30)
     newest = await store.complete(key, outcome="acked", ttl=600, delivery=d)
     await store.add(OutboxItem("ack", "q", delivery=newest))
     items = await store.take(limit=1, lease=30)
@@ -88,7 +89,6 @@ async def deferred_recorded(store: Store, message_id: str) -> None:
     key, d = (message_id, "billing"), Delivery(message_id, "r1", "billing")
     claim = await store.claim(key, d, lease=30, ttl=600)
     assert claim.claim_id
-    await store.hold(key, claim.claim_id, state="deferred", lease=30)
     newest = await store.complete(key, outcome="acked", ttl=600, delivery=d)
     await store.add(OutboxItem("ack", "q", delivery=newest))
 

@@ -1,11 +1,12 @@
 """THE answer table: every situation the router meets, and what it answers.
 
 DESIGN.md's receiver contract as data. Each row says the status code, what the store does
-before the answer (record the message handled, give the claim up, hold it for deferred work),
+before the answer (record the message handled, give the claim up, hand it to an external
+worker),
 which counter moves, the outcome the delivery's log line and per-route counter show, and the
 body. Every status code the receiver sends is chosen here and nowhere else::
 
-    ANSWERS["deferred"]   # Answer(202, b'{"status":"deferred"}', store="hold", counter=...)
+    ANSWERS["handed_off"]  # Answer(202, b'{"status":"deferred"}', store="hand_off", ...)
     await reply(send, "not_found")
 """
 
@@ -21,9 +22,12 @@ from ._asgi import JSON_HEADERS, Send, respond
 from ._outcomes import Ack, Defer, Drop, Retry
 
 #: What the store does before the answer: record the message handled as ``"acked"`` or
-#: ``"dropped"``, ``"release"`` the claim (the next push runs the handler again), ``"hold"`` it
-#: for a deferred job, or ``"hand_off"`` (hold it for an external worker, with its long lease).
-StoreAction = Literal["acked", "dropped", "release", "hold", "hand_off"]
+#: ``"dropped"``, ``"release"`` the claim (the next push runs the handler again), or
+#: ``"hand_off"`` (hold it for an external worker, with its long lease). A deferred job needs
+#: nothing more: the claim the push made is this process's already, its lease renewed by the
+#: heartbeat while the job runs (the stores treat a running and a deferred claim alike, so
+#: marking it "deferred" cost every deferred push a store round trip for a label).
+StoreAction = Literal["acked", "dropped", "release", "hand_off"]
 
 Situation = Literal[
     # what the handler returned
@@ -107,10 +111,9 @@ ANSWERS: Final[Mapping[Situation, Answer]] = {
     "dropped": Answer(
         200, _status("dropped"), store="dropped", counter="dropped", outcome="dropped"
     ),
-    # Defer(job): the message stays reserved, the job's success is acked through the outbox
-    "deferred": Answer(
-        202, _status("deferred"), store="hold", counter="deferred", outcome="deferred"
-    ),
+    # Defer(job): the message stays reserved (and claimed), the job's success is acked
+    # through the outbox
+    "deferred": Answer(202, _status("deferred"), counter="deferred", outcome="deferred"),
     # Defer(): an external worker acks with the token (see _acks)
     "handed_off": Answer(
         202, _status("deferred"), store="hand_off", counter="deferred", outcome="deferred"

@@ -74,11 +74,14 @@ class Deferrals:
             await settle(push, "busy", runtime, send, defer)
             return False
         situation = situation_of(defer)
-        try:
-            await self.settler.store_step(push, ANSWERS[situation])
-        except Exception as exc:
-            await self.responder.store_failed(send, push.route, push.delivery, push.started, exc)
-            return False
+        answer = ANSWERS[situation]
+        if answer.store is not None:  # a hand-off; a job keeps the claim the push made
+            try:
+                await self.settler.store_step(push, answer)
+            except Exception as exc:
+                route, delivery = push.route, push.delivery
+                await self.responder.store_failed(send, route, delivery, push.started, exc)
+                return False
         # The slot is taken once the store holds the claim: a slot bounds jobs, not the round
         # trips of a shared store (the room was checked above; it may be gone since, taken by
         # pushes whose store calls ended first: then wait a moment for one as above).

@@ -23,7 +23,7 @@ from ._push import ClaimedPush as Push
 from ._push_log import push_fields
 from ._responder import Responder
 from ._runtime import Runtime, Shared
-from .stores._base import ActiveState, Store
+from .stores._base import Store
 
 logger = logging.getLogger("ironpush.receiver")
 
@@ -38,10 +38,9 @@ class Settler:
         # wrapper's extra coroutine would cost a push more than the observation.
         self._store = shared.store
         timings = shared.counters.timings
-        self._completes = self._holds = None
+        self._completes = None
         if timings is not None:
             self._completes = timings.store.labels(shared.store.kind, "complete")
-            self._holds = timings.store.labels(shared.store.kind, "hold")  # every Defer's
         self.responder = responder
 
     async def settle(
@@ -95,16 +94,9 @@ class Settler:
                     completes.observe(time.perf_counter() - began)
         if action == "release":
             await store.release(push.key, push.claim_id)
-        elif action == "hold" or action == "hand_off":
-            state: ActiveState = "deferred" if action == "hold" else "external"
-            lease = settings.leases.claim if action == "hold" else settings.leases.external
-            holds = self._holds  # timed here too, on the store itself (as complete above)
-            began = 0.0 if holds is None else time.perf_counter()
-            try:
-                await self._store.hold(push.key, push.claim_id, state=state, lease=lease)
-            finally:
-                if holds is not None:
-                    holds.observe(time.perf_counter() - began)
+        elif action == "hand_off":
+            lease = settings.leases.external
+            await store.hold(push.key, push.claim_id, state="external", lease=lease)
         return None
 
     async def invalid(

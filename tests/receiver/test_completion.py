@@ -167,14 +167,32 @@ async def test_a_deferred_job_whose_completion_fails_is_not_acked() -> None:
     assert sim.acks == []  # not recorded, so not acked: the lease runs out, IronMQ pushes again
 
 
-async def test_a_failing_hold_answers_503_and_starts_no_job() -> None:
-    store, ran = FlakyStore(), []
+async def test_a_failing_hand_off_answers_503() -> None:
+    store = FlakyStore()
     store.fail.add("hold")
 
     async def handler(msg: PushMessage) -> Defer:
-        return Defer(ran.append, msg.id)
+        return Defer()  # an external worker's: the claim is held for it with its long lease
 
     result, sim = await push_with(store, handler)
     assert result.status_code == 503
-    assert ran == []
+    assert sim.router.counters.by_route[("q", "s", "store_unavailable")] == 1
     assert sim.acks == []
+
+
+async def test_a_deferred_job_needs_no_store_call_between_its_claim_and_its_end() -> None:
+    store, seen = FlakyStore(), []
+    store.fail.add("hold")  # never asked: the claim the push made is the job's
+
+    async def job() -> None:
+        seen.append(list(store.calls))
+
+    async def handler(msg: PushMessage) -> Defer:
+        return Defer(job)
+
+    result, sim = await push_with(store, handler)
+    assert result.status_code == 202
+    key = (result.message_id, "s")
+    assert seen == [[("claim", key)]]
+    assert store.calls == [("claim", key), ("complete", key)]
+    assert [ack.message_id for ack in sim.acks] == [result.message_id]

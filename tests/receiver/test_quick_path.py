@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import logging
 from typing import Any
 
@@ -14,7 +15,14 @@ import pytest
 
 from ironpush import Ack, PushMessage, PushRouter
 from ironpush._errors import ValidationError
-from ironpush._protocol import Delivery, delivery_from_raw, delivery_from_values
+from ironpush._protocol import (
+    Delivery,
+    delivery_from_json,
+    delivery_from_raw,
+    delivery_from_values,
+    delivery_to_dict,
+    delivery_to_json,
+)
 from ironpush.receiver._pipeline import sync_twins
 from ironpush.receiver.stores import MemoryStore
 from ironpush.testing import PushSimulator, build_push
@@ -259,3 +267,15 @@ async def test_a_root_path_is_taken_off_before_the_route_is_found() -> None:
         assert await asgi_push(router, raw_push(router, "m1"), root_path="/hooks") == 200
         assert await asgi_push(router, raw_push(router, "m1"), root_path="/hooks") == 200
     assert router.counters.by_route[("orders", "quick", "acked")] == 1
+
+
+@pytest.mark.parametrize("flavour", ["v3", "legacy"])
+def test_a_deliverys_json_is_json_dumps_of_its_compact_dict(flavour: Any) -> None:
+    """Every combination of set and unset fields, with quotes, escapes and non-ASCII text:
+    the stores compare a row's text with it, so it must be json.dumps' text byte for byte."""
+    choices = (None, "r1", 'a "quoted"\\ value', "é€\u2028\x00", "")
+    for r, s, u, i in itertools.product(choices, repeat=4):
+        delivery = Delivery('m-é"1', r, s, u, i, flavour)
+        text = delivery_to_json(delivery)
+        assert text == json.dumps(delivery_to_dict(delivery), separators=(",", ":"))
+        assert delivery_from_json(text) == delivery

@@ -18,9 +18,10 @@ PostgreSQL's cost per statement is shared by many pushes.
 Round trips per push (at most; fewer when calls share a batch):
 
 - quick path: ``claim`` + ``complete`` = **2**;
-- deferred path: ``claim`` + ``hold`` + ``complete`` + outbox ``add`` = 4, plus the sender's
-  ``take`` (``FOR UPDATE SKIP LOCKED``) and ``finish``, each one round trip for a whole batch
-  of acks (so ~4 per push under load, 6 when acks go out one by one);
+- deferred path (``Defer(job)``): ``claim`` + ``complete`` + outbox ``add`` = 3, plus the
+  sender's ``take`` (``FOR UPDATE SKIP LOCKED``) and ``finish``, each one round trip for a
+  whole batch of acks (so ~3 per push under load, 5 when acks go out one by one); a hand-off
+  to an external worker (``Defer()``) adds ``hold`` (its long lease);
 - a redelivery of a handled message: 1; of a message whose owner died on this host: 2.
 
 The tables live in their own schema (``schema="ironpush"`` by default), created on first use

@@ -11,10 +11,11 @@ Every decision is one Lua script run with ``EVALSHA`` (atomic, one round trip; s
 :mod:`._redis_scripts`). Round trips per push:
 
 - quick path (handler answers at once): ``claim`` + ``complete`` = **2**;
-- deferred path: ``claim`` + ``hold`` before the 202, then the job's end, ``complete_ack``
-  (the ``complete`` script, also queuing the ack in the outbox) = **3**, plus the sender's
-  ``take`` and ``finish``, each one round trip for a whole batch of acks (so ~3 per push under
-  load, 5 when acks go out one by one);
+- deferred path (``Defer(job)``): ``claim`` before the 202, then the job's end,
+  ``complete_ack`` (the ``complete`` script, also queuing the ack in the outbox) = **2**, plus
+  the sender's ``take`` and ``finish``, each one round trip for a whole batch of acks (so ~2
+  per push under load, 4 when acks go out one by one); a hand-off to an external worker
+  (``Defer()``) adds ``hold`` (its long lease);
 - a redelivery of a handled message: 1 (``claim``); of a message whose owner died on this host:
   2 (``claim``, ``takeover``). The first use of a store adds 2 (the eviction policy and the
   scripts, then the schema version), every ``watch_interval`` one call reads ``INFO`` first, and
