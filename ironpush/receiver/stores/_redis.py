@@ -237,17 +237,19 @@ class RedisStore:
         if item.kind != "ack" or delivery is None:
             raise ValueError("complete_ack queues an ack of a delivery")
         keys = [self._key(key), self._outbox, self._item_prefix + item.id]
+        encoded = encode_delivery(delivery)  # the item's, and what the claim kept if no newer
         args = [
             "acked",
             _ms(ttl),
             0,
             item.id,
             item.queue,
-            encode_delivery(delivery),
+            encoded,
             repr(item.created_at),
             repr(item.next_at),
         ]
-        return newest_or(_newest(await self._run("complete", keys, args)), delivery)
+        answer = await self._run("complete", keys, args)
+        return newest_or(_newest(answer), delivery, encoded)
 
     async def complete_once(
         self, key: Key, *, outcome: Outcome, ttl: float, delivery: Delivery
