@@ -35,9 +35,7 @@ def takeable_owner(state: str, holder: str | bytes | None) -> bool:
     return state != "external" and is_dead_owner(holder)
 
 
-def newest_or(
-    text: str | bytes | None, delivery: Delivery, encoded: str | None = None
-) -> Delivery:
+def newest_or(text: str | bytes | None, delivery: Delivery, encoded: str | None = None) -> Delivery:
     """The newest delivery a completed row kept, or ``delivery`` (also when it is the same:
     the usual case, which then costs an encode instead of a parse; ``encoded``: the caller's
     ``encode_delivery(delivery)``, when it made it already)."""
