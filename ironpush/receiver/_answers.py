@@ -2,9 +2,8 @@
 
 DESIGN.md's receiver contract as data. Each row says the status code, what the store does
 before the answer (record the message handled, give the claim up, hand it to an external
-worker),
-which counter moves, the outcome the delivery's log line and per-route counter show, and the
-body. Every status code the receiver sends is chosen here and nowhere else::
+worker), which counter moves, the outcome the delivery's log line and per-route counter show,
+and the body. Every status code the receiver sends is chosen here and nowhere else::
 
     ANSWERS["handed_off"]  # Answer(202, b'{"status":"deferred"}', store="hand_off", ...)
     await reply(send, "not_found")

@@ -1,10 +1,11 @@
-"""``Defer``: hold the claim, answer 202, and run the job; its success is recorded, then acked.
+"""``Defer``: keep the claim, answer 202, and run the job; its success is recorded, then acked.
 
-``Defer(job)`` takes a job slot (else 503 ``busy``), holds the claim in the store, answers
-202 and starts the job on the runtime's :class:`~._jobs.JobRunner`; when the job returns the
-store records the message handled and the outbox acks the newest reservation
-(``runtime.job_done``). ``Defer()`` (an external worker acks with the token) hands the claim
-off with its long lease and answers 202::
+``Defer(job)`` takes a job slot (else 503 ``busy``), answers 202 and starts the job on the
+runtime's :class:`~._jobs.JobRunner`, keeping the claim the push made (no store call: the
+lease heartbeat renews it while the job runs); when the job returns the store records the
+message handled and the outbox acks the newest reservation (``runtime.job_done``).
+``Defer()`` (an external worker acks with the token) hands the claim off in the store with
+its long lease and answers 202::
 
     deferrals = Deferrals(shared, store, settler)
     keeps_claim = await deferrals.defer(push, Defer(job), runtime, send)
@@ -82,9 +83,9 @@ class Deferrals:
                 route, delivery = push.route, push.delivery
                 await self.responder.store_failed(send, route, delivery, push.started, exc)
                 return False
-        # The slot is taken once the store holds the claim: a slot bounds jobs, not the round
-        # trips of a shared store (the room was checked above; it may be gone since, taken by
-        # pushes whose store calls ended first: then wait a moment for one as above).
+        # The slot is taken after any store call (a hand-off's): a slot bounds jobs, not the
+        # round trips of a shared store (the room was checked above; it may be gone since,
+        # taken by pushes whose store calls ended first: then wait a moment for one as above).
         if not runner.try_reserve() and not (
             await runner.wait_for_room(_SLOT_WAIT) and runner.try_reserve()
         ):

@@ -5,8 +5,9 @@ verify the push secret (before the body is read) → check ``Content-Length`` �
 message in the store → decode the body into the route's model (``model=`` routes; a body that
 does not fit is answered by the route's ``on_invalid`` instead of calling the handler) → call
 the handler → record its outcome in the store (:mod:`._settle`) → answer (:mod:`._responder`,
-by the table of :mod:`._answers`); for ``Defer``, :mod:`._deferrals` holds the claim, answers
-202 and runs the job, whose success is recorded and then acknowledged through the outbox.
+by the table of :mod:`._answers`); for ``Defer``, :mod:`._deferrals` keeps the claim (or
+hands it off), answers 202 and runs the job, whose success is recorded and then acknowledged
+through the outbox.
 
 Plain ASGI on purpose: Starlette's Request/Router layers would cost more than all of this. The
 usual push (a new claim, an ``async def`` handler returning ``None`` or ``Ack()``, a route
