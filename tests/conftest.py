@@ -59,6 +59,35 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
+def _wait_gone(pids: list[int], timeout: float) -> list[int]:
+    """Wait until each of ``pids`` has ended, for at most ``timeout`` seconds; those still
+    running. A pidfd per process (readable once it ends, whoever its parent is: these are
+    not all our children, so no ``waitpid``)."""
+    import select
+    import time
+
+    poller = select.poll()
+    running: dict[int, int] = {}  # pidfd -> pid
+    for pid in pids:
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:  # ended already
+            continue
+        running[fd] = pid
+        poller.register(fd, select.POLLIN)
+    deadline = time.monotonic() + timeout
+    try:
+        while running and (left := deadline - time.monotonic()) > 0:
+            for fd, _ in poller.poll(left * 1000):
+                poller.unregister(fd)
+                os.close(fd)
+                del running[fd]
+    finally:
+        for fd in running:
+            os.close(fd)
+    return list(running.values())
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Stop what a failed test left running (servers, workers) so no run leaks processes.
 
@@ -66,17 +95,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     between start and stop). SIGTERM first, so servers shut down cleanly, then SIGKILL.
     """
     import signal
-    import time
 
     left = _descendants(os.getpid())
     for pid in left:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 5
-    while (left := [p for p in _descendants(os.getpid()) if p in left]) and (
-        time.monotonic() < deadline
-    ):
-        time.sleep(0.05)  # a poll with a deadline, at session teardown
-    for pid in left:
+    for pid in _wait_gone(left, 5):
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)

@@ -41,7 +41,7 @@ def duration_text(ms: float) -> str:
 
     (A table for the usual quick push, under 100 ms: float formatting costs a push about
     2,600 instructions, the table a few hundred; ``float.__round__`` is ``round()`` without
-    its lookup of the method, about 600 instructions less.)"""
+    its lookup of the method.)"""
     tenths = (ms * 10.0).__round__()
     if 0 <= tenths < 1000:
         return _TENTHS[tenths]

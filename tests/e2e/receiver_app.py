@@ -3,17 +3,17 @@
 Configured by environment variables (the test sets them): ``E2E_STORE`` (SQLite dedupe store),
 ``E2E_LEDGER`` (SQLite file where side effects are counted), ``E2E_FLAG`` (the job blocks until
 this file exists), ``E2E_QUEUE``, ``E2E_CLAIM_LEASE``; plus ``IRONPUSH_SECRET_KEYS`` and
-``IRONMQ_EMULATOR_HOST`` for the router itself.
+``IRONMQ_EMULATOR_HOST`` for the router itself; ``PYTHONPATH`` names ``tests/`` (``support``).
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
-import time
 
 from starlette.applications import Starlette
 from starlette.routing import Mount
+from support import wait_until
 
 from ironpush.receiver._outcomes import Defer, PushMessage
 from ironpush.receiver._router import PushRouter
@@ -43,11 +43,8 @@ def handle(msg: PushMessage) -> Defer:
 
 def job(message_id: str) -> None:
     record("job_start", message_id)
-    deadline = time.monotonic() + 60
-    while not os.path.exists(FLAG):  # the test creates the flag once the first process is dead
-        if time.monotonic() > deadline:
-            raise TimeoutError("flag never appeared")
-        time.sleep(0.02)  # a poll on the test's flag (another process makes it), with a deadline
+    # The test creates the flag once the first process is dead.
+    wait_until(lambda: os.path.exists(FLAG), 60, "the test's flag", interval=0.02)
     record("job_done", message_id)
 
 

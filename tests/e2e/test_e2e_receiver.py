@@ -347,6 +347,10 @@ def jobs_receiver(
         "E2E_CLAIM_LEASE": "1.0",
         "IRONPUSH_SECRET_KEYS": ",".join(KEYS),
         "IRONMQ_EMULATOR_HOST": emulator,
+        # support.wait_until, the tests' one way to wait, for the job's wait on the flag
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")])
+        ),
     }
     url = f"http://127.0.0.1:{port}/ironmq/jobs"
     secret = push_secret(queue, "worker", KEYS)
