@@ -51,6 +51,10 @@ class Acks:
     async def acknowledge(self, queue: str, delivery: Delivery) -> None:
         self.count += 1
 
+    async def acknowledge_all(self, acks: list[tuple[str, Delivery]]) -> list[Exception | None]:
+        self.count += len(acks)
+        return [None] * len(acks)
+
     async def aclose(self) -> None:
         return None
 

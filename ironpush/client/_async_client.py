@@ -6,8 +6,17 @@ Same names, arguments and results as :mod:`ironpush.client`; both drive the oper
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Mapping
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from typing import Any, Literal, Unpack
 
 import anyio
@@ -21,7 +30,7 @@ from ._base import ClientBase, ClientOptions, T, push_summary
 from ._models import Message, PushStatus, QueueInfo, Subscriber
 from ._operations import AlertInput, MessageInput, Op, SubscriberInput
 from ._tracing import sent, start_send
-from ._transports import AsyncTransport, HTTPFailure, HttpxTransport, LeanTransport
+from ._transports import AsyncTransport, HTTPFailure, HttpxTransport, LeanTransport, Response
 
 
 class AsyncIronMQ(ClientBase):
@@ -61,9 +70,12 @@ class AsyncIronMQ(ClientBase):
         return self._drive(op, self._send)
 
     @staticmethod
-    async def _drive(op: Op[T], exchange: Callable[[Request], Awaitable[Reply]]) -> T:
+    async def _drive(
+        op: Op[T], exchange: Callable[[Request], Awaitable[Reply]], request: Request | None = None
+    ) -> T:
         try:
-            request = next(op)
+            if request is None:  # else the operation is under way: ``request`` is its next
+                request = next(op)
             while True:
                 try:
                     reply = await exchange(request)
@@ -74,7 +86,9 @@ class AsyncIronMQ(ClientBase):
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
-    async def _send(self, request: Request) -> Reply:
+    async def _send(self, request: Request, answer: Response | HTTPFailure | None = None) -> Reply:
+        """``request``'s reply, retried as the policy says; ``answer``: its first attempt's,
+        already sent (:meth:`acknowledge_all`)."""
         login = self._keystone_op()
         if login is not None:
             # Keystone login: no token yet, so one plain exchange per step (no login recursion).
@@ -83,7 +97,11 @@ class AsyncIronMQ(ClientBase):
         while True:
             attempt += 1
             try:
-                reply = await self._exchange(request)
+                if answer is None:
+                    reply = await self._exchange(request)
+                else:  # the first attempt's answer; the next attempt is an exchange
+                    first, answer = answer, None
+                    reply = self._answered(request, first)
             except TransportError as exc:
                 delay = self._retry_delay(request, attempt, None, unsent=exc.unsent)
                 if delay is None:
@@ -102,6 +120,25 @@ class AsyncIronMQ(ClientBase):
         except HTTPFailure as exc:
             raise self._transport_error(request, exc) from exc
         return self._reply(response)
+
+    def _answered(self, request: Request, answer: Response | HTTPFailure) -> Reply:
+        """The reply of an attempt sent already (a failure raises, as :meth:`_exchange`)."""
+        if isinstance(answer, HTTPFailure):
+            raise self._transport_error(request, answer) from answer
+        return self._reply(answer)
+
+    async def _resume(self, op: Op[None], request: Request, answer: Response | HTTPFailure) -> None:
+        """Drive ``op`` on from ``request``, whose first attempt came back with ``answer``."""
+        try:
+            try:
+                reply = await self._send(request, answer)
+            except TransportError as exc:
+                request = op.throw(exc)
+            else:
+                request = op.send(reply)
+        except StopIteration:
+            return
+        await self._drive(op, self._send, request)
 
     async def aclose(self) -> None:
         """Close the pooled connections."""
@@ -151,6 +188,55 @@ class AsyncIronMQ(ClientBase):
     async def acknowledge(self, queue: str, delivery: Delivery) -> None:
         """Acknowledge a push that was answered with 202; see :meth:`IronMQ.acknowledge`."""
         await self.run(ops.acknowledge(queue, delivery, api_origin=self.settings.origin))
+
+    async def acknowledge_all(self, acks: Sequence[tuple[str, Delivery]]) -> list[Exception | None]:
+        """Acknowledge several pushes answered with 202, each as :meth:`acknowledge` does,
+        their first requests sent together: the lean transport (``backend="lean"``) pipelines
+        them, one write per connection, with no coroutine per ack; others send them
+        concurrently. An ack whose answer calls for more (a retry, a relayed push's second
+        ``DELETE``) goes on alone. Each ack's error (what :meth:`acknowledge` would raise), or
+        None, in order::
+
+            errors = await mq.acknowledge_all([("orders", first), ("orders", second)])
+        """
+        send_all = getattr(self.transport, "send_all", None)
+        if send_all is None or self._keystone_op() is not None:
+            calls = (self.acknowledge(queue, delivery) for queue, delivery in acks)
+            return list(await asyncio.gather(*map(_error_of, calls)))
+        errors: list[Exception | None] = [None] * len(acks)
+        started: list[tuple[int, Request]] = []
+        for index, (queue, delivery) in enumerate(acks):
+            request = ops.ack_request(queue, delivery)
+            if request is None:  # legacy or refused: the operation says
+                errors[index] = await _error_of(self.acknowledge(queue, delivery))
+            else:
+                started.append((index, request))
+        answers = await send_all([self._wire(request) for _, request in started])
+        rest: dict[int, Awaitable[None]] = {}
+        should_retry = self.retry.should_retry
+        for (index, request), answer in zip(started, answers, strict=True):
+            if isinstance(answer, Response):
+                status = answer.status_code
+                if status < 400 and not should_retry(request, 1, status):
+                    continue  # acknowledged: the common case, no operation of its own
+            # The operation takes it from here: its first request is this one.
+            queue, delivery = acks[index]
+            op = ops.acknowledge(queue, delivery, api_origin=self.settings.origin)
+            next(op)
+            rest[index] = self._resume(op, request, answer)
+        if rest:
+            ended = await asyncio.gather(*map(_error_of, rest.values()))
+            for index, error in zip(rest, ended, strict=True):
+                errors[index] = error
+        return errors
+
+
+async def _error_of(call: Awaitable[None]) -> Exception | None:
+    try:
+        await call
+    except Exception as exc:
+        return exc
+    return None
 
 
 def _transport(

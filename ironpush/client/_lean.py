@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
@@ -45,7 +45,7 @@ import httpx
 
 from .. import _tracing
 from ._lean_connection import DEFAULT_MAX_BODY as DEFAULT_MAX_BODY
-from ._lean_connection import Connection, Exchange
+from ._lean_connection import Batch, Connection, Exchange
 from ._lean_connection import HTTPFailure as HTTPFailure
 from ._lean_connection import HTTPResponse as HTTPResponse
 
@@ -55,6 +55,7 @@ _FORBIDDEN_IN_HEADERS = frozenset("\r\n\x00")  # characters a header must not co
 # A path (and query) that quoting would leave as it is: most URLs, built from quoted segments.
 _PLAIN_TAIL = re.compile(r"/[A-Za-z0-9/%:@!$&'()*+,;=._~?-]*")
 _CACHE_LIMIT = 1024
+_NOT_SENT = HTTPFailure("not sent", unsent=True)  # a placeholder request_all always replaces
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,12 +126,7 @@ class LeanHTTPClient:
         behind another on a connection that ends is sent again) lets the request share a
         connection with others in flight.
         """
-        origin, path = self._target(url)
-        lines = [method.encode("ascii"), b" ", path, origin.host_line]
-        if body or method not in ("GET", "HEAD"):
-            lines += [b"Content-Length: ", str(len(body)).encode(), b"\r\n"]
-        lines += [self._header_block(headers), b"\r\n", body]
-        data = b"".join(lines)
+        origin, data = self._encode(method, url, headers, body)
         head = method == "HEAD"
         piped = pipeline and resend_stale and not head and origin.key not in self._serial
         if _tracing.current() is not None:
@@ -144,6 +140,122 @@ class LeanHTTPClient:
                 return await self._exchange(origin, data, head, max_body, truncate, resend_stale)
         except TimeoutError:
             raise HTTPFailure(f"no answer within {timeout:g} s") from None
+
+    async def request_all(
+        self,
+        requests: Sequence[tuple[str, str, Iterable[tuple[str, str]], bytes]],
+        *,
+        timeout: float,
+        max_body: int = DEFAULT_MAX_BODY,
+    ) -> list[HTTPResponse | HTTPFailure]:
+        """Several idempotent ``(method, url, headers, body)`` requests at once, each answer
+        or failure in order: what :meth:`request` with ``pipeline=True`` does for each,
+        without a coroutine per request (the ack outbox's batches). Those to one origin are
+        written together (one ``send()`` per connection); inside a span, a ``HEAD`` or to an
+        origin that refused pipelining, a request goes through :meth:`request`::
+
+            answers = await client.request_all(
+                [("DELETE", url, headers, body) for url, body in acks], timeout=10
+            )
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        answers: list[HTTPResponse | HTTPFailure] = []
+        batch = Batch(loop)
+        sent: dict[int, tuple[_Origin, bytes, Connection, int, Exchange]] = {}
+        alone: dict[int, asyncio.Future[HTTPResponse | HTTPFailure]] = {}
+        traced = _tracing.current() is not None
+        try:
+            for index, (method, url, headers, body) in enumerate(requests):
+                answers.append(_NOT_SENT)
+                try:
+                    origin, data = self._encode(method, url, headers, body)
+                    if traced or method == "HEAD" or origin.key in self._serial:
+                        alone[index] = asyncio.ensure_future(
+                            self._alone(method, url, headers, body, timeout, max_body)
+                        )
+                        continue
+                    conn = self._pipe(origin.key)
+                    if conn is None:
+                        async with asyncio.timeout_at(deadline):
+                            conn = await self._open_pipe(origin)
+                except TimeoutError:
+                    answers[index] = HTTPFailure(f"no answer within {timeout:g} s")
+                    continue
+                except HTTPFailure as failure:
+                    answers[index] = failure
+                    continue
+                exchange = conn.pipeline(
+                    data,
+                    max_body=max_body,
+                    truncate=False,
+                    deadline=deadline,
+                    timeout=timeout,
+                    batch=batch,
+                )
+                sent[index] = (origin, data, conn, conn.answered, exchange)
+            if batch.left:  # each exchange ends by its deadline (its connection's timer)
+                await batch.done
+            if alone:
+                await asyncio.wait(alone.values())
+        except BaseException:  # cancelled: the answers still due would be out of step
+            for _, _, conn, _, exchange in sent.values():
+                if exchange.outcome is None:
+                    conn.close()
+            for task in alone.values():
+                task.cancel()
+            raise
+        again: dict[int, Awaitable[HTTPResponse | HTTPFailure]] = {}
+        for index, (origin, data, conn, answered, exchange) in sent.items():
+            outcome = exchange.outcome
+            assert outcome is not None  # the batch is done
+            if isinstance(outcome, HTTPResponse) or exchange.started or exchange.expired:
+                answers[index] = outcome
+                continue
+            if conn.answered > answered:
+                self._serial.add(origin.key)  # see _pipelined
+            again[index] = self._again(origin, data, max_body, deadline, timeout)
+        for index, task in alone.items():
+            answers[index] = task.result()
+        if again:  # not answered (idempotent requests): sent again, each alone
+            for index, answer in zip(again, await asyncio.gather(*again.values()), strict=True):
+                answers[index] = answer
+        return answers
+
+    async def _alone(
+        self,
+        method: str,
+        url: str,
+        headers: Iterable[tuple[str, str]],
+        body: bytes,
+        timeout: float,
+        max_body: int,
+    ) -> HTTPResponse | HTTPFailure:
+        try:
+            return await self.request(
+                method,
+                url,
+                headers=headers,
+                body=body,
+                timeout=timeout,
+                max_body=max_body,
+                pipeline=True,
+            )
+        except HTTPFailure as failure:
+            return failure
+
+    async def _again(
+        self, origin: _Origin, data: bytes, max_body: int, deadline: float, timeout: float
+    ) -> HTTPResponse | HTTPFailure:
+        """A request of :meth:`request_all` its connection ended before answering, sent
+        again alone on a connection within what is left of its deadline."""
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self._exchange(origin, data, False, max_body, False, True)
+        except TimeoutError:
+            return HTTPFailure(f"no answer within {timeout:g} s")
+        except HTTPFailure as again:
+            return again
 
     async def _traced(
         self,
@@ -200,6 +312,7 @@ class LeanHTTPClient:
         return await self._answer(conn, origin, exchange)
 
     async def _answer(self, conn: Connection, origin: _Origin, exchange: Exchange) -> HTTPResponse:
+        assert exchange.future is not None  # not in a batch
         try:
             response = await exchange.future
         except BaseException:  # failure, timeout or cancellation: the connection is unusable
@@ -238,6 +351,7 @@ class LeanHTTPClient:
         exchange = conn.pipeline(
             data, max_body=max_body, truncate=truncate, deadline=deadline, timeout=timeout
         )
+        assert exchange.future is not None  # not in a batch
         try:
             return await exchange.future
         except HTTPFailure:
@@ -311,6 +425,17 @@ class LeanHTTPClient:
         except OSError as exc:
             raise HTTPFailure(f"connection failed: {exc.strerror or exc}", unsent=True) from None
         return protocol
+
+    def _encode(
+        self, method: str, url: str, headers: Iterable[tuple[str, str]], body: bytes
+    ) -> tuple[_Origin, bytes]:
+        """The origin of a request and the request's bytes."""
+        origin, path = self._target(url)
+        lines = [method.encode("ascii"), b" ", path, origin.host_line]
+        if body or method not in ("GET", "HEAD"):
+            lines += [b"Content-Length: ", str(len(body)).encode(), b"\r\n"]
+        lines += [self._header_block(headers), b"\r\n", body]
+        return origin, b"".join(lines)
 
     def _target(self, url: str) -> tuple[_Origin, bytes]:
         """The origin of ``url`` (parsed once per origin) and its request target (quoted)."""

@@ -50,11 +50,34 @@ class HTTPResponse:
     headers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
+class Batch:
+    """Pipelined exchanges awaited together (:meth:`Connection.pipeline` with ``batch``):
+    ``done`` resolves once each has its ``outcome``. One future for all, not one each: the
+    ack outbox sends its acks this way::
+
+        batch = Batch(loop)
+        exchanges = [conn.pipeline(data, ..., batch=batch) for data in requests]
+        await batch.done
+    """
+
+    __slots__ = ("done", "left")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.done: asyncio.Future[None] = loop.create_future()
+        self.left = 0
+
+    def ended(self) -> None:
+        self.left -= 1
+        if self.left == 0 and not self.done.done():
+            self.done.set_result(None)
+
+
 @dataclass(eq=False, slots=True)
 class Exchange:
-    """One request on a connection and the future of its response."""
+    """One request on a connection and how its response ends: its ``future``, or (in a
+    :class:`Batch`) its ``outcome``."""
 
-    future: asyncio.Future[HTTPResponse]
+    future: asyncio.Future[HTTPResponse] | None  # None: in a batch
     head: bool  # a HEAD request: its response has headers only
     max_body: int
     truncate: bool
@@ -62,6 +85,26 @@ class Exchange:
     timeout: float = 0.0  # the seconds that deadline stands for (for the message)
     started: bool = False  # a byte of its response arrived
     expired: bool = False  # failed at its deadline
+    batch: Batch | None = None
+    outcome: HTTPResponse | HTTPFailure | None = None  # a batched exchange's, once ended
+
+    def answer(self, response: HTTPResponse) -> None:
+        future = self.future
+        if future is not None:
+            if not future.done():
+                future.set_result(response)
+        elif self.outcome is None and self.batch is not None:
+            self.outcome = response
+            self.batch.ended()
+
+    def fail(self, failure: HTTPFailure) -> None:
+        future = self.future
+        if future is not None:
+            if not future.done():
+                future.set_exception(failure)
+        elif self.outcome is None and self.batch is not None:
+            self.outcome = failure
+            self.batch.ended()
 
 
 class Connection(asyncio.Protocol):
@@ -193,8 +236,7 @@ class Connection(asyncio.Protocol):
         self.body, self.headers = bytearray(), []
         self.headers_done = self.until_close = False
         self.keep_alive = self.keep_alive and self.parser.should_keep_alive()
-        if not exchange.future.done():
-            exchange.future.set_result(response)
+        exchange.answer(response)
         if not self.keep_alive:
             # The server ends the connection after this answer: the requests behind it were
             # not answered (they may be sent again on another connection).
@@ -210,13 +252,26 @@ class Connection(asyncio.Protocol):
         return exchange
 
     def pipeline(
-        self, data: bytes, *, max_body: int, truncate: bool, deadline: float, timeout: float
+        self,
+        data: bytes,
+        *,
+        max_body: int,
+        truncate: bool,
+        deadline: float,
+        timeout: float,
+        batch: Batch | None = None,
     ) -> Exchange:
         """Queue ``data`` behind the requests in flight; the requests queued in this
         event-loop turn leave in one write at the end of it. Without an answer by
         ``deadline`` (event-loop time, ``timeout`` s after the request began) the exchange
-        fails (``expired``) and the connection is closed."""
-        exchange = Exchange(self.loop.create_future(), False, max_body, truncate, deadline, timeout)
+        fails (``expired``) and the connection is closed. In a ``batch``, the exchange has
+        no future of its own."""
+        if batch is None:
+            future: asyncio.Future[HTTPResponse] | None = self.loop.create_future()
+        else:
+            future = None
+            batch.left += 1
+        exchange = Exchange(future, False, max_body, truncate, deadline, timeout, batch=batch)
         self.pending.append(exchange)
         if self._timer is None:
             self._timer = self.loop.call_at(deadline, self._expire)
@@ -236,10 +291,7 @@ class Connection(asyncio.Protocol):
             return
         for exchange in late:
             exchange.expired = True
-            if not exchange.future.done():
-                exchange.future.set_exception(
-                    HTTPFailure(f"no answer within {exchange.timeout:g} s")
-                )
+            exchange.fail(HTTPFailure(f"no answer within {exchange.timeout:g} s"))
         # The answers still to come would be out of step: the others fail unanswered.
         self.close()
 
@@ -255,9 +307,7 @@ class Connection(asyncio.Protocol):
 
     def _fail(self, exc: HTTPFailure) -> None:
         if self.pending:
-            exchange = self.pending.popleft()
-            if not exchange.future.done():
-                exchange.future.set_exception(exc)
+            self.pending.popleft().fail(exc)
         self.body, self.headers = bytearray(), []
         self.headers_done = self.until_close = False
 

@@ -24,7 +24,7 @@ never retried once it may have reached the server, so it cannot duplicate messag
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Unpack
 
 import httpx
@@ -180,6 +180,23 @@ class IronMQ(ClientBase):
             mq.acknowledge("orders", Delivery("6295...", "r-1", subscriber_name="billing"))
         """
         self.run(ops.acknowledge(queue, delivery, api_origin=self.settings.origin))
+
+    def acknowledge_all(self, acks: Sequence[tuple[str, Delivery]]) -> list[Exception | None]:
+        """Acknowledge several pushes answered with 202, one after the other, each as
+        :meth:`acknowledge` does; each ack's error, or None, in order (the async twin sends
+        them together)::
+
+            errors = mq.acknowledge_all([("orders", first), ("orders", second)])
+        """
+        errors: list[Exception | None] = []
+        for queue, delivery in acks:
+            try:
+                self.acknowledge(queue, delivery)
+            except Exception as exc:
+                errors.append(exc)
+            else:
+                errors.append(None)
+        return errors
 
 
 class Queue:

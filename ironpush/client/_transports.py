@@ -21,9 +21,10 @@ raises :class:`HTTPFailure`. The implementations:
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -190,20 +191,45 @@ class LeanTransport:
         self.pipeline = pipeline_depth > 1
 
     async def send(self, request: WireRequest) -> Response:
-        timeout = request.timeout
         answer = await self.client.request(
             request.method,
             request.url,
             headers=request.headers.items(),
             body=request.body,
-            timeout=(timeout.connect or 0.0) + (timeout.read or 30.0),
+            timeout=_seconds(request.timeout),
             resend_stale=request.resend_stale,
             pipeline=self.pipeline and request.resend_stale,
         )
         return Response(answer.status, answer.body, _RawHeaders(answer.headers))
 
+    async def send_all(self, requests: Sequence[WireRequest]) -> list[Response | HTTPFailure]:
+        """Several idempotent calls at once (pipelined, one write per connection), each
+        answer or failure in order; :meth:`send` for each when pipelining is off."""
+        if not self.pipeline or not requests:
+            return list(await asyncio.gather(*(_caught(self.send(r)) for r in requests)))
+        answers = await self.client.request_all(
+            [(r.method, r.url, r.headers.items(), r.body) for r in requests],
+            timeout=max(_seconds(r.timeout) for r in requests),
+        )
+        return [
+            a if isinstance(a, HTTPFailure) else Response(a.status, a.body, _RawHeaders(a.headers))
+            for a in answers
+        ]
+
     async def aclose(self) -> None:
         self.client.close()
+
+
+def _seconds(timeout: httpx.Timeout) -> float:
+    """The one deadline of a lean call: connect + read."""
+    return (timeout.connect or 0.0) + (timeout.read or 30.0)
+
+
+async def _caught(sending: Awaitable[Response]) -> Response | HTTPFailure:
+    try:
+        return await sending
+    except HTTPFailure as failure:
+        return failure
 
 
 class _RawHeaders(Mapping[str, str]):

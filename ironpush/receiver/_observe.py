@@ -167,6 +167,12 @@ def _remember(key: tuple[str, str, str | None], context: SpanContext) -> None:
     _SETTLES[key] = context
 
 
+def settles_in_span(queue: str, delivery: Delivery) -> bool:
+    """Whether the ack of ``delivery`` goes in a ``settle`` span (its job was traced here):
+    :func:`acknowledge` sends it, not a batch."""
+    return bool(_SETTLES) and (queue, delivery.message_id, delivery.subscriber_name) in _SETTLES
+
+
 def acknowledge(client: AsyncIronMQ, queue: str, delivery: Delivery) -> Awaitable[None]:
     """``client.acknowledge(queue, delivery)``, in a ``settle <queue>`` span when the push's
     job was traced here (else the call itself: no coroutine of its own per ack)."""

@@ -23,7 +23,7 @@ import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import anyio
 
@@ -32,11 +32,12 @@ from .._logfields import LEVEL_NAMES, FallbackHandler, fields, sole_fallback
 from .._protocol import Delivery
 from ..client._retry import backoff_delay
 from ._metrics import Counters
-from ._observe import acknowledge
+from ._observe import acknowledge, settles_in_span
 from .stores._base import Key, OutboxItem, Store
 
 if TYPE_CHECKING:
     from ..client._async_client import AsyncIronMQ
+    from ._timings import Timings
 
 logger = logging.getLogger("ironpush.receiver.outbox")
 #: How an item ended: confirmed, refused as late (403/404: the reservation ran out), given up.
@@ -295,11 +296,32 @@ class AckOutbox:
                 return
 
     async def _send_batch(self, items: list[OutboxItem]) -> None:
-        # A few senders, each sending one item at a time over the client's keep-alive pool.
-        pending = deque(items)
+        # Acks go out ``concurrency`` at a time in one call (acknowledge_all: pipelined, no
+        # coroutine per ack); the rest (posts, acks in a settle span) by a few senders, each
+        # sending one item at a time over the client's keep-alive pool.
+        acks: deque[OutboxItem] = deque()
+        pending: deque[OutboxItem] = deque()
+        for item in items:
+            (acks if _batched(item) else pending).append(item)
         # By id: hashing an item (a dataclass, its delivery included) cost more than its ack.
         sending: dict[str, OutboxItem] = {}
         finished: list[tuple[str, SendResult]] = []
+
+        def ended(done: list[tuple[str, SendResult]]) -> None:
+            finished.extend(done)
+            self.backlog = max(0, self.backlog - len(done))
+            if self._below:
+                self._shrank()
+
+        async def acker() -> None:
+            while acks:
+                chunk = [acks.popleft() for _ in range(min(self.settings.concurrency, len(acks)))]
+                for item in chunk:
+                    sending[item.id] = item
+                results = await self._send_acks(chunk)
+                for item in chunk:
+                    del sending[item.id]
+                ended([(i.id, r) for i, r in zip(chunk, results, strict=True) if r is not None])
 
         async def sender() -> None:
             while pending:
@@ -308,18 +330,15 @@ class AckOutbox:
                 result = await self._send(item)
                 del sending[item.id]
                 if result is not None:
-                    finished.append((item.id, result))
-                    self.backlog = max(0, self.backlog - 1)
-                    if self._below:
-                        self._shrank()
+                    ended([(item.id, result)])
 
-        # This task is the first sender; plain asyncio tasks for the others (an anyio task
-        # group per batch cost more than the acks themselves with a fast IronMQ).
+        # This task sends the acks, or is the first sender; plain asyncio tasks for the other
+        # senders (an anyio task group per batch cost more than the acks with a fast IronMQ).
         loop = asyncio.get_running_loop()
-        count = min(self.settings.concurrency, len(items))
-        others = [loop.create_task(sender()) for _ in range(count - 1)]
+        count = min(self.settings.concurrency, len(pending))
+        others = [loop.create_task(sender()) for _ in range(count - (0 if acks else 1))]
         try:
-            await sender()
+            await (acker() if acks else sender())
             if others:
                 await asyncio.gather(*others)
         except BaseException:
@@ -330,7 +349,7 @@ class AckOutbox:
             with anyio.CancelScope(shield=True):
                 if others:
                     await asyncio.wait(others)
-                for item in [*pending, *sending.values()]:
+                for item in [*acks, *pending, *sending.values()]:
                     await self.store.retry(item.id, attempts=item.attempts, next_at=0)
             raise
         if finished:
@@ -338,8 +357,9 @@ class AckOutbox:
         # Recount: the store also holds items of other processes and rescheduled ones.
         self.backlog = await self.store.depth()
         self._shrank()
-        for item_id, result in finished:
-            self._resolve(item_id, result)
+        if self._waiters:  # most acks are a job's: nobody waits for them
+            for item_id, result in finished:
+                self._resolve(item_id, result)
 
     async def _send(self, item: OutboxItem) -> SendResult | None:
         """Send one item (timed); the final result, or None when it was rescheduled."""
@@ -362,6 +382,49 @@ class AckOutbox:
             waited = max(0.0, time.time() - item.created_at)
             timings.outbox_wait.observe((item.queue, subscriber, item.kind), waited)
 
+    async def _send_acks(self, items: list[OutboxItem]) -> list[SendResult | None]:
+        """Send the acks of ``items`` in one call (timed alike); their results, as
+        :meth:`_send` says for each."""
+        began = time.perf_counter()
+        try:
+            client = await self.get_client()
+            errors = await client.acknowledge_all(
+                [(item.queue, cast(Delivery, item.delivery)) for item in items]
+            )
+        except Exception as exc:  # missing configuration, ...: each item fails alike
+            errors = [exc] * len(items)
+        results: list[SendResult | None] = []
+        acked = 0
+        for item, error in zip(items, errors, strict=True):
+            if error is None:
+                acked += 1
+                results.append(self._finished(item, "acked"))
+            else:
+                results.append(await self._failed(item, error))
+        if acked:
+            self.counters.add("acked", acked)
+        if self.timings is not None:
+            self._timed_all(self.timings, items, results, time.perf_counter() - began)
+        return results
+
+    @staticmethod
+    def _timed_all(
+        timings: Timings, items: list[OutboxItem], results: list[SendResult | None], took: float
+    ) -> None:
+        """:meth:`_timed` for the acks of one call (``took`` s, the call's time)."""
+        now = time.time()
+        ack, waited, subscriber_of = (
+            timings.ack.observe,
+            timings.outbox_wait.observe,
+            timings.subscriber,
+        )
+        for item, result in zip(items, results, strict=True):
+            queue = item.queue
+            subscriber = subscriber_of(queue, cast(Delivery, item.delivery).subscriber_name)
+            ack((queue, subscriber, result or "retry"), took)
+            if result is not None:  # its last send: how long it waited in the outbox
+                waited((queue, subscriber, "ack"), max(0.0, now - item.created_at))
+
     async def _call(self, item: OutboxItem) -> SendResult | None:
         try:
             client = await self.get_client()
@@ -371,20 +434,28 @@ class AckOutbox:
                 await acknowledge(client, item.queue, item.delivery)  # traced: _observe.py
             else:
                 await client.queue(item.queue).post(item.body or "")
-        except APIError as exc:
+        except Exception as exc:
+            return await self._failed(item, exc)
+        return self._acked(item)
+
+    def _acked(self, item: OutboxItem) -> SendResult:
+        if item.kind == "ack":
+            self.counters.add("acked")
+        return self._finished(item, "acked")
+
+    async def _failed(self, item: OutboxItem, exc: Exception) -> SendResult | None:
+        """What a failed send of ``item`` comes to: late, given up, or rescheduled (None)."""
+        if isinstance(exc, APIError):
             if item.kind == "ack" and exc.status_code in (403, 404):
                 self.counters.add("late_acks")
                 return self._finished(item, "late", f"the reservation expired ({exc.status_code})")
             if 400 <= exc.status_code < 500 and exc.status_code not in (401, 408, 429):
                 return self._give_up(item, f"refused with {exc.status_code}")
             return await self._reschedule(item, f"{exc.status_code}")
-        except (ValidationError, ValueError) as exc:
+        if isinstance(exc, ValidationError | ValueError):
             return self._give_up(item, str(exc))
-        except Exception as exc:  # transport errors, missing configuration, ...
-            return await self._reschedule(item, type(exc).__name__)
-        if item.kind == "ack":
-            self.counters.add("acked")
-        return self._finished(item, "acked")
+        # transport errors, missing configuration, ...
+        return await self._reschedule(item, type(exc).__name__)
 
     def _finished(self, item: OutboxItem, result: SendResult, why: str = "") -> SendResult:
         """One log line per item that reached its end (no secrets: ids and names only)."""
@@ -472,6 +543,12 @@ def _line_parts(
     if len(_parts) < 4096:  # bounded whatever the queues (an app acks on a few)
         _parts[(item.kind, item.queue, result, level)] = made
     return made
+
+
+def _batched(item: OutboxItem) -> bool:
+    """Whether ``item`` is an ack sent in a batch (:meth:`AckOutbox._send_acks`)."""
+    delivery = item.delivery
+    return item.kind == "ack" and delivery is not None and not settles_in_span(item.queue, delivery)
 
 
 def _fields(item: OutboxItem, **more: Any) -> dict[str, Any]:

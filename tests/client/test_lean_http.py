@@ -19,9 +19,10 @@ from typing import Any
 
 import httpx
 import pytest
-from support import wait_until_async
+from support import free_port, wait_until_async
 
 from ironpush.client._lean import HTTPFailure, LeanHTTPClient
+from ironpush.client._lean_connection import Connection
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -459,8 +460,16 @@ def echo(state: RawServer, status: int = 200) -> bytes:
     return b"HTTP/1.1 %d OK\r\nContent-Length: %d\r\n\r\n%s" % (status, len(path), path)
 
 
-async def pipelined(client: LeanHTTPClient, url: str, n: int, **options: Any) -> list[Any]:
-    """``n`` DELETEs at once, pipelined; each answer or exception, in order."""
+async def pipelined(
+    client: LeanHTTPClient, url: str, n: int, *, batched: bool = False, **options: Any
+) -> list[Any]:
+    """``n`` DELETEs at once, pipelined: one ``request`` each, or (``batched``) one
+    ``request_all`` for all; each answer or failure, in order."""
+    if batched:
+        requests: list[tuple[str, str, list[tuple[str, str]], bytes]] = [
+            ("DELETE", f"{url}/m{i}", [], b"") for i in range(n)
+        ]
+        return list(await client.request_all(requests, timeout=5))
     calls = [
         client.request("DELETE", f"{url}/m{i}", headers=[], timeout=5, pipeline=True, **options)
         for i in range(n)
@@ -468,22 +477,33 @@ async def pipelined(client: LeanHTTPClient, url: str, n: int, **options: Any) ->
     return await asyncio.gather(*calls, return_exceptions=True)
 
 
+#: Each pipelining test runs both ways: a request each (``request``) and all in one
+#: ``request_all`` (the outbox's batches, no future per request).
+BOTH_WAYS = pytest.mark.parametrize("batched", [False, True], ids=["request", "request_all"])
+
+
 @pytest.mark.anyio
-async def test_pipelined_requests_share_a_connection_and_get_their_own_answers() -> None:
+@BOTH_WAYS
+async def test_pipelined_requests_share_a_connection_and_get_their_own_answers(
+    batched: bool,
+) -> None:
     reply = answering(echo)
 
     async with lean_against(reply, pipeline_depth=8) as (client, srv):
-        answers = await pipelined(client, srv.url, 16)
+        answers = await pipelined(client, srv.url, 16, batched=batched)
         assert [a.body for a in answers] == [f"/m{i}".encode() for i in range(16)]
         assert srv.connections == 2  # 16 in flight, 8 per connection
         # then idle, they are reused
-        answers = await pipelined(client, srv.url, 8)
+        answers = await pipelined(client, srv.url, 8, batched=batched)
         assert [a.body for a in answers] == [f"/m{i}".encode() for i in range(8)]
         assert (srv.connections, len(srv.requests)) == (2, 24)
 
 
 @pytest.mark.anyio
-async def test_requests_behind_an_answer_that_closes_are_sent_again_one_per_connection() -> None:
+@BOTH_WAYS
+async def test_requests_behind_an_answer_that_closes_are_sent_again_one_per_connection(
+    batched: bool,
+) -> None:
     async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
         path = state.requests[-1].split(b" ", 2)[1]
         writer.write(
@@ -493,7 +513,7 @@ async def test_requests_behind_an_answer_that_closes_are_sent_again_one_per_conn
         return False  # as the answer said: the requests behind it are not answered here
 
     async with lean_against(reply, pipeline_depth=4) as (client, srv):
-        answers = await pipelined(client, srv.url, 4)
+        answers = await pipelined(client, srv.url, 4, batched=batched)
         assert [a.body for a in answers] == [f"/m{i}".encode() for i in range(4)]
         # each one answered once: the first on the pipelined connection, 3 sent again alone
         assert sorted(r.split(b" ", 2)[1] for r in srv.requests) == [
@@ -501,13 +521,16 @@ async def test_requests_behind_an_answer_that_closes_are_sent_again_one_per_conn
         ]
         assert srv.connections == 4
         # the origin ended a pipeline midway: no more pipelining to it
-        answers = await pipelined(client, srv.url, 2)
+        answers = await pipelined(client, srv.url, 2, batched=batched)
         assert [a.status for a in answers] == [200, 200]
         assert srv.connections == 6
 
 
 @pytest.mark.anyio
-async def test_a_connection_lost_mid_pipeline_sends_the_unanswered_again_once() -> None:
+@BOTH_WAYS
+async def test_a_connection_lost_mid_pipeline_sends_the_unanswered_again_once(
+    batched: bool,
+) -> None:
     per_connection: dict[int, int] = {}
 
     async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
@@ -518,7 +541,7 @@ async def test_a_connection_lost_mid_pipeline_sends_the_unanswered_again_once() 
         return True
 
     async with lean_against(reply, pipeline_depth=6) as (client, srv):
-        answers = await pipelined(client, srv.url, 6)
+        answers = await pipelined(client, srv.url, 6, batched=batched)
         assert [a.body for a in answers] == [f"/m{i}".encode() for i in range(6)]
         sent = [r.split(b" ", 2)[1] for r in srv.requests]
         # m0, m1 answered once; m2 (read, then dropped) and whatever was behind it sent again
@@ -527,7 +550,10 @@ async def test_a_connection_lost_mid_pipeline_sends_the_unanswered_again_once() 
 
 
 @pytest.mark.anyio
-async def test_a_pipelined_answer_cut_short_fails_alone_and_is_not_sent_again() -> None:
+@BOTH_WAYS
+async def test_a_pipelined_answer_cut_short_fails_alone_and_is_not_sent_again(
+    batched: bool,
+) -> None:
     async def reply(state: RawServer, writer: asyncio.StreamWriter) -> bool:
         if state.requests[-1].startswith(b"DELETE /m1 "):
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\npar")
@@ -537,7 +563,7 @@ async def test_a_pipelined_answer_cut_short_fails_alone_and_is_not_sent_again() 
         return True
 
     async with lean_against(reply, pipeline_depth=3) as (client, srv):
-        first, cut, behind = await pipelined(client, srv.url, 3)
+        first, cut, behind = await pipelined(client, srv.url, 3, batched=batched)
         assert first.body == b"/m0"
         assert isinstance(cut, HTTPFailure)
         assert "cut short" in str(cut)
@@ -564,6 +590,95 @@ async def test_a_pipelined_request_without_an_answer_times_out_with_its_connecti
             await client.request("DELETE", url, headers=[], timeout=0.5, pipeline=True)
         await asyncio.wait_for(hung_up.wait(), 10)  # the connection was closed with it
     client.close()
+
+
+@pytest.mark.anyio
+async def test_a_batch_leaves_in_one_write_per_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    writes: list[int] = []
+    flush = Connection._flush
+
+    def counted(conn: Connection) -> None:
+        writes.append(len(conn._out))
+        flush(conn)
+
+    monkeypatch.setattr(Connection, "_flush", counted)
+    async with lean_against(answering(echo), pipeline_depth=8) as (client, srv):
+        answers = await pipelined(client, srv.url, 16, batched=True)
+        assert [a.body for a in answers] == [f"/m{i}".encode() for i in range(16)]
+        assert writes == [8, 8]  # two connections, each written once with its 8 requests
+        assert srv.connections == 2
+
+
+@pytest.mark.anyio
+async def test_a_batch_without_an_answer_fails_at_its_deadline_and_hangs_up() -> None:
+    hung_up = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # never answers; returns when the client hangs up
+        hung_up.set()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    client = LeanHTTPClient()
+    async with server:
+        answers = await client.request_all(
+            [("DELETE", f"{url}/m{i}", [], b"") for i in range(3)], timeout=0.5
+        )
+        assert [str(a) for a in answers] == ["no answer within 0.5 s"] * 3
+        await asyncio.wait_for(hung_up.wait(), 10)
+    client.close()
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_batch_closes_its_connections() -> None:
+    hung_up = asyncio.Event()
+    read = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        read.set()
+        await reader.read()
+        hung_up.set()
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    client = LeanHTTPClient()
+    async with server:
+        batch = asyncio.ensure_future(
+            client.request_all([("DELETE", f"{url}/m0", [], b"")], timeout=30)
+        )
+        await asyncio.wait_for(read.wait(), 10)
+        batch.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await batch
+        await asyncio.wait_for(hung_up.wait(), 10)  # its answer would be out of step
+    client.close()
+
+
+@pytest.mark.anyio
+async def test_a_batch_fails_each_request_alone_and_answers_the_rest() -> None:
+    refused = f"http://127.0.0.1:{free_port()}/m9"  # nobody listens there
+    async with lean_against(answering(echo)) as (client, srv):
+        answers = await client.request_all(
+            [
+                ("DELETE", f"{srv.url}/m0", [], b""),
+                ("DELETE", f"{srv.url}/m1", [("X-Bad", "a\r\nInjected: 1")], b""),
+                ("DELETE", refused, [], b""),
+                ("HEAD", f"{srv.url}/m3", [], b""),
+                ("DELETE", f"{srv.url}/m4", [], b"body"),
+            ],
+            timeout=5,
+        )
+        ok, bad, gone, head, last = answers
+        assert (ok.body, last.body, head.status) == (b"/m0", b"/m4", 200)  # type: ignore[union-attr]
+        assert isinstance(bad, HTTPFailure)
+        assert (bad.unsent, "line break" in str(bad)) == (True, True)
+        assert isinstance(gone, HTTPFailure)
+        assert gone.unsent
+        assert b"Injected" not in b"".join(srv.requests)
+        assert sorted(r.split(b" ", 2)[1] for r in srv.requests) == [b"/m0", b"/m3", b"/m4"]
 
 
 @pytest.mark.anyio

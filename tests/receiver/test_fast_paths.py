@@ -134,6 +134,11 @@ class HangingAcks:
         self.calls += 1
         await self.release.wait()
 
+    async def acknowledge_all(self, acks: list[tuple[str, Delivery]]) -> list[Exception | None]:
+        self.calls += len(acks)
+        await self.release.wait()
+        return [None] * len(acks)
+
     async def aclose(self) -> None:
         return None
 

@@ -3,6 +3,7 @@ file, and crash recovery."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,18 @@ class FakeClient:
         outcome = steps.pop(0) if steps else None
         if outcome is not None:
             raise outcome
+
+    async def acknowledge_all(self, acks: list[tuple[str, Delivery]]) -> list[Exception | None]:
+        """The outbox's call: :meth:`acknowledge` for each, at once (as the client does)."""
+
+        async def one(queue: str, d: Delivery) -> Exception | None:
+            try:
+                await self.acknowledge(queue, d)
+            except Exception as exc:
+                return exc
+            return None
+
+        return list(await asyncio.gather(*(one(q, d) for q, d in acks)))
 
     def queue(self, name: str) -> Any:
         client = self

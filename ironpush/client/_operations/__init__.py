@@ -37,6 +37,7 @@ from .messages import post as post
 from .messages import release as release
 from .messages import reserve as reserve
 from .messages import touch as touch
+from .push import ack_request as ack_request
 from .push import acknowledge as acknowledge
 from .push import add_subscribers as add_subscribers
 from .push import push_statuses as push_statuses

@@ -69,22 +69,33 @@ def acknowledge(name: str, delivery: Delivery, *, api_origin: str | None = None)
             )
         yield from call(Request("DELETE", delivery.subscriber_message_url))
         return
-    if not delivery.reservation_id or not delivery.subscriber_name:
+    request = ack_request(name, delivery)
+    if request is None:
         raise ValidationError("a v3 push ack needs Iron-Reservation-Id and Iron-Subscriber-Name")
-    # messages.delete's request, built here: an outbox sends one per deferred push.
-    body = {"reservation_id": delivery.reservation_id, "subscriber_name": delivery.subscriber_name}
     try:
-        yield from call(
-            Request("DELETE", queue_path(name, "messages", delivery.message_id), json=body)
-        )
+        yield from call(request)
     except (NotFound, ReservationExpired) as refused:
         url = delivery.subscriber_message_url
         if not url or api_origin is None or _origin(url) in ("", _origin(api_origin)):
             raise
         try:
-            yield from call(Request("DELETE", url, json=body))
+            yield from call(Request("DELETE", url, json=request.json))
         except TransportError:
             raise refused from None  # the relay is gone: nobody holds the message any more
+
+
+def ack_request(name: str, delivery: Delivery) -> Request | None:
+    """The v3 ack of ``delivery`` on queue ``name`` (:func:`acknowledge`'s first request):
+    ``DELETE /messages/{id}`` with its reservation id and subscriber name; None for a legacy
+    push or one without those::
+
+        ack_request("orders", Delivery("6295...", "r-1", subscriber_name="billing"))
+    """
+    if delivery.flavour == "legacy" or not delivery.reservation_id or not delivery.subscriber_name:
+        return None
+    # messages.delete's request, built here: an outbox sends one per deferred push.
+    body = {"reservation_id": delivery.reservation_id, "subscriber_name": delivery.subscriber_name}
+    return Request("DELETE", queue_path(name, "messages", delivery.message_id), json=body)
 
 
 def _origin(url: str) -> str:
