@@ -99,6 +99,8 @@ class LeanHTTPClient:
         # on their requests go one per connection.
         self._serial: set[tuple[str, str, int]] = set()
         self._origins: dict[str, _Origin] = {}
+        # URLs up to their last "/" whose path needs no quoting: their origin and that path.
+        self._dirs: dict[str, tuple[_Origin, bytes]] = {}
         self._lines: dict[tuple[str, str], bytes] = {}
         self._blocks: dict[tuple[tuple[str, str], ...], bytes] = {}
         self._max_idle = max_idle_per_origin
@@ -194,8 +196,8 @@ class LeanHTTPClient:
                     batch=batch,
                 )
                 sent[index] = (origin, data, conn, conn.answered, exchange)
-            if batch.left:  # each exchange ends by its deadline (its connection's timer)
-                await batch.done
+            batch.sealed()
+            await batch.done  # each exchange ends by its deadline (its connection's timer)
             if alone:
                 await asyncio.wait(alone.values())
         except BaseException:  # cancelled: the answers still due would be out of step
@@ -431,14 +433,23 @@ class LeanHTTPClient:
     ) -> tuple[_Origin, bytes]:
         """The origin of a request and the request's bytes."""
         origin, path = self._target(url)
-        lines = [method.encode("ascii"), b" ", path, origin.host_line]
+        block = self._header_block(headers)
         if body or method not in ("GET", "HEAD"):
-            lines += [b"Content-Length: ", str(len(body)).encode(), b"\r\n"]
-        lines += [self._header_block(headers), b"\r\n", body]
-        return origin, b"".join(lines)
+            length = b"Content-Length: %d\r\n" % len(body)
+            return origin, b"".join((method.encode("ascii"), b" ", path, origin.host_line,
+                                     length, block, b"\r\n", body))  # fmt: skip
+        return origin, b"".join((method.encode("ascii"), b" ", path, origin.host_line, block,
+                                 b"\r\n", body))  # fmt: skip
 
     def _target(self, url: str) -> tuple[_Origin, bytes]:
         """The origin of ``url`` (parsed once per origin) and its request target (quoted)."""
+        cut = url.rfind("/") + 1
+        leaf = url[cut:]
+        if leaf.isalnum() and leaf.isascii():
+            # An id after a path seen before (an ack's message id): nothing to check again.
+            known = self._dirs.get(url[:cut])
+            if known is not None:
+                return known[0], known[1] + leaf.encode()
         scheme_end = url.find("://")
         slash = url.find("/", scheme_end + 3) if scheme_end > 0 else -1
         if slash > 0:
@@ -447,6 +458,10 @@ class LeanHTTPClient:
                 origin = self._origins.get(url[:slash])
                 if origin is None:
                     origin = self._origin(url[:slash])
+                if leaf.isalnum() and leaf.isascii() and cut > slash:
+                    if len(self._dirs) >= _CACHE_LIMIT:
+                        self._dirs.clear()
+                    self._dirs[url[:cut]] = (origin, url[slash:cut].encode())
                 return origin, tail.encode()
         return _parse(url)
 

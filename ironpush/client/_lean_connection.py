@@ -52,11 +52,13 @@ class HTTPResponse:
 
 class Batch:
     """Pipelined exchanges awaited together (:meth:`Connection.pipeline` with ``batch``):
-    ``done`` resolves once each has its ``outcome``. One future for all, not one each: the
-    ack outbox sends its acks this way::
+    ``done`` resolves once each has its ``outcome`` and the batch is :meth:`sealed` (no more
+    exchanges to come: the first ones may end while a connection for the next is being made).
+    One future for all, not one each: the ack outbox sends its acks this way::
 
         batch = Batch(loop)
         exchanges = [conn.pipeline(data, ..., batch=batch) for data in requests]
+        batch.sealed()
         await batch.done
     """
 
@@ -64,7 +66,11 @@ class Batch:
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.done: asyncio.Future[None] = loop.create_future()
-        self.left = 0
+        self.left = 1  # the batch itself, until sealed
+
+    def sealed(self) -> None:
+        """No more exchanges join: ``done`` resolves when those in it have ended."""
+        self.ended()
 
     def ended(self) -> None:
         self.left -= 1

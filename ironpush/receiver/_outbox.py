@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("ironpush.receiver.outbox")
 #: How an item ended: confirmed, refused as late (403/404: the reservation ran out), given up.
 SendResult = Literal["acked", "late", "failed"]
+#: Batched acks go out in this many chunks at a time (``OutboxSettings.concurrency`` acks in
+#: all), so that the wire is not idle while one chunk waits for its answers.
+_ACKERS = 4
 #: The line an item that reached its end logs (its values are also the record's fields).
 _LINE = "%s %s queue=%s reservation=%s result=%s%s"
 
@@ -296,9 +299,10 @@ class AckOutbox:
                 return
 
     async def _send_batch(self, items: list[OutboxItem]) -> None:
-        # Acks go out ``concurrency`` at a time in one call (acknowledge_all: pipelined, no
-        # coroutine per ack); the rest (posts, acks in a settle span) by a few senders, each
-        # sending one item at a time over the client's keep-alive pool.
+        # Acks go out in chunks, one call each (acknowledge_all: pipelined, no coroutine per
+        # ack), by a few ackers: while one chunk waits for its answers the others' are on the
+        # wire, ``concurrency`` acks in flight in all. The rest (posts, acks in a settle span)
+        # by a few senders, each sending one item at a time over the client's keep-alive pool.
         acks: deque[OutboxItem] = deque()
         pending: deque[OutboxItem] = deque()
         for item in items:
@@ -313,9 +317,11 @@ class AckOutbox:
             if self._below:
                 self._shrank()
 
+        size = -(-self.settings.concurrency // _ACKERS)  # rounded up
+
         async def acker() -> None:
             while acks:
-                chunk = [acks.popleft() for _ in range(min(self.settings.concurrency, len(acks)))]
+                chunk = [acks.popleft() for _ in range(min(size, len(acks)))]
                 for item in chunk:
                     sending[item.id] = item
                 results = await self._send_acks(chunk)
@@ -337,6 +343,8 @@ class AckOutbox:
         loop = asyncio.get_running_loop()
         count = min(self.settings.concurrency, len(pending))
         others = [loop.create_task(sender()) for _ in range(count - (0 if acks else 1))]
+        ackers = min(_ACKERS, -(-len(acks) // size))
+        others += [loop.create_task(acker()) for _ in range(ackers - 1)]
         try:
             await (acker() if acks else sender())
             if others:

@@ -610,6 +610,29 @@ async def test_a_batch_leaves_in_one_write_per_connection(monkeypatch: pytest.Mo
 
 
 @pytest.mark.anyio
+async def test_a_batch_answered_in_part_while_a_connection_is_made_waits_for_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with lean_against(answering(echo), pipeline_depth=1) as (client, srv):
+        connect = client._connect
+        made = 0
+
+        async def second_after_first_answer(origin: Any) -> Connection:
+            nonlocal made
+            made += 1
+            if made == 2:  # the first request's answer arrives before this connection exists
+                await wait_until_async(
+                    lambda: any(c.answered for cs in client._pipes.values() for c in cs),
+                    what="the first answer",
+                )
+            return await connect(origin)
+
+        monkeypatch.setattr(client, "_connect", second_after_first_answer)
+        answers = await pipelined(client, srv.url, 2, batched=True)
+        assert [a.body for a in answers] == [b"/m0", b"/m1"]
+
+
+@pytest.mark.anyio
 async def test_a_batch_without_an_answer_fails_at_its_deadline_and_hangs_up() -> None:
     hung_up = asyncio.Event()
 
