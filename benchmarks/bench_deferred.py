@@ -22,8 +22,10 @@ Load-independent figures for issue 23's goals, before any saturated HTTP run:
 
 Variants: ``quick`` (memory store, 200), ``defer`` (memory store, ``Defer(job)`` with a no-op
 job), ``defer_nowire`` (the same, its acks answered in-process by the client's
-``MockTransport``: no HTTP), ``redis_quick`` / ``redis_defer`` (``RedisStore`` on a private
-``redis-server``, or ``--redis URL``; the Redis server's CPU is not this process's).
+``MockTransport``: no HTTP), ``defer_noclient`` (its acks answered at once by a stand-in for
+the client: the job and the outbox alone), ``redis_quick`` / ``redis_defer``
+(``RedisStore`` on a private ``redis-server``, or ``--redis URL``; the Redis server's CPU is
+not this process's).
 ``--pipeline-depth N`` gives the router's client another pipeline depth (1: one ack per
 connection); ``--option NAME=JSON`` passes a ``PushRouter`` option to every variant
 (``metrics=false``). The ``ironpush`` logger is at WARNING (``IRONPUSH_BENCH_LOG=info`` keeps
@@ -61,8 +63,8 @@ SHIM = r"""
 void measure_start(void) { CALLGRIND_START_INSTRUMENTATION; CALLGRIND_TOGGLE_COLLECT; }
 void measure_stop(void) { CALLGRIND_TOGGLE_COLLECT; CALLGRIND_STOP_INSTRUMENTATION; }
 """
-VARIANTS = ("quick", "defer", "defer_nowire", "redis_quick", "redis_defer")
-DEFERS = {"defer", "defer_nowire", "redis_defer"}
+VARIANTS = ("quick", "defer", "defer_nowire", "defer_noclient", "redis_quick", "redis_defer")
+DEFERS = {"defer", "defer_nowire", "defer_noclient", "redis_defer"}
 
 
 # --- one variant (a worker process) ------------------------------------------------------------
@@ -114,6 +116,19 @@ class _Counted:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
+
+
+class Confirming:
+    """Stands in for the router's client: confirms every ack at once (``defer_noclient``)."""
+
+    async def acknowledge(self, queue: str, delivery: Any) -> None:
+        return None
+
+    async def acknowledge_all(self, acks: list[Any]) -> list[Exception | None]:
+        return [None] * len(acks)
+
+    async def aclose(self) -> None:
+        return None
 
 
 class Driver:
@@ -187,6 +202,8 @@ async def _start(variant: str, concurrency: int, redis_url: str) -> Driver:
 
         deleted = Response.from_json(200, {"msg": "Deleted"})
         app._set_client(AsyncIronMQ(transport=MockTransport(lambda request: deleted)))
+    elif variant == "defer_noclient":  # every ack confirmed at once, without the client
+        app._set_client(Confirming())
     elif depth:  # the acks' client with another pipeline depth (1: one ack per connection)
         from ironpush import AsyncIronMQ
         from ironpush.client._transports import LeanTransport

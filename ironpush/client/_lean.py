@@ -39,6 +39,7 @@ import re
 import ssl
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -55,6 +56,7 @@ _FORBIDDEN_IN_HEADERS = frozenset("\r\n\x00")  # characters a header must not co
 # A path (and query) that quoting would leave as it is: most URLs, built from quoted segments.
 _PLAIN_TAIL = re.compile(r"/[A-Za-z0-9/%:@!$&'()*+,;=._~?-]*")
 _CACHE_LIMIT = 1024
+T = TypeVar("T")
 _NOT_SENT = HTTPFailure("not sent", unsent=True)  # a placeholder request_all always replaces
 
 
@@ -162,102 +164,53 @@ class LeanHTTPClient:
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        answers: list[HTTPResponse | HTTPFailure] = []
+        answers: list[HTTPResponse | HTTPFailure] = [_NOT_SENT] * len(requests)
         batch = Batch(loop)
         sent: dict[int, tuple[_Origin, bytes, Connection, int, Exchange]] = {}
-        alone: dict[int, asyncio.Future[HTTPResponse | HTTPFailure]] = {}
+        alone: dict[int, Awaitable[HTTPResponse | HTTPFailure]] = {}
         traced = _tracing.current() is not None
         try:
             for index, (method, url, headers, body) in enumerate(requests):
-                answers.append(_NOT_SENT)
                 try:
                     origin, data = self._encode(method, url, headers, body)
                     if traced or method == "HEAD" or origin.key in self._serial:
-                        alone[index] = asyncio.ensure_future(
-                            self._alone(method, url, headers, body, timeout, max_body)
-                        )
+                        request = self.request(
+                            method, url, headers=headers, body=body, timeout=timeout,
+                            max_body=max_body, pipeline=True,
+                        )  # fmt: skip
+                        alone[index] = asyncio.ensure_future(or_failure(request))
                         continue
-                    conn = self._pipe(origin.key)
-                    if conn is None:
-                        async with asyncio.timeout_at(deadline):
-                            conn = await self._open_pipe(origin)
-                except TimeoutError:
-                    answers[index] = HTTPFailure(f"no answer within {timeout:g} s")
-                    continue
+                    conn = await self._pipe_for(origin, deadline, timeout)
                 except HTTPFailure as failure:
                     answers[index] = failure
                     continue
                 exchange = conn.pipeline(
-                    data,
-                    max_body=max_body,
-                    truncate=False,
-                    deadline=deadline,
-                    timeout=timeout,
+                    data, max_body=max_body, truncate=False, deadline=deadline, timeout=timeout,
                     batch=batch,
-                )
+                )  # fmt: skip
                 sent[index] = (origin, data, conn, conn.answered, exchange)
             batch.sealed()
             await batch.done  # each exchange ends by its deadline (its connection's timer)
-            if alone:
-                await asyncio.wait(alone.values())
         except BaseException:  # cancelled: the answers still due would be out of step
             for _, _, conn, _, exchange in sent.values():
                 if exchange.outcome is None:
                     conn.close()
             for task in alone.values():
-                task.cancel()
+                cast(asyncio.Future[Any], task).cancel()
             raise
-        again: dict[int, Awaitable[HTTPResponse | HTTPFailure]] = {}
         for index, (origin, data, conn, answered, exchange) in sent.items():
             outcome = exchange.outcome
             assert outcome is not None  # the batch is done
-            if isinstance(outcome, HTTPResponse) or exchange.started or exchange.expired:
+            if isinstance(outcome, HTTPFailure) and not (exchange.started or exchange.expired):
+                self._unanswered(origin, conn, answered)
+                resent = self._resend(origin, data, max_body, False, deadline, timeout)
+                alone[index] = or_failure(resent)
+            else:
                 answers[index] = outcome
-                continue
-            if conn.answered > answered:
-                self._serial.add(origin.key)  # see _pipelined
-            again[index] = self._again(origin, data, max_body, deadline, timeout)
-        for index, task in alone.items():
-            answers[index] = task.result()
-        if again:  # not answered (idempotent requests): sent again, each alone
-            for index, answer in zip(again, await asyncio.gather(*again.values()), strict=True):
+        if alone:  # each alone: not pipelined, or pipelined and not answered
+            for index, answer in zip(alone, await asyncio.gather(*alone.values()), strict=True):
                 answers[index] = answer
         return answers
-
-    async def _alone(
-        self,
-        method: str,
-        url: str,
-        headers: Iterable[tuple[str, str]],
-        body: bytes,
-        timeout: float,
-        max_body: int,
-    ) -> HTTPResponse | HTTPFailure:
-        try:
-            return await self.request(
-                method,
-                url,
-                headers=headers,
-                body=body,
-                timeout=timeout,
-                max_body=max_body,
-                pipeline=True,
-            )
-        except HTTPFailure as failure:
-            return failure
-
-    async def _again(
-        self, origin: _Origin, data: bytes, max_body: int, deadline: float, timeout: float
-    ) -> HTTPResponse | HTTPFailure:
-        """A request of :meth:`request_all` its connection ended before answering, sent
-        again alone on a connection within what is left of its deadline."""
-        try:
-            async with asyncio.timeout_at(deadline):
-                return await self._exchange(origin, data, False, max_body, False, True)
-        except TimeoutError:
-            return HTTPFailure(f"no answer within {timeout:g} s")
-        except HTTPFailure as again:
-            return again
 
     async def _traced(
         self,
@@ -342,13 +295,7 @@ class LeanHTTPClient:
         self, origin: _Origin, data: bytes, max_body: int, truncate: bool, timeout: float
     ) -> HTTPResponse:
         deadline = asyncio.get_running_loop().time() + timeout
-        conn = self._pipe(origin.key)
-        if conn is None:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    conn = await self._open_pipe(origin)
-            except TimeoutError:
-                raise HTTPFailure(f"no answer within {timeout:g} s") from None
+        conn = await self._pipe_for(origin, deadline, timeout)
         answered = conn.answered
         exchange = conn.pipeline(
             data, max_body=max_body, truncate=truncate, deadline=deadline, timeout=timeout
@@ -359,15 +306,42 @@ class LeanHTTPClient:
         except HTTPFailure:
             if exchange.started or exchange.expired:
                 raise
-            if conn.answered > answered:
-                # Answers came for requests ahead of this one, then the connection ended:
-                # this server does not take pipelined requests. One per connection from now.
-                self._serial.add(origin.key)
+            self._unanswered(origin, conn, answered)
         except BaseException:  # cancellation: the answers would be out of step
             conn.close()
             raise
-        # Not answered (an idempotent request): sent again, alone on a connection, within
-        # what is left of its deadline.
+        return await self._resend(origin, data, max_body, truncate, deadline, timeout)
+
+    async def _pipe_for(self, origin: _Origin, deadline: float, timeout: float) -> Connection:
+        """A pipelined connection to ``origin`` with room for one more request (opened
+        when there is none, by ``deadline``)."""
+        conn = self._pipe(origin.key)
+        if conn is not None:
+            return conn
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self._open_pipe(origin)
+        except TimeoutError:
+            raise HTTPFailure(f"no answer within {timeout:g} s") from None
+
+    def _unanswered(self, origin: _Origin, conn: Connection, answered: int) -> None:
+        """A pipelined request's connection ended before its answer, ``answered`` answers
+        into it: when answers came for requests ahead of it, this server does not take
+        pipelined requests (it ended the pipeline midway): one per connection from now."""
+        if conn.answered > answered:
+            self._serial.add(origin.key)
+
+    async def _resend(
+        self,
+        origin: _Origin,
+        data: bytes,
+        max_body: int,
+        truncate: bool,
+        deadline: float,
+        timeout: float,
+    ) -> HTTPResponse:
+        """A pipelined request that was not answered (an idempotent one) sent again, alone on
+        a connection, within what is left of its deadline."""
         try:
             async with asyncio.timeout_at(deadline):
                 return await self._exchange(origin, data, False, max_body, truncate, True)
@@ -506,6 +480,14 @@ class LeanHTTPClient:
                 for conn in conns:
                     conn.close()
             pool.clear()
+
+
+async def or_failure(call: Awaitable[T]) -> T | HTTPFailure:
+    """``await call``, or the :class:`HTTPFailure` it raised."""
+    try:
+        return await call
+    except HTTPFailure as failure:
+        return failure
 
 
 def _parse(url: str) -> tuple[_Origin, bytes]:

@@ -32,7 +32,7 @@ import httpx
 
 from .._frozen import slot_init
 from ._lean import HTTPFailure as HTTPFailure
-from ._lean import LeanHTTPClient
+from ._lean import LeanHTTPClient, or_failure
 
 #: Idempotent calls in flight per connection of a :class:`LeanTransport` (measured:
 #: benchmarks/README.md, ``bench_http_clients.py``).
@@ -83,7 +83,11 @@ class AsyncTransport(Protocol):
     """What :class:`~ironpush.AsyncIronMQ` sends its calls through.
 
     A failure without an answer raises :class:`HTTPFailure`, with ``unsent=True`` when the
-    request certainly never left (then even a non-idempotent call may be retried).
+    request certainly never left (then even a non-idempotent call may be retried). A
+    transport may also take several idempotent calls at once, ``async def send_all(requests)
+    -> list[Response | HTTPFailure]`` (each answer or failure, in order): the lean one
+    pipelines them (``AsyncIronMQ.acknowledge_all``); without it they go through ``send``,
+    concurrently.
     """
 
     async def send(self, request: WireRequest) -> Response: ...
@@ -206,7 +210,7 @@ class LeanTransport:
         """Several idempotent calls at once (pipelined, one write per connection), each
         answer or failure in order; :meth:`send` for each when pipelining is off."""
         if not self.pipeline or not requests:
-            return list(await asyncio.gather(*(_caught(self.send(r)) for r in requests)))
+            return list(await asyncio.gather(*(or_failure(self.send(r)) for r in requests)))
         answers = await self.client.request_all(
             [(r.method, r.url, r.headers.items(), r.body) for r in requests],
             timeout=max(_seconds(r.timeout) for r in requests),
@@ -223,13 +227,6 @@ class LeanTransport:
 def _seconds(timeout: httpx.Timeout) -> float:
     """The one deadline of a lean call: connect + read."""
     return (timeout.connect or 0.0) + (timeout.read or 30.0)
-
-
-async def _caught(sending: Awaitable[Response]) -> Response | HTTPFailure:
-    try:
-        return await sending
-    except HTTPFailure as failure:
-        return failure
 
 
 class _RawHeaders(Mapping[str, str]):
@@ -281,6 +278,10 @@ class MockTransport:
         if inspect.isawaitable(answer):
             answer = await answer
         return answer
+
+    async def send_all(self, requests: Sequence[WireRequest]) -> list[Response | HTTPFailure]:
+        """:meth:`send` for each, in order (``AsyncIronMQ.acknowledge_all`` takes this way)."""
+        return [await or_failure(self.send(request)) for request in requests]
 
     async def aclose(self) -> None:
         self.closed = True

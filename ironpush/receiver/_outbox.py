@@ -51,13 +51,15 @@ _LINE = "%s %s queue=%s reservation=%s result=%s%s"
 
 @dataclass(frozen=True, slots=True)
 class OutboxSettings:
-    """How the outbox sends: ``concurrency`` senders over batches of ``batch`` items.
+    """How the outbox sends: batches of ``batch`` items, ``concurrency`` calls in flight.
 
-    Each sender has one call in flight, so ``concurrency`` bounds the ack rate at
-    ``concurrency / round trip``. Items are taken with a ``lease`` (s) so that one sender of
-    one process sends each; a failed call is retried after ``backoff`` doubling up to
-    ``max_backoff`` (s), and given up after ``give_up_after`` (s). An idle outbox looks for
-    items of other processes every ``poll_interval`` (s)::
+    Acks go out in chunks of a quarter of ``concurrency``, one
+    :meth:`~ironpush.AsyncIronMQ.acknowledge_all` call each, four chunks at a time; posts (and
+    acks in a tracing span) one call each by ``concurrency`` senders. So ``concurrency``
+    bounds the ack rate at ``concurrency / round trip``. Items are taken with a ``lease`` (s)
+    so that one sender of one process sends each; a failed call is retried after ``backoff``
+    doubling up to ``max_backoff`` (s), and given up after ``give_up_after`` (s). An idle
+    outbox looks for items of other processes every ``poll_interval`` (s)::
 
         PushRouter(outbox=OutboxSettings(concurrency=8, give_up_after=3600))
     """
@@ -374,21 +376,8 @@ class AckOutbox:
         began = time.perf_counter()
         result = await self._call(item)
         if self.timings is not None:
-            self._timed(item, result, began)
+            self._timed(self.timings, [item], [result], time.perf_counter() - began)
         return result
-
-    def _timed(self, item: OutboxItem, result: SendResult | None, began: float) -> None:
-        timings = self.timings
-        if timings is None:  # pragma: no cover - _send checks
-            return
-        delivery = item.delivery
-        subscriber = timings.subscriber(item.queue, delivery.subscriber_name if delivery else None)
-        if item.kind == "ack":
-            took = time.perf_counter() - began
-            timings.ack.observe((item.queue, subscriber, result or "retry"), took)
-        if result is not None:  # its last send: how long it waited in the outbox
-            waited = max(0.0, time.time() - item.created_at)
-            timings.outbox_wait.observe((item.queue, subscriber, item.kind), waited)
 
     async def _send_acks(self, items: list[OutboxItem]) -> list[SendResult | None]:
         """Send the acks of ``items`` in one call (timed alike); their results, as
@@ -412,14 +401,15 @@ class AckOutbox:
         if acked:
             self.counters.add("acked", acked)
         if self.timings is not None:
-            self._timed_all(self.timings, items, results, time.perf_counter() - began)
+            self._timed(self.timings, items, results, time.perf_counter() - began)
         return results
 
     @staticmethod
-    def _timed_all(
+    def _timed(
         timings: Timings, items: list[OutboxItem], results: list[SendResult | None], took: float
     ) -> None:
-        """:meth:`_timed` for the acks of one call (``took`` s, the call's time)."""
+        """The latency of the acks among ``items`` sent in one call (``took`` s), and how long
+        each item that reached its end waited in the outbox."""
         now = time.time()
         ack, waited, subscriber_of = (
             timings.ack.observe,
@@ -427,11 +417,12 @@ class AckOutbox:
             timings.subscriber,
         )
         for item, result in zip(items, results, strict=True):
-            queue = item.queue
-            subscriber = subscriber_of(queue, cast(Delivery, item.delivery).subscriber_name)
-            ack((queue, subscriber, result or "retry"), took)
+            queue, delivery = item.queue, item.delivery
+            subscriber = subscriber_of(queue, delivery.subscriber_name if delivery else None)
+            if item.kind == "ack":
+                ack((queue, subscriber, result or "retry"), took)
             if result is not None:  # its last send: how long it waited in the outbox
-                waited((queue, subscriber, "ack"), max(0.0, now - item.created_at))
+                waited((queue, subscriber, item.kind), max(0.0, now - item.created_at))
 
     async def _call(self, item: OutboxItem) -> SendResult | None:
         try:

@@ -8,6 +8,7 @@ import re
 from collections import Counter
 from typing import Any
 
+import httpx
 import pytest
 from client_kit import BASE, FAST_RETRY, TOKEN, call
 from pytest_httpserver import HTTPServer
@@ -18,7 +19,13 @@ from ironpush._errors import NotFound, ReservationExpired, TransportError, Valid
 from ironpush._protocol import Delivery
 from ironpush.client import AsyncIronMQ, IronMQ
 from ironpush.client._lean_connection import Connection
-from ironpush.client._transports import HTTPFailure, MockTransport, Response, WireRequest
+from ironpush.client._transports import (
+    HTTPFailure,
+    HttpxTransport,
+    MockTransport,
+    Response,
+    WireRequest,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -177,8 +184,29 @@ async def test_an_ack_that_keeps_failing_reports_the_transport_error() -> None:
 
 
 async def test_a_transport_without_send_all_sends_them_concurrently() -> None:
-    transport = MockTransport(lambda request: Response.from_json(404, {"msg": "gone"}))
+    sent: list[str] = []
+
+    def gone(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.path.rsplit("/", 1)[-1])
+        return httpx.Response(404, json={"msg": "gone"})
+
+    transport = HttpxTransport(transport=httpx.MockTransport(gone))
+    assert not hasattr(transport, "send_all")
     mq = AsyncIronMQ(project_id="p1", token=TOKEN, transport=transport)
     errors = await mq.acknowledge_all([("q", v3("m1")), ("q", v3("m2"))])
     assert [type(e) for e in errors] == [NotFound, NotFound]
-    assert len(transport.sent) == 2
+    assert sorted(sent) == ["m1", "m2"]
+
+
+async def test_a_mock_transport_answers_a_batch_from_its_handler_in_order() -> None:
+    def answer(request: WireRequest) -> Response:
+        if request.url.endswith("/m2"):
+            raise HTTPFailure("connection reset")
+        return Response.from_json(404 if request.url.endswith("/m3") else 200, {"msg": "x"})
+
+    transport = MockTransport(answer)
+    mq = AsyncIronMQ(project_id="p1", token=TOKEN, transport=transport, retry=FAST_RETRY)
+    errors = await mq.acknowledge_all([("q", v3(f"m{i}")) for i in (1, 2, 3)])
+    assert [type(e) for e in errors] == [type(None), TransportError, NotFound]
+    urls = [r.url.rsplit("/", 1)[-1] for r in transport.sent]
+    assert urls == ["m1", "m2", "m3", *["m2"] * (FAST_RETRY.attempts - 1)]
