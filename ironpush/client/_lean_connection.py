@@ -94,23 +94,18 @@ class Exchange:
     batch: Batch | None = None
     outcome: HTTPResponse | HTTPFailure | None = None  # a batched exchange's, once ended
 
-    def answer(self, response: HTTPResponse) -> None:
+    def end(self, outcome: HTTPResponse | HTTPFailure) -> None:
+        """Its response, or why there is none (once: later calls do nothing)."""
         future = self.future
-        if future is not None:
-            if not future.done():
-                future.set_result(response)
-        elif self.outcome is None and self.batch is not None:
-            self.outcome = response
-            self.batch.ended()
-
-    def fail(self, failure: HTTPFailure) -> None:
-        future = self.future
-        if future is not None:
-            if not future.done():
-                future.set_exception(failure)
-        elif self.outcome is None and self.batch is not None:
-            self.outcome = failure
-            self.batch.ended()
+        if future is None:
+            if self.outcome is None and self.batch is not None:
+                self.outcome = outcome
+                self.batch.ended()
+        elif not future.done():
+            if isinstance(outcome, HTTPFailure):
+                future.set_exception(outcome)
+            else:
+                future.set_result(outcome)
 
 
 class Connection(asyncio.Protocol):
@@ -242,7 +237,7 @@ class Connection(asyncio.Protocol):
         self.body, self.headers = bytearray(), []
         self.headers_done = self.until_close = False
         self.keep_alive = self.keep_alive and self.parser.should_keep_alive()
-        exchange.answer(response)
+        exchange.end(response)
         if not self.keep_alive:
             # The server ends the connection after this answer: the requests behind it were
             # not answered (they may be sent again on another connection).
@@ -297,7 +292,7 @@ class Connection(asyncio.Protocol):
             return
         for exchange in late:
             exchange.expired = True
-            exchange.fail(HTTPFailure(f"no answer within {exchange.timeout:g} s"))
+            exchange.end(HTTPFailure(f"no answer within {exchange.timeout:g} s"))
         # The answers still to come would be out of step: the others fail unanswered.
         self.close()
 
@@ -313,7 +308,7 @@ class Connection(asyncio.Protocol):
 
     def _fail(self, exc: HTTPFailure) -> None:
         if self.pending:
-            self.pending.popleft().fail(exc)
+            self.pending.popleft().end(exc)
         self.body, self.headers = bytearray(), []
         self.headers_done = self.until_close = False
 

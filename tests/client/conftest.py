@@ -10,6 +10,7 @@ from client_kit import FAST_RETRY, TOKEN, Recorder
 from pytest_httpserver import HTTPServer
 
 from ironpush.client import AsyncIronMQ, IronMQ
+from ironpush.client._lean_connection import Connection
 
 
 @pytest.fixture
@@ -39,3 +40,17 @@ async def mq(request: pytest.FixtureRequest, rec: Recorder) -> AsyncIterator[Iro
         client.close()
     else:
         await client.aclose()
+
+
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The lean connections' writes, as how many requests each carried."""
+    counts: list[int] = []
+    flush = Connection._flush
+
+    def counted(conn: Connection) -> None:
+        counts.append(len(conn._out))
+        flush(conn)
+
+    monkeypatch.setattr(Connection, "_flush", counted)
+    return counts

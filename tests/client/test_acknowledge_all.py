@@ -18,7 +18,6 @@ from werkzeug import Response as WResponse
 from ironpush._errors import NotFound, ReservationExpired, TransportError, ValidationError
 from ironpush._protocol import Delivery
 from ironpush.client import AsyncIronMQ, IronMQ
-from ironpush.client._lean_connection import Connection
 from ironpush.client._transports import (
     HTTPFailure,
     HttpxTransport,
@@ -121,16 +120,8 @@ async def test_each_ack_ends_as_acknowledge_would_end_it(kind: str, httpserver: 
 
 
 async def test_the_lean_backend_writes_the_acks_together(
-    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+    httpserver: HTTPServer, writes: list[int]
 ) -> None:
-    writes: list[int] = []
-    flush = Connection._flush
-
-    def counted(conn: Connection) -> None:
-        writes.append(len(conn._out))
-        flush(conn)
-
-    monkeypatch.setattr(Connection, "_flush", counted)
     server = Scripted(httpserver, {})
     mq = twin("async-lean", server.url)
     assert isinstance(mq, AsyncIronMQ)

@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -572,36 +573,44 @@ async def test_a_pipelined_answer_cut_short_fails_alone_and_is_not_sent_again(
         assert sent.count(b"/m1") == 1  # answered bytes: never sent twice
 
 
-@pytest.mark.anyio
-async def test_a_pipelined_request_without_an_answer_times_out_with_its_connection() -> None:
-    hung_up = asyncio.Event()
+@dataclass
+class Silent:
+    """A server that reads requests and never answers (:func:`silent_server`)."""
+
+    url: str
+    arrived: asyncio.Event  # a request came
+    hung_up: asyncio.Event  # the client closed the connection
+
+
+@asynccontextmanager
+async def silent_server() -> AsyncIterator[Silent]:
+    state = Silent("", asyncio.Event(), asyncio.Event())
 
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
+        state.arrived.set()
         await reader.read()  # never answers; returns when the client hangs up
-        hung_up.set()
+        state.hung_up.set()
         writer.close()
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/m0"
-    client = LeanHTTPClient()
+    state.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     async with server:
+        yield state
+
+
+@pytest.mark.anyio
+async def test_a_pipelined_request_without_an_answer_times_out_with_its_connection() -> None:
+    client = LeanHTTPClient()
+    async with silent_server() as srv:
         with pytest.raises(HTTPFailure, match=r"no answer within 0\.5 s"):
-            await client.request("DELETE", url, headers=[], timeout=0.5, pipeline=True)
-        await asyncio.wait_for(hung_up.wait(), 10)  # the connection was closed with it
+            await client.request("DELETE", f"{srv.url}/m0", headers=[], timeout=0.5, pipeline=True)
+        await asyncio.wait_for(srv.hung_up.wait(), 10)  # the connection was closed with it
     client.close()
 
 
 @pytest.mark.anyio
-async def test_a_batch_leaves_in_one_write_per_connection(monkeypatch: pytest.MonkeyPatch) -> None:
-    writes: list[int] = []
-    flush = Connection._flush
-
-    def counted(conn: Connection) -> None:
-        writes.append(len(conn._out))
-        flush(conn)
-
-    monkeypatch.setattr(Connection, "_flush", counted)
+async def test_a_batch_leaves_in_one_write_per_connection(writes: list[int]) -> None:
     async with lean_against(answering(echo), pipeline_depth=8) as (client, srv):
         answers = await pipelined(client, srv.url, 16, batched=True)
         assert [a.body for a in answers] == [f"/m{i}".encode() for i in range(16)]
@@ -634,49 +643,28 @@ async def test_a_batch_answered_in_part_while_a_connection_is_made_waits_for_the
 
 @pytest.mark.anyio
 async def test_a_batch_without_an_answer_fails_at_its_deadline_and_hangs_up() -> None:
-    hung_up = asyncio.Event()
-
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read()  # never answers; returns when the client hangs up
-        hung_up.set()
-        writer.close()
-
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     client = LeanHTTPClient()
-    async with server:
+    async with silent_server() as srv:
         answers = await client.request_all(
-            [("DELETE", f"{url}/m{i}", [], b"") for i in range(3)], timeout=0.5
+            [("DELETE", f"{srv.url}/m{i}", [], b"") for i in range(3)], timeout=0.5
         )
         assert [str(a) for a in answers] == ["no answer within 0.5 s"] * 3
-        await asyncio.wait_for(hung_up.wait(), 10)
+        await asyncio.wait_for(srv.hung_up.wait(), 10)
     client.close()
 
 
 @pytest.mark.anyio
 async def test_a_cancelled_batch_closes_its_connections() -> None:
-    hung_up = asyncio.Event()
-    read = asyncio.Event()
-
-    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await read_request(reader)
-        read.set()
-        await reader.read()
-        hung_up.set()
-        writer.close()
-
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
     client = LeanHTTPClient()
-    async with server:
+    async with silent_server() as srv:
         batch = asyncio.ensure_future(
-            client.request_all([("DELETE", f"{url}/m0", [], b"")], timeout=30)
+            client.request_all([("DELETE", f"{srv.url}/m0", [], b"")], timeout=30)
         )
-        await asyncio.wait_for(read.wait(), 10)
+        await asyncio.wait_for(srv.arrived.wait(), 10)
         batch.cancel()
         with pytest.raises(asyncio.CancelledError):
             await batch
-        await asyncio.wait_for(hung_up.wait(), 10)  # its answer would be out of step
+        await asyncio.wait_for(srv.hung_up.wait(), 10)  # its answer would be out of step
     client.close()
 
 
