@@ -205,14 +205,15 @@ class AsyncIronMQ(ClientBase):
             return list(await asyncio.gather(*map(_error_of, calls)))
         errors: list[Exception | None] = [None] * len(acks)
         started: list[tuple[int, Request]] = []
+        alone: list[int] = []  # legacy or refused: the operation says, after the batch
         for index, (queue, delivery) in enumerate(acks):
             request = ops.ack_request(queue, delivery)
-            if request is None:  # legacy or refused: the operation says
-                errors[index] = await _error_of(self.acknowledge(queue, delivery))
+            if request is None:
+                alone.append(index)
             else:
                 started.append((index, request))
         answers = await send_all([self._wire(request) for _, request in started])
-        rest: dict[int, Awaitable[None]] = {}
+        rest: dict[int, Awaitable[None]] = {i: self.acknowledge(*acks[i]) for i in alone}
         should_retry = self.retry.should_retry
         for (index, request), answer in zip(started, answers, strict=True):
             if isinstance(answer, Response):
