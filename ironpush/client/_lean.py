@@ -171,9 +171,12 @@ class LeanHTTPClient:
         traced = _tracing.current() is not None
         try:
             for index, (method, url, headers, body) in enumerate(requests):
+                by_itself = traced or method == "HEAD"
                 try:
-                    origin, data = self._encode(method, url, headers, body)
-                    if traced or method == "HEAD" or origin.key in self._serial:
+                    if not by_itself:  # (request encodes those itself)
+                        origin, data = self._encode(method, url, headers, body)
+                        by_itself = origin.key in self._serial
+                    if by_itself:
                         request = self.request(
                             method, url, headers=headers, body=body, timeout=timeout,
                             max_body=max_body, pipeline=True,

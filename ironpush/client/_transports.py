@@ -32,7 +32,7 @@ import httpx
 
 from .._frozen import slot_init
 from ._lean import HTTPFailure as HTTPFailure
-from ._lean import LeanHTTPClient, or_failure
+from ._lean import HTTPResponse, LeanHTTPClient, or_failure
 
 #: Idempotent calls in flight per connection of a :class:`LeanTransport` (measured:
 #: benchmarks/README.md, ``bench_http_clients.py``).
@@ -204,7 +204,7 @@ class LeanTransport:
             resend_stale=request.resend_stale,
             pipeline=self.pipeline and request.resend_stale,
         )
-        return Response(answer.status, answer.body, _RawHeaders(answer.headers))
+        return _lean_response(answer)
 
     async def send_all(self, requests: Sequence[WireRequest]) -> list[Response | HTTPFailure]:
         """Several idempotent calls at once (pipelined, one write per connection), each
@@ -215,13 +215,15 @@ class LeanTransport:
             [(r.method, r.url, r.headers.items(), r.body) for r in requests],
             timeout=max(_seconds(r.timeout) for r in requests),
         )
-        return [
-            a if isinstance(a, HTTPFailure) else Response(a.status, a.body, _RawHeaders(a.headers))
-            for a in answers
-        ]
+        return [a if isinstance(a, HTTPFailure) else _lean_response(a) for a in answers]
 
     async def aclose(self) -> None:
         self.client.close()
+
+
+def _lean_response(answer: HTTPResponse) -> Response:
+    """A lean client's answer as a transport's (its headers decoded on first use)."""
+    return Response(answer.status, answer.body, _RawHeaders(answer.headers))
 
 
 def _seconds(timeout: httpx.Timeout) -> float:

@@ -402,9 +402,11 @@ class FaultRun:
         deadline = time.monotonic() + timeout
         last = (-1.0, -1)
         moved = time.monotonic()
-        while True:
+
+        def drained() -> bool:
+            nonlocal last, moved
             if not busy() and self.drained():
-                return
+                return True
             sizes = self.sizes()
             now_seen = (self.progress(), sum(sizes.values()) if sizes else -1)
             if now_seen != last:
@@ -413,7 +415,10 @@ class FaultRun:
             if now > deadline or (now - moved > stall and not busy()):
                 why = "deadline" if now > deadline else f"no progress for {stall:g} s"
                 raise GaveUp(f"fault run gave up ({why}); it saw:\n{self.report()}")
-            time.sleep(0.1)
+            return False
+
+        # Both endings are GaveUp (fault_run.py reports them), raised by the check itself.
+        wait_until(drained, float("inf"), "the queues to drain", interval=0.1)
 
     def error_reports(self) -> dict[str, ErrorReport]:
         reports: dict[str, ErrorReport] = {}

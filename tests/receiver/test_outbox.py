@@ -4,11 +4,13 @@ file, and crash recovery."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from support import wait_until_async
 
 from ironpush._errors import APIError, NotFound, ReservationExpired, TransportError
 from ironpush._protocol import Delivery
@@ -65,10 +67,7 @@ class FakeClient:
 
 
 def outbox(store: Any, client: FakeClient, counters: Counters | None = None) -> AckOutbox:
-    async def get_client() -> Any:
-        return client
-
-    return AckOutbox(store, get_client, counters or Counters(), FAST)
+    return AckOutbox(store, _client(client), counters or Counters(), FAST)
 
 
 async def test_outbox_sends_everything_and_empties() -> None:
@@ -82,6 +81,41 @@ async def test_outbox_sends_everything_and_empties() -> None:
     assert [f.result() for f in futures] == ["acked"] * 10
     assert await store.depth() == 0
     assert counters.totals["acked"] == 10
+
+
+class ChunkClient(FakeClient):
+    """Records each ``acknowledge_all`` call's size and the most acks in flight at once;
+    each call waits until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.chunks: list[int] = []
+        self.in_flight = self.most = 0
+        self.release = asyncio.Event()
+
+    async def acknowledge_all(self, acks: list[tuple[str, Delivery]]) -> list[Exception | None]:
+        self.chunks.append(len(acks))
+        self.in_flight += len(acks)
+        self.most = max(self.most, self.in_flight)
+        await self.release.wait()
+        self.in_flight -= len(acks)
+        return await super().acknowledge_all(acks)
+
+
+async def test_outbox_acks_in_chunks_with_concurrency_acks_in_flight() -> None:
+    store, client = MemoryStore(), ChunkClient()
+    box = AckOutbox(store, _client(client), Counters(), replace(FAST, concurrency=8))
+    for i in range(20):
+        await box.queue_ack("q", delivery(i))
+    draining = asyncio.ensure_future(box.drain_due())
+    await wait_until_async(lambda: client.in_flight == 8, what="four chunks in flight")
+    assert client.chunks == [2, 2, 2, 2]  # a quarter of concurrency each, four at a time
+    client.release.set()
+    await draining
+    assert sum(client.chunks) == 20
+    assert client.most == 8
+    assert sorted(m for _, m in client.calls) == sorted(f"m{i}" for i in range(20))
+    assert await store.depth() == 0
 
 
 async def test_outbox_retries_transient_failures_until_confirmed() -> None:
