@@ -22,15 +22,22 @@ from typing import Any, Literal, Unpack
 import anyio
 import httpx
 
-from .. import _tracing
-from .._errors import TransportError
+from .. import _json, _tracing
+from .._errors import TransportError, ValidationError
 from .._protocol import Delivery, Reply, Request
 from . import _operations as ops
 from ._base import ClientBase, ClientOptions, T, push_summary
 from ._models import Message, PushStatus, QueueInfo, Subscriber
 from ._operations import AlertInput, MessageInput, Op, SubscriberInput
 from ._tracing import sent, start_send
-from ._transports import AsyncTransport, HTTPFailure, HttpxTransport, LeanTransport, Response
+from ._transports import (
+    AsyncTransport,
+    HTTPFailure,
+    HttpxTransport,
+    LeanTransport,
+    Response,
+    WireBatch,
+)
 
 
 class AsyncIronMQ(ClientBase):
@@ -204,32 +211,57 @@ class AsyncIronMQ(ClientBase):
             calls = (self.acknowledge(queue, delivery) for queue, delivery in acks)
             return list(await asyncio.gather(*map(_error_of, calls)))
         errors: list[Exception | None] = [None] * len(acks)
-        started: list[tuple[int, Request]] = []
-        alone: list[int] = []  # legacy or refused: the operation says, after the batch
+        by_queue: dict[str, list[int]] = {}
+        alone: list[int] = []  # legacy, unackable or a bad queue name: after the batches
         for index, (queue, delivery) in enumerate(acks):
-            request = ops.ack_request(queue, delivery)
-            if request is None:
-                alone.append(index)
+            if ops.v3_ackable(delivery):
+                by_queue.setdefault(queue, []).append(index)
             else:
-                started.append((index, request))
-        answers = await send_all([self._wire(request) for _, request in started])
+                alone.append(index)
+        batches: list[tuple[list[int], Request, WireBatch]] = []
+        for queue, indexes in by_queue.items():
+            try:
+                batches.append((indexes, *self._ack_batch(queue, [acks[i][1] for i in indexes])))
+            except ValidationError:  # the queue's name: each ack raises it, alone
+                alone.extend(indexes)
+        if len(batches) == 1:  # the usual case: acks of one queue
+            answered = [await send_all(batches[0][2])]
+        else:
+            answered = list(await asyncio.gather(*(send_all(batch) for *_, batch in batches)))
         rest: dict[int, Awaitable[None]] = {i: self.acknowledge(*acks[i]) for i in alone}
         should_retry = self.retry.should_retry
-        for (index, request), answer in zip(started, answers, strict=True):
-            if isinstance(answer, Response):
-                status = answer.status_code
-                if status < 400 and not should_retry(request, 1, status):
-                    continue  # acknowledged: the common case, no operation of its own
-            # The operation takes it from here: its first request is this one.
-            queue, delivery = acks[index]
-            op = ops.acknowledge(queue, delivery, api_origin=self.settings.origin)
-            next(op)
-            rest[index] = self._resume(op, request, answer)
+        for (indexes, first, _), answers in zip(batches, answered, strict=True):
+            for index, answer in zip(indexes, answers, strict=True):
+                if isinstance(answer, Response):
+                    status = answer.status_code
+                    # (Every request of a batch retries as its first would.)
+                    if status < 400 and not should_retry(first, 1, status):
+                        continue  # acknowledged: the common case, no operation of its own
+                # The operation takes it from here: its first request went in the batch.
+                queue, delivery = acks[index]
+                op = ops.acknowledge(queue, delivery, api_origin=self.settings.origin)
+                request = next(op)
+                rest[index] = self._resume(op, request, answer)
         if rest:
             ended = await asyncio.gather(*map(_error_of, rest.values()))
             for index, error in zip(rest, ended, strict=True):
                 errors[index] = error
         return errors
+
+    def _ack_batch(self, queue: str, deliveries: list[Delivery]) -> tuple[Request, WireBatch]:
+        """The first ack's request, and the batch of every ack of ``queue``: the first one's
+        wire form (as :meth:`acknowledge` sends it), the others differing from it only in
+        the path's last segment and the body (``ops.ack_item``), encoded as ``_wire`` does."""
+        first = ops.ack_request(queue, deliveries[0])
+        assert first is not None  # the caller took v3 ackable deliveries only
+        wire = self._wire(first)
+        cut = wire.url.rfind("/") + 1  # (the message id is escaped: no "/" in it)
+        items = [(wire.url[cut:], wire.body)]
+        dumps = _json.dumps
+        for delivery in deliveries[1:]:
+            leaf, body = ops.ack_item(delivery)
+            items.append((leaf, dumps(body)))
+        return first, WireBatch(wire.method, wire.url[:cut], wire.headers, items, wire.timeout)
 
 
 async def _error_of(call: Awaitable[None]) -> Exception | None:

@@ -113,6 +113,9 @@ class ClientBase:
         self.max_connections = options.get("max_connections", DEFAULT_MAX_CONNECTIONS)
         self.tracing = options.get("tracing", True)
         self._keystone_token: tuple[str, float] | None = None
+        # The IronMQ origin's headers with the token they were made for (see _headers).
+        self._api_headers: tuple[str | None, dict[str, str]] = (None, _plain_headers())
+        self._api_prefix = self.settings.origin + "/"
 
     def __repr__(self) -> str:
         s = self.settings
@@ -126,14 +129,18 @@ class ClientBase:
         return self.settings.base_url + request.path
 
     def _headers(self, request: Request, url: str) -> dict[str, str]:
-        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         # Only send the token to the configured IronMQ origin: a legacy ack URL comes from a
         # push header, and the token must not follow it to another host.
-        if url.startswith(self.settings.origin + "/"):
-            token = self._token()
+        if not url.startswith(self._api_prefix):
+            return _plain_headers()
+        token = self._token()
+        made = self._api_headers
+        if made[0] != token:  # made once per token (an outbox sends one call per ack)
+            headers = _plain_headers()
             if token:
                 headers["Authorization"] = f"OAuth {token}"
-        return headers
+            made = self._api_headers = (token, headers)
+        return made[1].copy()
 
     def _token(self) -> str | None:
         if self.settings.keystone is None:
@@ -237,3 +244,8 @@ def push_summary(statuses: Sequence[PushStatus]) -> str:
     if not statuses:
         return "no push statuses yet"
     return ", ".join(f"{s.subscriber_name}={s.status}" for s in statuses)
+
+
+def _plain_headers() -> dict[str, str]:
+    """The headers of every call."""
+    return {"Accept": "application/json", "User-Agent": USER_AGENT}

@@ -147,43 +147,57 @@ class LeanHTTPClient:
 
     async def request_all(
         self,
-        requests: Sequence[tuple[str, str, Iterable[tuple[str, str]], bytes]],
+        method: str,
+        url_dir: str,
+        headers: Iterable[tuple[str, str]],
+        items: Sequence[tuple[str, bytes]],
         *,
         timeout: float,
         max_body: int = DEFAULT_MAX_BODY,
     ) -> list[HTTPResponse | HTTPFailure]:
-        """Several idempotent ``(method, url, headers, body)`` requests at once, each answer
-        or failure in order: what :meth:`request` with ``pipeline=True`` does for each,
-        without a coroutine per request (the ack outbox's batches). Those to one origin are
-        written together (one ``send()`` per connection); inside a span, a ``HEAD`` or to an
-        origin that refused pipelining, a request goes through :meth:`request`::
+        """Idempotent requests that differ only in their URL's last segment and body, each
+        ``(segment, body)`` of ``items`` sent to ``url_dir + segment`` (``url_dir`` ends with
+        ``/``), each answer or failure in order: what :meth:`request` with ``pipeline=True``
+        does for each, without a coroutine per request and with the URL and headers checked
+        and encoded once (the ack outbox's batches). They are written together (one
+        ``send()`` per connection); inside a span, a ``HEAD`` or to an origin that refused
+        pipelining, each goes through :meth:`request`::
 
             answers = await client.request_all(
-                [("DELETE", url, headers, body) for url, body in acks], timeout=10
+                "DELETE", f"{base}/messages/", headers, [("m1", b"{}"), ("m2", b"{}")],
+                timeout=10,
             )
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        answers: list[HTTPResponse | HTTPFailure] = [_NOT_SENT] * len(requests)
+        answers: list[HTTPResponse | HTTPFailure] = [_NOT_SENT] * len(items)
         batch = Batch(loop)
         sent: dict[int, tuple[_Origin, bytes, Connection, int, Exchange]] = {}
         alone: dict[int, Awaitable[HTTPResponse | HTTPFailure]] = {}
-        traced = _tracing.current() is not None
+        pairs = tuple(headers)
         try:
-            for index, (method, url, headers, body) in enumerate(requests):
-                by_itself = traced or method == "HEAD"
+            origin, dir_path = self._target(url_dir)
+            block = self._header_block(pairs)
+        except HTTPFailure as failure:  # the URL or a header: none of them can be sent
+            return [failure] * len(items)
+        by_itself = _tracing.current() is not None or method == "HEAD" or origin.key in self._serial
+        try:
+            for index, (segment, body) in enumerate(items):
+                if by_itself:  # (request checks and encodes it itself)
+                    request = self.request(
+                        method, url_dir + segment, headers=pairs, body=body, timeout=timeout,
+                        max_body=max_body, pipeline=True,
+                    )  # fmt: skip
+                    alone[index] = asyncio.ensure_future(or_failure(request))
+                    continue
                 try:
-                    if not by_itself:  # (request encodes those itself)
-                        origin, data = self._encode(method, url, headers, body)
-                        by_itself = origin.key in self._serial
-                    if by_itself:
-                        request = self.request(
-                            method, url, headers=headers, body=body, timeout=timeout,
-                            max_body=max_body, pipeline=True,
-                        )  # fmt: skip
-                        alone[index] = asyncio.ensure_future(or_failure(request))
-                        continue
-                    conn = await self._pipe_for(origin, deadline, timeout)
+                    if segment.isalnum() and segment.isascii():
+                        path = dir_path + segment.encode()
+                    else:  # checked (and quoted where needed) as request() would
+                        path = self._target(url_dir + segment)[1]
+                    data = self._assemble(method, path, origin, block, body)
+                    # (A connection with room, most times: no coroutine to await for it.)
+                    conn = self._pipe(origin.key) or await self._pipe_for(origin, deadline, timeout)
                 except HTTPFailure as failure:
                     answers[index] = failure
                     continue
@@ -410,13 +424,17 @@ class LeanHTTPClient:
     ) -> tuple[_Origin, bytes]:
         """The origin of a request and the request's bytes."""
         origin, path = self._target(url)
-        block = self._header_block(headers)
+        return origin, self._assemble(method, path, origin, self._header_block(headers), body)
+
+    @staticmethod
+    def _assemble(method: str, path: bytes, origin: _Origin, block: bytes, body: bytes) -> bytes:
+        """A request's bytes from its checked parts (``block``: its header lines)."""
         if body or method not in ("GET", "HEAD"):
             length = b"Content-Length: %d\r\n" % len(body)
-            return origin, b"".join((method.encode("ascii"), b" ", path, origin.host_line,
-                                     length, block, b"\r\n", body))  # fmt: skip
-        return origin, b"".join((method.encode("ascii"), b" ", path, origin.host_line, block,
-                                 b"\r\n", body))  # fmt: skip
+            return b"".join((method.encode("ascii"), b" ", path, origin.host_line, length,
+                             block, b"\r\n", body))  # fmt: skip
+        return b"".join((method.encode("ascii"), b" ", path, origin.host_line, block, b"\r\n",
+                         body))  # fmt: skip
 
     def _target(self, url: str) -> tuple[_Origin, bytes]:
         """The origin of ``url`` (parsed once per origin) and its request target (quoted)."""

@@ -62,6 +62,34 @@ class WireRequest:
 
 @slot_init
 @dataclass(frozen=True, slots=True)
+class WireBatch:
+    """Idempotent calls that differ only in their URL's last segment and their body, sent
+    together (``AsyncIronMQ.acknowledge_all``'s acks of one queue): ``url_dir`` ends with
+    ``/``, each item is ``(segment, body)``, the segment already escaped. :meth:`requests`
+    gives each as the :class:`WireRequest` it stands for::
+
+        batch = WireBatch("DELETE", f"{base}/queues/q/messages/", headers, [("m1", b"{}")],
+                          timeout=httpx.Timeout(30.0))
+        batch.requests()[0].url  # f"{base}/queues/q/messages/m1"
+    """
+
+    method: str
+    url_dir: str
+    headers: Mapping[str, str]
+    items: Sequence[tuple[str, bytes]]
+    timeout: httpx.Timeout = field(default_factory=lambda: httpx.Timeout(30.0))
+
+    def requests(self) -> list[WireRequest]:
+        """Each call of the batch, in order."""
+        method, url_dir, headers, timeout = self.method, self.url_dir, self.headers, self.timeout
+        return [
+            WireRequest(method, url_dir + segment, headers, body, timeout=timeout)
+            for segment, body in self.items
+        ]
+
+
+@slot_init
+@dataclass(frozen=True, slots=True)
 class Response:
     """A transport's answer: status, body and headers; ``raw`` is the HTTP library's own
     response object (an ``httpx.Response``), or ``None``."""
@@ -84,10 +112,10 @@ class AsyncTransport(Protocol):
 
     A failure without an answer raises :class:`HTTPFailure`, with ``unsent=True`` when the
     request certainly never left (then even a non-idempotent call may be retried). A
-    transport may also take several idempotent calls at once, ``async def send_all(requests)
-    -> list[Response | HTTPFailure]`` (each answer or failure, in order): the lean one
-    pipelines them (``AsyncIronMQ.acknowledge_all``); without it they go through ``send``,
-    concurrently.
+    transport may also take a :class:`WireBatch` of idempotent calls at once, ``async def
+    send_all(batch) -> list[Response | HTTPFailure]`` (each answer or failure, in order): the
+    lean one pipelines them (``AsyncIronMQ.acknowledge_all``); without it they go through
+    ``send``, concurrently.
     """
 
     async def send(self, request: WireRequest) -> Response: ...
@@ -206,14 +234,18 @@ class LeanTransport:
         )
         return _lean_response(answer)
 
-    async def send_all(self, requests: Sequence[WireRequest]) -> list[Response | HTTPFailure]:
-        """Several idempotent calls at once (pipelined, one write per connection), each
+    async def send_all(self, batch: WireBatch) -> list[Response | HTTPFailure]:
+        """A batch of idempotent calls at once (pipelined, one write per connection), each
         answer or failure in order; :meth:`send` for each when pipelining is off."""
-        if not self.pipeline or not requests:
+        if not self.pipeline or not batch.items:
+            requests = batch.requests()
             return list(await asyncio.gather(*(or_failure(self.send(r)) for r in requests)))
         answers = await self.client.request_all(
-            [(r.method, r.url, r.headers.items(), r.body) for r in requests],
-            timeout=max(_seconds(r.timeout) for r in requests),
+            batch.method,
+            batch.url_dir,
+            batch.headers.items(),
+            batch.items,
+            timeout=_seconds(batch.timeout),
         )
         return [a if isinstance(a, HTTPFailure) else _lean_response(a) for a in answers]
 
@@ -281,9 +313,10 @@ class MockTransport:
             answer = await answer
         return answer
 
-    async def send_all(self, requests: Sequence[WireRequest]) -> list[Response | HTTPFailure]:
-        """:meth:`send` for each, in order (``AsyncIronMQ.acknowledge_all`` takes this way)."""
-        return [await or_failure(self.send(request)) for request in requests]
+    async def send_all(self, batch: WireBatch) -> list[Response | HTTPFailure]:
+        """:meth:`send` for each call of ``batch``, in order (``AsyncIronMQ.acknowledge_all``
+        takes this way)."""
+        return [await or_failure(self.send(request)) for request in batch.requests()]
 
     async def aclose(self) -> None:
         self.closed = True

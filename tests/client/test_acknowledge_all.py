@@ -23,6 +23,7 @@ from ironpush.client._transports import (
     HttpxTransport,
     MockTransport,
     Response,
+    WireBatch,
     WireRequest,
 )
 
@@ -141,10 +142,10 @@ class BatchMock(MockTransport):
         self.drop = drop
         self.batches: list[int] = []
 
-    async def send_all(self, requests: list[WireRequest]) -> list[Response | HTTPFailure]:
-        self.batches.append(len(requests))
+    async def send_all(self, batch: WireBatch) -> list[Response | HTTPFailure]:
+        self.batches.append(len(batch.items))
         answers: list[Response | HTTPFailure] = []
-        for request in requests:
+        for request in batch.requests():
             if request.url.rsplit("/", 1)[-1] in self.drop:
                 answers.append(HTTPFailure("connection reset"))
             else:

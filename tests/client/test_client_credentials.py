@@ -70,6 +70,40 @@ async def test_keystone_login_supplies_the_token(rec: Recorder) -> None:
     assert first.headers["Authorization"] == second.headers["Authorization"] == "OAuth ks-token"
 
 
+async def test_a_renewed_keystone_token_goes_out_on_the_next_call(rec: Recorder) -> None:
+    # The first token is due for renewal at once (inside the refresh margin): the headers the
+    # client keeps for its origin must follow the token, not the first one they were made for.
+    rec.reply(200, {"access": {"token": {"id": "ks-old", "expires": "2000-01-01T00:00:00Z"}}})
+    rec.reply(200, {"queues": []})
+    rec.reply(200, {"access": {"token": {"id": "ks-new", "expires": "2999-01-01T00:00:00Z"}}})
+    rec.reply(200, {"queues": []})
+    keystone = {"server": rec.url + "/v2.0", "tenant": "t", "username": "u", "password": "pw"}
+    async with AsyncIronMQ(project_id="p1", keystone=keystone, cloud=rec.url) as mq:
+        await mq.queues()
+        await mq.queues()
+    first, second = (c for c in rec.calls if c.uri != "/v2.0/tokens")
+    assert first.headers["Authorization"] == "OAuth ks-old"
+    assert second.headers["Authorization"] == "OAuth ks-new"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_call_with_a_body_leaves_the_next_calls_headers_alone(
+    kind: str, rec: Recorder
+) -> None:
+    rec.reply(200, {"msg": "Deleted"})
+    rec.reply(200, {"queues": []})
+    mq = build(kind, project_id="p1", token=TOKEN, cloud=rec.url)
+    try:
+        await call(mq, "acknowledge", "orders", Delivery("m1", "r1", subscriber_name="billing"))
+        await call(mq, "queues")
+    finally:
+        await close(mq)
+    ack, listing = rec.calls
+    assert ack.headers["Content-Type"] == "application/json"
+    assert "Content-Type" not in listing.headers
+    assert listing.headers["Authorization"] == f"OAuth {TOKEN}"
+
+
 # --------------------------------------------------------------------------- regressions
 
 

@@ -423,6 +423,20 @@ async def test_queue_names_with_reserved_characters_are_escaped_in_every_segment
     assert rec.last.uri == f"{BASE}/queues/a%2Fb%3Fc%23d%25e%20f/messages/id%2F1"
 
 
+async def test_acks_escape_the_queue_and_the_message_id_on_every_call(
+    mq: IronMQ | AsyncIronMQ, rec: Recorder
+) -> None:
+    # The queue's part of an ack's path is remembered per queue: the message id never is.
+    for message_id in ("id/1", "id 2"):
+        await call(mq, "acknowledge", "a/b c", Delivery(message_id, "r", subscriber_name="s"))
+    assert [c.uri for c in rec.calls] == [
+        f"{BASE}/queues/a%2Fb%20c/messages/id%2F1",
+        f"{BASE}/queues/a%2Fb%20c/messages/id%202",
+    ]
+    with pytest.raises(ValidationError, match="queue name"):
+        await call(mq, "acknowledge", "", Delivery("m", "r", subscriber_name="s"))
+
+
 async def test_iter_queues_follows_pages_with_previous(
     mq: IronMQ | AsyncIronMQ, rec: Recorder
 ) -> None:

@@ -467,10 +467,8 @@ async def pipelined(
     """``n`` DELETEs at once, pipelined: one ``request`` each, or (``batched``) one
     ``request_all`` for all; each answer or failure, in order."""
     if batched:
-        requests: list[tuple[str, str, list[tuple[str, str]], bytes]] = [
-            ("DELETE", f"{url}/m{i}", [], b"") for i in range(n)
-        ]
-        return list(await client.request_all(requests, timeout=5))
+        items = [(f"m{i}", b"") for i in range(n)]
+        return list(await client.request_all("DELETE", f"{url}/", [], items, timeout=5))
     calls = [
         client.request("DELETE", f"{url}/m{i}", headers=[], timeout=5, pipeline=True, **options)
         for i in range(n)
@@ -645,9 +643,8 @@ async def test_a_batch_answered_in_part_while_a_connection_is_made_waits_for_the
 async def test_a_batch_without_an_answer_fails_at_its_deadline_and_hangs_up() -> None:
     client = LeanHTTPClient()
     async with silent_server() as srv:
-        answers = await client.request_all(
-            [("DELETE", f"{srv.url}/m{i}", [], b"") for i in range(3)], timeout=0.5
-        )
+        items = [(f"m{i}", b"") for i in range(3)]
+        answers = await client.request_all("DELETE", f"{srv.url}/", [], items, timeout=0.5)
         assert [str(a) for a in answers] == ["no answer within 0.5 s"] * 3
         await asyncio.wait_for(srv.hung_up.wait(), 10)
     client.close()
@@ -658,7 +655,7 @@ async def test_a_cancelled_batch_closes_its_connections() -> None:
     client = LeanHTTPClient()
     async with silent_server() as srv:
         batch = asyncio.ensure_future(
-            client.request_all([("DELETE", f"{srv.url}/m0", [], b"")], timeout=30)
+            client.request_all("DELETE", f"{srv.url}/", [], [("m0", b"")], timeout=30)
         )
         await asyncio.wait_for(srv.arrived.wait(), 10)
         batch.cancel()
@@ -669,27 +666,44 @@ async def test_a_cancelled_batch_closes_its_connections() -> None:
 
 
 @pytest.mark.anyio
-async def test_a_batch_fails_each_request_alone_and_answers_the_rest() -> None:
-    refused = f"http://127.0.0.1:{free_port()}/m9"  # nobody listens there
+async def test_a_batch_sends_each_segment_and_body_as_request_would() -> None:
     async with lean_against(answering(echo)) as (client, srv):
-        answers = await client.request_all(
-            [
-                ("DELETE", f"{srv.url}/m0", [], b""),
-                ("DELETE", f"{srv.url}/m1", [("X-Bad", "a\r\nInjected: 1")], b""),
-                ("DELETE", refused, [], b""),
-                ("HEAD", f"{srv.url}/m3", [], b""),
-                ("DELETE", f"{srv.url}/m4", [], b"body"),
-            ],
-            timeout=5,
+        items = [("m0", b""), ("m 1", b"body"), ("m%202", b"")]
+        headers = [("X-A", "1")]
+        answers = await client.request_all("DELETE", f"{srv.url}/q/", headers, items, timeout=5)
+        assert [a.body for a in answers] == [b"/q/m0", b"/q/m%201", b"/q/m%202"]  # type: ignore[union-attr]
+        alone = []
+        for segment, body in items:
+            url = f"{srv.url}/q/{segment}"
+            alone.append(await client.request("DELETE", url, headers=headers, body=body, timeout=5))
+        assert [a.body for a in alone] == [a.body for a in answers]  # type: ignore[union-attr]
+        batched, single = srv.requests[:3], srv.requests[3:]
+        assert sorted(batched) == sorted(single)  # the same bytes, request by request
+
+
+@pytest.mark.anyio
+async def test_a_batch_that_cannot_be_sent_fails_every_request_unsent() -> None:
+    refused = f"http://127.0.0.1:{free_port()}/q/"  # nobody listens there
+    async with lean_against(answering(echo)) as (client, srv):
+        items = [("m0", b""), ("m1", b"")]
+        bad = await client.request_all(
+            "DELETE", f"{srv.url}/q/", [("X-Bad", "a\r\nInjected: 1")], items, timeout=5
         )
-        ok, bad, gone, head, last = answers
-        assert (ok.body, last.body, head.status) == (b"/m0", b"/m4", 200)  # type: ignore[union-attr]
-        assert isinstance(bad, HTTPFailure)
-        assert (bad.unsent, "line break" in str(bad)) == (True, True)
-        assert isinstance(gone, HTTPFailure)
-        assert gone.unsent
-        assert b"Injected" not in b"".join(srv.requests)
-        assert sorted(r.split(b" ", 2)[1] for r in srv.requests) == [b"/m0", b"/m3", b"/m4"]
+        gone = await client.request_all("DELETE", refused, [], items, timeout=5)
+        relative = await client.request_all("DELETE", "/q/", [], items, timeout=5)
+        for failure in (*bad, *gone, *relative):
+            assert isinstance(failure, HTTPFailure)
+            assert failure.unsent
+        assert all("line break" in str(f) for f in bad)
+        assert srv.requests == []  # nothing left: no "Injected" header reached the server
+
+
+@pytest.mark.anyio
+async def test_a_head_batch_goes_one_request_each() -> None:
+    async with lean_against(answering(echo)) as (client, srv):
+        answers = await client.request_all("HEAD", f"{srv.url}/q/", [], [("m0", b"")], timeout=5)
+        assert [a.status for a in answers] == [200]  # type: ignore[union-attr]
+        assert [r.split(b" ", 2)[:2] for r in srv.requests] == [[b"HEAD", b"/q/m0"]]
 
 
 @pytest.mark.anyio

@@ -37,12 +37,14 @@ from .messages import post as post
 from .messages import release as release
 from .messages import reserve as reserve
 from .messages import touch as touch
+from .push import ack_item as ack_item
 from .push import ack_request as ack_request
 from .push import acknowledge as acknowledge
 from .push import add_subscribers as add_subscribers
 from .push import push_statuses as push_statuses
 from .push import remove_subscribers as remove_subscribers
 from .push import replace_subscribers as replace_subscribers
+from .push import v3_ackable as v3_ackable
 from .queues import add_alerts as add_alerts
 from .queues import create_queue as create_queue
 from .queues import delete_queue as delete_queue

@@ -26,11 +26,12 @@ def queue_path(name: str, *rest: str) -> str:
     """``/queues/{name}/...`` with every segment percent-escaped (spaces, ``/``, ``?``, ``#``)."""
     if not isinstance(name, str) or not name:
         raise ValidationError("a queue name must be a non-empty string")
-    segments = [_segment(name), *map(_segment, rest)]
+    segments = [segment(name), *map(segment, rest)]
     return "/queues/" + "/".join(segments)
 
 
-def _segment(text: str) -> str:
+def segment(text: str) -> str:
+    """``text`` as one path segment, percent-escaped: ``segment("a b/c")`` is ``"a%20b%2Fc"``."""
     # Most names and ids need no escaping: skip quote() (several µs per call on an ack), and
     # for letters and digits alone (ids, "messages") the pattern too.
     if text.isalnum() and text.isascii():

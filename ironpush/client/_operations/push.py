@@ -8,7 +8,16 @@ from urllib.parse import urlsplit
 from ..._errors import NotFound, ReservationExpired, TransportError, ValidationError
 from ..._protocol import Delivery, Request
 from .._models import PushStatus, Subscriber
-from .base import Op, SubscriberInput, call, list_at, queue_path, required, subscribers_json
+from .base import (
+    Op,
+    SubscriberInput,
+    call,
+    list_at,
+    queue_path,
+    required,
+    segment,
+    subscribers_json,
+)
 from .queues import get_queue
 
 
@@ -91,11 +100,46 @@ def ack_request(name: str, delivery: Delivery) -> Request | None:
 
         ack_request("orders", Delivery("6295...", "r-1", subscriber_name="billing"))
     """
-    if delivery.flavour == "legacy" or not delivery.reservation_id or not delivery.subscriber_name:
+    if not v3_ackable(delivery):
         return None
     # messages.delete's request, built here: an outbox sends one per deferred push.
+    leaf, body = ack_item(delivery)
+    return Request("DELETE", messages_dir(name) + leaf, json=body)
+
+
+def v3_ackable(delivery: Delivery) -> bool:
+    """Whether :func:`ack_request` makes a request for ``delivery`` (a v3 push with its
+    reservation id and subscriber name)."""
+    return bool(
+        delivery.flavour != "legacy" and delivery.reservation_id and delivery.subscriber_name
+    )
+
+
+def ack_item(delivery: Delivery) -> tuple[str, dict[str, str | None]]:
+    """What tells apart the :func:`ack_request` of ``delivery`` from another's on its queue:
+    the path's last segment (its message id, escaped) and the JSON body; the rest of the
+    path is :func:`messages_dir`'s::
+
+        ack_item(Delivery("m 1", "r-1", subscriber_name="billing"))
+        # ("m%201", {"reservation_id": "r-1", "subscriber_name": "billing"})
+    """
     body = {"reservation_id": delivery.reservation_id, "subscriber_name": delivery.subscriber_name}
-    return Request("DELETE", queue_path(name, "messages", delivery.message_id), json=body)
+    return segment(delivery.message_id), body
+
+
+def messages_dir(name: str) -> str:
+    """``/queues/{name}/messages/``, escaped as :func:`queue_path` escapes it (once per queue:
+    an outbox acks on a few queues, a call per deferred push)."""
+    path = _MESSAGES.get(name)
+    if path is None:
+        if len(_MESSAGES) >= 1024:  # bounded whatever the queues
+            _MESSAGES.clear()
+        path = _MESSAGES[name] = queue_path(name, "messages") + "/"
+    return path
+
+
+#: :func:`messages_dir` by queue name.
+_MESSAGES: dict[str, str] = {}
 
 
 def _origin(url: str) -> str:
