@@ -71,12 +71,12 @@ class Deferrals:
             # (Checked here first: the call is a coroutine, most pushes need not wait.)
             await outbox.wait_below(self._soft_backlog, timeout=_BACKLOG_WAIT)
         runner = runtime.runner
-        if not runner.has_room() and not await runner.wait_for_room(_SLOT_WAIT):
-            await settle(push, "busy", runtime, send, defer)
-            return False
         situation = situation_of(defer)
         answer = ANSWERS[situation]
         if answer.store is not None:  # a hand-off; a job keeps the claim the push made
+            if not runner.has_room() and not await runner.wait_for_room(_SLOT_WAIT):
+                await settle(push, "busy", runtime, send, defer)
+                return False
             try:
                 await self.settler.store_step(push, answer)
             except Exception as exc:
@@ -84,8 +84,9 @@ class Deferrals:
                 await self.responder.store_failed(send, route, delivery, push.started, exc)
                 return False
         # The slot is taken after any store call (a hand-off's): a slot bounds jobs, not the
-        # round trips of a shared store (the room was checked above; it may be gone since,
-        # taken by pushes whose store calls ended first: then wait a moment for one as above).
+        # round trips of a shared store (the room was checked before it; it may be gone since,
+        # taken by pushes whose store calls ended first: then wait a moment for one). A job
+        # makes no store call first: its slot is taken at once, or after such a wait.
         if not runner.try_reserve() and not (
             await runner.wait_for_room(_SLOT_WAIT) and runner.try_reserve()
         ):
@@ -110,6 +111,7 @@ class Deferrals:
         if job is None:  # pragma: no cover - defer starts jobs only
             return
         began = perf_counter()
+        task = asyncio.current_task()  # (looked up once: the slot is given back by task)
         try:
             try:
                 if is_async(job):
@@ -137,11 +139,11 @@ class Deferrals:
                 return
             self._job_timed(push, "done", began)
             # Its work is done: the slot is free for the next push while the store records it.
-            runtime.runner.release()
+            runtime.runner.release(task)
             await self._job_done(push, runtime)
         finally:
             runtime.active.discard(push.claim_id)
-            runtime.runner.release()
+            runtime.runner.release(task)
 
     def _job_timed(self, push: Push, outcome: str, began: float) -> None:
         if (timings := self.timings) is not None:

@@ -118,11 +118,13 @@ class JobRunner:
         self._running.add(task)
         task.add_done_callback(self._done)
 
-    def release(self) -> None:
+    def release(self, task: asyncio.Task[Any] | None = None) -> None:
         """The running job's work is done: its slot is free now (not one event-loop turn
         later, when the task's done callback runs, nor after the store calls that record it,
-        while new pushes may already be asking for one). Calling it again does nothing."""
-        task = asyncio.current_task()
+        while new pushes may already be asking for one). Calling it again does nothing.
+        ``task``: the job's (the current task's when not given)."""
+        if task is None:
+            task = asyncio.current_task()
         if task in self._running:
             self._running.discard(task)
             self.reserved -= 1

@@ -411,18 +411,24 @@ class AckOutbox:
         """The latency of the acks among ``items`` sent in one call (``took`` s), and how long
         each item that reached its end waited in the outbox."""
         now = time.time()
-        ack, waited, subscriber_of = (
-            timings.ack.observe,
-            timings.outbox_wait.observe,
-            timings.subscriber,
-        )
+        waited, subscriber_of = timings.outbox_wait.observe, timings.subscriber
+        # Each ack's latency is the call's: counted per label set, observed once each (a
+        # chunk's acks are mostly of one queue and subscriber, and all acked).
+        acks: dict[tuple[str, str, str], int] = {}
+        subscribers: dict[tuple[str, str | None], str] = {}
         for item, result in zip(items, results, strict=True):
             queue, delivery = item.queue, item.delivery
-            subscriber = subscriber_of(queue, delivery.subscriber_name if delivery else None)
+            pair = (queue, delivery.subscriber_name if delivery else None)
+            subscriber = subscribers.get(pair)
+            if subscriber is None:
+                subscriber = subscribers[pair] = subscriber_of(*pair)
             if item.kind == "ack":
-                ack((queue, subscriber, result or "retry"), took)
+                ack: tuple[str, str, str] = (queue, subscriber, result or "retry")
+                acks[ack] = acks.get(ack, 0) + 1
             if result is not None:  # its last send: how long it waited in the outbox
                 waited((queue, subscriber, item.kind), max(0.0, now - item.created_at))
+        for labels, times in acks.items():
+            timings.ack.observe_many(labels, took, times)
 
     async def _call(self, item: OutboxItem) -> SendResult | None:
         try:

@@ -95,6 +95,16 @@ class Histogram:
         if _API is not None and _API._METER_PROVIDER is not None:  # an SDK is set
             _otel_metrics.record(series.spec, seconds, series.attributes)
 
+    def observe_many(self, values: tuple[str, ...], seconds: float, times: int) -> None:
+        """``observe(values, seconds)`` ``times`` times (the acks of one call took as long)."""
+        series = self.series.get(values) or self.labels(*values)
+        bounds = series.bounds
+        series.counts[0 if seconds <= bounds[0] else bisect_left(bounds, seconds)] += times
+        series.sum += seconds * times
+        if _API is not None and _API._METER_PROVIDER is not None:  # an SDK is set
+            for _ in range(times):
+                _otel_metrics.record(series.spec, seconds, series.attributes)
+
     def snapshot(self) -> Iterator[tuple[tuple[str, ...], list[int], float]]:
         """Each series' label values, cumulative bucket counts (+Inf last) and sum."""
         with self._lock:

@@ -118,6 +118,27 @@ async def test_outbox_acks_in_chunks_with_concurrency_acks_in_flight() -> None:
     assert await store.depth() == 0
 
 
+async def test_every_ack_of_a_chunk_is_timed_and_counted_by_its_result() -> None:
+    store, counters = MemoryStore(), Counters()
+    client = FakeClient({"m2": [NotFound(404, "gone")], "m3": [TransportError("reset")]})
+    box = AckOutbox(store, _client(client), counters, replace(FAST, concurrency=32))
+    for i in range(8):
+        await box.queue_ack("q", delivery(i))
+    await box.drain_due()  # one chunk of eight: six acked, one late, one to retry
+    assert counters.timings is not None
+    # (snapshot: cumulative bucket counts, the last one, +Inf, is the count)
+    assert {values: counts[-1] for values, counts, _ in counters.timings.ack.snapshot()} == {
+        ("q", "", "acked"): 6,
+        ("q", "", "late"): 1,
+        ("q", "", "retry"): 1,
+    }
+    acked = counters.timings.ack.series[("q", "", "acked")]
+    late = counters.timings.ack.series[("q", "", "late")]
+    assert acked.sum == pytest.approx(6 * late.sum)  # each took the call's time
+    waits = {values: counts[-1] for values, counts, _ in counters.timings.outbox_wait.snapshot()}
+    assert waits == {("q", "", "ack"): 7}  # the one to retry has not ended yet
+
+
 async def test_outbox_retries_transient_failures_until_confirmed() -> None:
     store, counters = MemoryStore(), Counters()
     flaky = [TransportError("reset"), APIError(503, "busy"), APIError(401, "token")]
