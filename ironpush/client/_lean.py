@@ -101,8 +101,6 @@ class LeanHTTPClient:
         # on their requests go one per connection.
         self._serial: set[tuple[str, str, int]] = set()
         self._origins: dict[str, _Origin] = {}
-        # URLs up to their last "/" whose path needs no quoting: their origin and that path.
-        self._dirs: dict[str, tuple[_Origin, bytes]] = {}
         self._lines: dict[tuple[str, str], bytes] = {}
         self._blocks: dict[tuple[tuple[str, str], ...], bytes] = {}
         self._max_idle = max_idle_per_origin
@@ -438,13 +436,6 @@ class LeanHTTPClient:
 
     def _target(self, url: str) -> tuple[_Origin, bytes]:
         """The origin of ``url`` (parsed once per origin) and its request target (quoted)."""
-        cut = url.rfind("/") + 1
-        leaf = url[cut:]
-        if leaf.isalnum() and leaf.isascii():
-            # An id after a path seen before (an ack's message id): nothing to check again.
-            known = self._dirs.get(url[:cut])
-            if known is not None:
-                return known[0], known[1] + leaf.encode()
         scheme_end = url.find("://")
         slash = url.find("/", scheme_end + 3) if scheme_end > 0 else -1
         if slash > 0:
@@ -453,10 +444,6 @@ class LeanHTTPClient:
                 origin = self._origins.get(url[:slash])
                 if origin is None:
                     origin = self._origin(url[:slash])
-                if leaf.isalnum() and leaf.isascii() and cut > slash:
-                    if len(self._dirs) >= _CACHE_LIMIT:
-                        self._dirs.clear()
-                    self._dirs[url[:cut]] = (origin, url[slash:cut].encode())
                 return origin, tail.encode()
         return _parse(url)
 

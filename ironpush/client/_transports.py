@@ -39,6 +39,11 @@ from ._lean import HTTPResponse, LeanHTTPClient, or_failure
 DEFAULT_PIPELINE = 8
 
 
+def _default_timeout() -> httpx.Timeout:
+    """A call's timeouts when none are given."""
+    return httpx.Timeout(30.0)
+
+
 @slot_init
 @dataclass(frozen=True, slots=True)
 class WireRequest:
@@ -52,7 +57,7 @@ class WireRequest:
     url: str
     headers: Mapping[str, str]
     body: bytes = b""
-    timeout: httpx.Timeout = field(default_factory=lambda: httpx.Timeout(30.0))
+    timeout: httpx.Timeout = field(default_factory=_default_timeout)
     resend_stale: bool = True
 
     def json(self) -> Any:
@@ -77,7 +82,7 @@ class WireBatch:
     url_dir: str
     headers: Mapping[str, str]
     items: Sequence[tuple[str, bytes]]
-    timeout: httpx.Timeout = field(default_factory=lambda: httpx.Timeout(30.0))
+    timeout: httpx.Timeout = field(default_factory=_default_timeout)
 
     def requests(self) -> list[WireRequest]:
         """Each call of the batch, in order."""

@@ -415,13 +415,9 @@ class AckOutbox:
         # Each ack's latency is the call's: counted per label set, observed once each (a
         # chunk's acks are mostly of one queue and subscriber, and all acked).
         acks: dict[tuple[str, str, str], int] = {}
-        subscribers: dict[tuple[str, str | None], str] = {}
         for item, result in zip(items, results, strict=True):
             queue, delivery = item.queue, item.delivery
-            pair = (queue, delivery.subscriber_name if delivery else None)
-            subscriber = subscribers.get(pair)
-            if subscriber is None:
-                subscriber = subscribers[pair] = subscriber_of(*pair)
+            subscriber = subscriber_of(queue, delivery.subscriber_name if delivery else None)
             if item.kind == "ack":
                 ack: tuple[str, str, str] = (queue, subscriber, result or "retry")
                 acks[ack] = acks.get(ack, 0) + 1
