@@ -31,6 +31,7 @@ import json
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any, TextIO
 from urllib.parse import parse_qsl, urlencode
 
@@ -305,6 +306,35 @@ class FallbackHandler(StderrHandler):
             return False
         finally:
             lock.release()
+        return True
+
+    def write_lines(self, lines: Sequence[str]) -> bool:
+        """:meth:`write_line` for several lines made now, in one write (one system call for
+        an outbox chunk's acks, not one each): each of ``lines`` is ``head(level, name) +
+        message``; the time is read once for all::
+
+            handler.write_lines([f"{handler.head(logging.INFO, name)}ack m1 ...", ...])
+        """
+        created = time.time()
+        text = self.text
+        since = created - text._start
+        if not 0.0 <= since < 1.0:
+            text.stamp(created)
+            since = created - text._start
+        stamp, end = f"{text._asctime}{_MILLIS[(since * 1000.0).__trunc__()]}", self.terminator
+        stream: Any = sys.stderr
+        if stream is None:
+            return True
+        lock = self.lock
+        assert lock is not None
+        # (write_after_time's lines, one call: the delivery line's path keeps its own copy,
+        # a call fewer per push.)
+        with lock:
+            try:
+                stream.write("".join([f"{stamp}{line}{end}" for line in lines]))
+                self._flush(stream)
+            except Exception:
+                return False
         return True
 
     def _flush(self, stream: Any) -> None:

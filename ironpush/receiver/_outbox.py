@@ -391,15 +391,16 @@ class AckOutbox:
         except Exception as exc:  # missing configuration, ...: each item fails alike
             errors = [exc] * len(items)
         results: list[SendResult | None] = []
-        acked = 0
+        acked: list[OutboxItem] = []
         for item, error in zip(items, errors, strict=True):
             if error is None:
-                acked += 1
-                results.append(self._finished(item, "acked"))
+                acked.append(item)
+                results.append("acked")
             else:
                 results.append(await self._failed(item, error))
         if acked:
-            self.counters.add("acked", acked)
+            self.counters.add("acked", len(acked))
+            self._ended(acked, "acked")
         if self.timings is not None:
             self._timed(self.timings, items, results, time.perf_counter() - began)
         return results
@@ -459,29 +460,38 @@ class AckOutbox:
         return await self._reschedule(item, type(exc).__name__)
 
     def _finished(self, item: OutboxItem, result: SendResult, why: str = "") -> SendResult:
+        """``item`` reached its end: its line (:meth:`_ended`); ``result``."""
+        self._ended([item], result, why)
+        return result
+
+    @staticmethod
+    def _ended(items: list[OutboxItem], result: SendResult, why: str = "") -> None:
         """One log line per item that reached its end (no secrets: ids and names only)."""
         level = logging.INFO if result == "acked" else logging.WARNING
         if result == "failed":
             level = logging.ERROR
         if not logger.isEnabledFor(level):
-            return result
-        delivery = item.delivery
-        message_id = delivery.message_id if delivery is not None else "-"
-        reservation = (delivery.reservation_id if delivery is not None else None) or "-"
-        # One line per ack of a deferred push: written directly when only ironpush's fallback
-        # handler would show it (plain uvicorn), like the delivery line, from the parts of
-        # _LINE made once per queue and result; else a record.
+            return
+        # One line per ack of a deferred push: when only ironpush's fallback handler would
+        # show them (plain uvicorn), a chunk's lines are written at once (one system call),
+        # each from the parts of _LINE made once per queue and result, like the delivery
+        # line; else a record each.
+        why = f" ({why})" if why else ""
         handler = sole_fallback(logger, level)
         if handler is not None:
-            made = _parts.get((item.kind, item.queue, result, level))
-            if made is None or made[0] is not LEVEL_NAMES.get(level):
-                made = _line_parts(item, result, level, handler)
-            rest = f"{reservation}{made[3]} ({why})" if why else f"{reservation}{made[3]}"
-            if handler.write_after_time(made[1], message_id, made[2], rest):
-                return result
-        args = (item.kind, message_id, item.queue, reservation, result, f" ({why})" if why else "")
-        logger.log(level, _LINE, *args, extra=_fields(item, result=result))
-        return result
+            lines = []
+            for item in items:
+                made = _parts.get((item.kind, item.queue, result, level))
+                if made is None or made[0] is not LEVEL_NAMES.get(level):
+                    made = _line_parts(item, result, level, handler)
+                message_id, reservation = _ids(item)
+                lines.append(f"{made[1]}{message_id}{made[2]}{reservation}{made[3]}{why}")
+            if handler.write_lines(lines):
+                return
+        for item in items:
+            message_id, reservation = _ids(item)
+            args = (item.kind, message_id, item.queue, reservation, result, why)
+            logger.log(level, _LINE, *args, extra=_fields(item, result=result))
 
     def _give_up(self, item: OutboxItem, why: str) -> SendResult:
         self.counters.add("ack_failures")
@@ -544,6 +554,14 @@ def _line_parts(
     if len(_parts) < 4096:  # bounded whatever the queues (an app acks on a few)
         _parts[(item.kind, item.queue, result, level)] = made
     return made
+
+
+def _ids(item: OutboxItem) -> tuple[str, str]:
+    """The message id and reservation id an item's line shows ("-" for none)."""
+    delivery = item.delivery
+    if delivery is None:
+        return "-", "-"
+    return delivery.message_id, delivery.reservation_id or "-"
 
 
 def _batched(item: OutboxItem) -> bool:

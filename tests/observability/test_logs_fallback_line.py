@@ -9,6 +9,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from log_kit import run_script
@@ -219,3 +220,76 @@ def test_the_duration_table_and_the_format_agree() -> None:
         for ms in (tenths / 10, tenths / 10 + 0.0499, tenths / 10 - 0.0499):
             if ms >= 0:
                 assert duration_text(ms) == f"{round(ms * 10) / 10:.1f}", ms
+
+
+class CountingStream(io.StringIO):
+    """A stream that counts its ``write`` calls (each one system call on a real stderr)."""
+
+    writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def test_lines_written_at_once_are_the_lines_written_one_by_one(
+    fallback: FallbackHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stream = CountingStream()
+    monkeypatch.setattr(sys, "stderr", stream)
+    head = fallback.head(logging.INFO, "ironpush.receiver.outbox")
+    assert fallback.write_lines([f"{head}ack m1 x", f"{head}ack m2 y"])
+    assert stream.writes == 1
+    for message in ("ack m1 x", "ack m2 y"):
+        assert fallback.write_line(logging.INFO, "ironpush.receiver.outbox", message)
+    assert stream.writes == 3
+    lines = stream.getvalue().splitlines()
+    assert [line[12:] for line in lines[:2]] == [line[12:] for line in lines[2:]]  # but the time
+    assert lines[0][12:] == " INFO    ironpush.receiver.outbox: ack m1 x"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "records"])
+async def test_a_chunks_acks_are_logged_in_one_write_each_its_own_line(
+    fallback: FallbackHandler, monkeypatch: pytest.MonkeyPatch, direct: bool
+) -> None:
+    """Eight acks of one chunk, one of them late: seven "acked" lines in one write (when the
+    fallback alone shows them; a record each otherwise), the late one's WARNING apart."""
+    from dataclasses import replace
+
+    from ironpush._errors import NotFound
+    from ironpush._protocol import Delivery
+    from ironpush.receiver._metrics import Counters
+    from ironpush.receiver._outbox import AckOutbox, OutboxSettings
+    from ironpush.receiver.stores import MemoryStore
+
+    class Client:
+        async def acknowledge_all(self, acks: list[tuple[str, Delivery]]) -> list[Exception | None]:
+            return [NotFound(404, "gone") if d.message_id == "m2" else None for _, d in acks]
+
+    async def client() -> Any:
+        return Client()
+
+    monkeypatch.setattr(logging.root, "handlers", [])
+    stream = CountingStream()
+    monkeypatch.setattr(sys, "stderr", stream)
+    if not direct:
+        fallback.addFilter(lambda record: True)  # anything of the app's: records
+    settings = replace(OutboxSettings(), concurrency=32)
+    box = AckOutbox(MemoryStore(), client, Counters(), settings)
+    for i in range(8):
+        await box.queue_ack("q", Delivery(f"m{i}", reservation_id=f"r{i}", subscriber_name="s"))
+    await box.drain_due()
+    lines = stream.getvalue().splitlines()
+    acked = [m.group(1) for line in lines if (m := CHUNK_LINE.match(line))]
+    assert acked == [f"m{i}" for i in range(8) if i != 2], stream.getvalue()
+    [late] = [line for line in lines if "result=late" in line]
+    assert " WARNING ironpush.receiver.outbox: ack m2 " in late
+    assert late.endswith("reservation=r2 result=late (the reservation expired (404))")
+    assert stream.writes == (2 if direct else 8)
+
+
+CHUNK_LINE = re.compile(
+    r"^\d\d:\d\d:\d\d\.\d{3} INFO    ironpush\.receiver\.outbox: ack (m\d) queue=q "
+    r"reservation=r\d result=acked$"
+)
