@@ -28,8 +28,9 @@ the client: the job and the outbox alone), ``redis_quick`` / ``redis_defer``
 not this process's).
 ``--pipeline-depth N`` gives the router's client another pipeline depth (1: one ack per
 connection); ``--option NAME=JSON`` passes a ``PushRouter`` option to every variant
-(``metrics=false``). The ``ironpush`` logger is at WARNING (``IRONPUSH_BENCH_LOG=info`` keeps
-the lines). Run from the repository root::
+(``metrics=false``; a group as a JSON object: ``outbox={"concurrency": 32}``). The
+``ironpush`` logger is at WARNING (``IRONPUSH_BENCH_LOG=info`` keeps the lines). Run from the
+repository root::
 
     python -m benchmarks.bench_deferred [--rounds 12] [--pushes 2000] [--concurrency 32]
         [--variants quick defer defer_nowire] [--no-callgrind] [--pipeline-depth 1]
@@ -79,10 +80,26 @@ def build(variant: str, redis_url: str) -> Any:
         from ironpush.receiver.stores import RedisStore
 
         store = RedisStore(redis_url, prefix=f"bench-deferred-{os.getpid()}")
-    options = json.loads(os.environ.get("BENCH_DEFERRED_OPTIONS", "{}"))
+    options = _groups(json.loads(os.environ.get("BENCH_DEFERRED_OPTIONS", "{}")))
     if variant in DEFERS:
         return receiver_apps._router(Defer(receiver_apps._noop_job), store=store, **options)
     return receiver_apps._router(store=store, **options)
+
+
+def _groups(options: dict[str, Any]) -> dict[str, Any]:
+    """``--option`` values for the router's option groups (a JSON object) as their groups:
+    ``outbox={"concurrency": 32}`` is ``outbox=OutboxSettings(concurrency=32)``."""
+    import ironpush
+
+    groups = {
+        "leases": ironpush.Leases,
+        "limits": ironpush.Limits,
+        "outbox": ironpush.OutboxSettings,
+    }
+    return {
+        name: groups[name](**value) if name in groups and isinstance(value, dict) else value
+        for name, value in options.items()
+    }
 
 
 class Socket:
@@ -499,7 +516,8 @@ def main() -> None:
         action="append",
         default=[],
         metavar="NAME=JSON",
-        help="a PushRouter option for every variant (e.g. metrics=false, max_deferred=256)",
+        help="a PushRouter option for every variant (e.g. metrics=false, max_deferred=256, "
+        "outbox='{\"concurrency\": 32}')",
     )
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--callgrind", choices=VARIANTS, help=argparse.SUPPRESS)

@@ -128,8 +128,10 @@ def apply_shortcuts(settings: T, given: Mapping[str, Any], declared: type, *, ow
     """``settings`` (a dataclass of groups) with each flat keyword of ``given`` set on its group.
 
     ``declared`` is the TypedDict of :class:`Shortcut`-annotated keywords. An undeclared keyword
-    is a ``TypeError`` worded as Python's own, naming the groups to use instead.
+    is a ``TypeError`` worded as Python's own, naming the groups to use instead; so is a group
+    given as anything but its value object (a dict, a number).
     """
+    _check_groups(settings, owner)
     targets = {
         name: meta
         for name, hint in get_type_hints(declared, include_extras=True).items()
@@ -147,6 +149,23 @@ def apply_shortcuts(settings: T, given: Mapping[str, Any], declared: type, *, ow
         current = groups.get(target.group, getattr(settings, target.group))
         groups[target.group] = dataclasses.replace(current, **{target.field: value})
     return dataclasses.replace(settings, **groups) if groups else settings  # type: ignore[type-var]
+
+
+def _check_groups(settings: Any, owner: str) -> None:
+    """A ``TypeError`` naming the fix when a group of ``settings`` is not its value object
+    (``outbox={"concurrency": 8}``: it would fail later, at the first push)."""
+    hints = get_type_hints(type(settings))
+    for f in dataclasses.fields(settings):
+        expected, value = hints.get(f.name), getattr(settings, f.name)
+        if not isinstance(expected, type) or not dataclasses.is_dataclass(expected):
+            continue  # not a group
+        if not isinstance(value, expected):
+            name = expected.__name__
+            example = ", ".join(f"{n}={d!r}" for n, d, _ in settings_of(expected)[:1])
+            raise TypeError(
+                f"{owner}({f.name}=...) expects {name}(...), such as "
+                f"{f.name}={name}({example}); got {type(value).__name__}"
+            )
 
 
 def _groups_of(settings: Any) -> str:

@@ -91,6 +91,7 @@ def test_each_group_shows_its_defaults_and_the_router_reads_them() -> None:
     assert repr(Shutdown()) == "Shutdown(grace=10.0, flush_timeout=5.0)"
     assert repr(Health()) == "Health(timeout=None, slow=0.1, unhealthy_refusals=0.9)"
     assert repr(AckTokens()) == "AckTokens(max_age=86400.0, wait=5.0)"
+    assert repr(OutboxSettings()).startswith("OutboxSettings(concurrency=128, batch=256, ")
     settings = PushRouter(secret_keys=KEYS).settings
     assert (settings.leases, settings.limits, settings.shutdown) == (Leases(), Limits(), Shutdown())
     assert (settings.health, settings.ack_tokens) == (Health(), AckTokens())
@@ -133,3 +134,35 @@ def test_out_of_range_options_are_refused_naming_the_field(build: Any, message: 
 def test_an_unknown_option_is_a_type_error_that_names_the_groups() -> None:
     with pytest.raises(TypeError, match=r"'health_timeout'.*health=Health\(\.\.\.\)"):
         PushRouter(secret_keys=KEYS, health_timeout=1)  # type: ignore[call-arg]
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"outbox": {"concurrency": 8}}, "outbox=OutboxSettings(concurrency=128); got dict"),
+        ({"limits": {"max_deferred": 5}}, "limits=Limits(body_limit=262144); got dict"),
+        ({"leases": 20}, "PushRouter(leases=...) expects Leases(...)"),
+    ],
+)
+def test_a_group_given_as_anything_else_is_a_type_error_that_names_the_fix(
+    options: dict[str, Any], message: str
+) -> None:
+    """Refused when the router is built, not at its first push (an outbox given as a dict
+    failed in the lifespan)."""
+    with pytest.raises(TypeError, match=re.escape(message)):
+        PushRouter(secret_keys=KEYS, **options)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("concurrency", 0, "OutboxSettings.concurrency must be >= 1, got 0"),  # acked nothing
+        ("batch", 0, "OutboxSettings.batch must be >= 1, got 0"),  # took nothing, ever
+        ("lease", 0, "OutboxSettings.lease must be > 0, got 0"),
+        ("backoff", -1, "OutboxSettings.backoff must be >= 0, got -1"),
+        ("poll_interval", 0, "OutboxSettings.poll_interval must be > 0, got 0"),
+    ],
+)
+def test_out_of_range_outbox_settings_are_refused(field: str, value: float, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        OutboxSettings(**{field: value})
