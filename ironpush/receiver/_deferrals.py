@@ -103,7 +103,9 @@ class Deferrals:
                 # The job's task keeps only the Push and the Defer: not the message (body,
                 # parsed JSON, headers) unless the job was given it.
                 running = self._run_job(push, defer, runtime)
-                runtime.runner.start(observe_job(running, push, defer.job))
+                observed = observe_job(running, push, defer.job)
+                # Unobserved, the task runs _run_job itself, whose finally ends it.
+                runtime.runner.start(observed, ends_itself=observed is running)
         return defer.job is not None
 
     async def _run_job(self, push: Push, defer: Defer, runtime: Runtime) -> None:
@@ -112,6 +114,7 @@ class Deferrals:
             return
         began = perf_counter()
         task = asyncio.current_task()  # (looked up once: the slot is given back by task)
+        assert task is not None  # a job runs in its own task
         try:
             try:
                 if is_async(job):
@@ -143,7 +146,7 @@ class Deferrals:
             await self._job_done(push, runtime)
         finally:
             runtime.active.discard(push.claim_id)
-            runtime.runner.release(task)
+            runtime.runner.ended(task)  # (a slot not given back above is given back here)
 
     def _job_timed(self, push: Push, outcome: str, began: float) -> None:
         if (timings := self.timings) is not None:

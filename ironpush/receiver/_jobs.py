@@ -110,13 +110,16 @@ class JobRunner:
         self.reserved -= 1
         self._freed()
 
-    def start(self, job: Coroutine[Any, Any, None]) -> None:
+    def start(self, job: Coroutine[Any, Any, None], *, ends_itself: bool = False) -> None:
         """Run ``job`` in a task on a reserved slot (given back by :meth:`release`, or when
-        the task ends)."""
+        the task ends). ``ends_itself``: the job calls :meth:`ended` with its task as its last
+        step (in a ``finally``), so the task needs no done callback (one event-loop callback
+        less per job: the router's deferred jobs)."""
         task = asyncio.get_running_loop().create_task(job)
         self._tasks.add(task)
         self._running.add(task)
-        task.add_done_callback(self._done)
+        if not ends_itself:
+            task.add_done_callback(self.ended)
 
     def release(self, task: asyncio.Task[Any] | None = None) -> None:
         """The running job's work is done: its slot is free now (not one event-loop turn
@@ -130,7 +133,9 @@ class JobRunner:
             self.reserved -= 1
             self._freed()
 
-    def _done(self, task: asyncio.Task[None]) -> None:
+    def ended(self, task: asyncio.Task[Any]) -> None:
+        """``task``'s job ended: it no longer counts, and its slot is given back if
+        :meth:`release` did not (it raised, or was cancelled). Calling it again does nothing."""
         self._tasks.discard(task)
         if task in self._running:  # ended without release(): cancelled before it ran, or raised
             self._running.discard(task)
@@ -168,10 +173,18 @@ class JobRunner:
         with anyio.move_on_after(grace):
             while self._tasks:
                 await asyncio.wait(set(self._tasks))
+                self._forget_ended()
         left = list(self._tasks)
         for task in left:
             task.cancel()
         if left:
             # Let cancelled jobs run their cleanup (releasing their claims) before we go on.
             await asyncio.wait(left, timeout=5.0)
+            self._forget_ended()
         return len(left)
+
+    def _forget_ended(self) -> None:
+        # A job that ends itself but was cancelled before its first step never ran its
+        # ``finally``: its task ended all the same.
+        for task in [task for task in self._tasks if task.done()]:
+            self.ended(task)
