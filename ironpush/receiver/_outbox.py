@@ -57,8 +57,9 @@ class OutboxSettings(Checked):
     Acks go out in chunks of a quarter of ``concurrency``, one
     :meth:`~ironpush.AsyncIronMQ.acknowledge_all` call each, four chunks at a time; posts (and
     acks in a tracing span) one call each by ``concurrency`` senders. So ``concurrency``
-    bounds the ack rate at ``concurrency / round trip`` (128 over a 20 ms round trip to
-    IronMQ: 6,400 acks/s per process; the lean client pipelines them, 8 per connection).
+    bounds the ack rate at ``concurrency / round trip`` (a bound, not a measurement: 128 over
+    a 20 ms round trip to IronMQ is at most 6,400 acks/s per process; the lean client
+    pipelines them, 8 per connection).
     Items are taken with a ``lease`` (s) so that one sender of one process sends each; a
     failed call is retried after ``backoff`` doubling up to ``max_backoff`` (s), and given up
     after ``give_up_after`` (s). An idle outbox looks for items of other processes every

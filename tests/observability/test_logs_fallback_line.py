@@ -255,8 +255,6 @@ async def test_a_chunks_acks_are_logged_in_one_write_each_its_own_line(
 ) -> None:
     """Eight acks of one chunk, one of them late: seven "acked" lines in one write (when the
     fallback alone shows them; a record each otherwise), the late one's WARNING apart."""
-    from dataclasses import replace
-
     from ironpush._errors import NotFound
     from ironpush._protocol import Delivery
     from ironpush.receiver._metrics import Counters
@@ -275,8 +273,7 @@ async def test_a_chunks_acks_are_logged_in_one_write_each_its_own_line(
     monkeypatch.setattr(sys, "stderr", stream)
     if not direct:
         fallback.addFilter(lambda record: True)  # anything of the app's: records
-    settings = replace(OutboxSettings(), concurrency=32)
-    box = AckOutbox(MemoryStore(), client, Counters(), settings)
+    box = AckOutbox(MemoryStore(), client, Counters(), OutboxSettings(concurrency=32))
     for i in range(8):
         await box.queue_ack("q", Delivery(f"m{i}", reservation_id=f"r{i}", subscriber_name="s"))
     await box.drain_due()
