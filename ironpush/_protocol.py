@@ -25,6 +25,7 @@ from ._errors import (
     ValidationError,
 )
 from ._frozen import slot_init
+from ._json import loads as loads_json
 from ._redact import redact_url
 
 DEFAULT_HOST = "mq-aws-us-east-1-1.iron.io"
@@ -314,25 +315,15 @@ def delivery_to_dict(delivery: Delivery) -> dict[str, str]:
 
 def delivery_from_dict(data: Mapping[str, Any]) -> Delivery:
     """The inverse of :func:`delivery_to_dict`; raises ``ValueError`` on a malformed mapping."""
-    message_id = data.get("m")
-    flavour = data.get("f", "v3")
+    get = data.get
+    message_id, flavour = get("m"), get("f", "v3")
     if not isinstance(message_id, str) or not message_id or flavour not in ("v3", "legacy"):
         raise ValueError("not a delivery")
-
-    def opt(short: str) -> str | None:
-        value = data.get(short)
+    optional = (get("r"), get("s"), get("u"), get("i"))
+    for value in optional:  # (a loop, not a generator: a store decodes one per outbox item)
         if value is not None and not isinstance(value, str):
             raise ValueError("not a delivery")
-        return value
-
-    return Delivery(
-        message_id=message_id,
-        reservation_id=opt("r"),
-        subscriber_name=opt("s"),
-        subscriber_message_url=opt("u"),
-        subscriber_message_id=opt("i"),
-        flavour="legacy" if flavour == "legacy" else "v3",
-    )
+    return Delivery(message_id, *optional, flavour="legacy" if flavour == "legacy" else "v3")
 
 
 _quote_json = json.encoder.encode_basestring_ascii  # the C escaper: 4-5x json.dumps for a str
@@ -360,7 +351,7 @@ def delivery_to_json(delivery: Delivery) -> str:
 
 def delivery_from_json(text: str | bytes) -> Delivery:
     """The inverse of :func:`delivery_to_json`; raises ``ValueError`` on anything else."""
-    data = json.loads(text)
+    data = loads_json(text)  # orjson when installed: a store decodes one per outbox item
     if not isinstance(data, dict):
         raise ValueError("not a delivery")
     return delivery_from_dict(data)

@@ -77,6 +77,17 @@ class _Opening:
     waiters: int = 1
 
 
+class _Pipes(list[Connection]):
+    """The pipelined connections to one origin, and where :meth:`LeanHTTPClient._pipe` found
+    room last."""
+
+    __slots__ = ("cursor",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cursor = 0
+
+
 class LeanHTTPClient:
     """Send requests over pooled keep-alive connections (one event loop per client).
 
@@ -95,7 +106,7 @@ class LeanHTTPClient:
         if pipeline_depth < 1:
             raise ValueError("pipeline_depth must be >= 1")
         self._idle: dict[tuple[str, str, int], list[Connection]] = {}
-        self._pipes: dict[tuple[str, str, int], list[Connection]] = {}
+        self._pipes: dict[tuple[str, str, int], _Pipes] = {}
         self._opening: dict[tuple[str, str, int], _Opening] = {}
         # Origins that ended a pipeline midway (answered some, closed on the rest): from then
         # on their requests go one per connection.
@@ -364,16 +375,22 @@ class LeanHTTPClient:
             raise HTTPFailure(f"no answer within {timeout:g} s") from None
 
     def _pipe(self, key: tuple[str, str, int]) -> Connection | None:
-        """A pipelined connection to ``key`` with room for one more request."""
+        """A pipelined connection to ``key`` with room for one more request, looked for from
+        the one found last (those before it are usually full: a batch fills them in turn)."""
         pipes = self._pipes.get(key)
         if not pipes:
             return None
-        for conn in pipes:
+        count, depth = len(pipes), self._depth
+        i = pipes.cursor if pipes.cursor < count else 0
+        for _ in range(count):
+            conn = pipes[i]
             if conn.closed or not conn.keep_alive:
                 pipes[:] = [c for c in pipes if not c.closed and c.keep_alive]
                 return self._pipe(key)
-            if len(conn.pending) < self._depth:
+            if len(conn.pending) < depth:
+                pipes.cursor = i
                 return conn
+            i = i + 1 if i + 1 < count else 0
         return None
 
     async def _open_pipe(self, origin: _Origin) -> Connection:
@@ -392,7 +409,7 @@ class LeanHTTPClient:
         finally:
             if self._opening.get(origin.key) is opening:
                 del self._opening[origin.key]
-        self._pipes.setdefault(origin.key, []).append(conn)
+        self._pipes.setdefault(origin.key, _Pipes()).append(conn)
         opening.future.set_result(conn)
         return conn
 

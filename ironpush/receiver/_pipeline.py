@@ -52,7 +52,7 @@ from ._runtime import Runtime, Shared
 from ._settle import Settler
 from ._timed_store import timed_store
 from ._timings import AckedSeries, handler_outcome
-from .stores._base import Key, Outcome, Store
+from .stores._base import Key, Outcome, Store, sync_twin
 
 logger = logging.getLogger("ironpush.receiver")
 
@@ -408,25 +408,5 @@ def _checked(route: Route, msg: PushMessage[Any], result: object) -> object:
 
 
 def sync_twins(store: Store) -> tuple[ClaimNow | None, CompleteNow | None]:
-    """The store's synchronous ``claim_now`` and ``complete_now`` (a store whose operations
-    never wait, such as the memory store, offers them: no coroutine per call), each only when
-    the coroutine it twins is the one written beside it: a subclass that overrides ``claim``
-    (to add a fault, a delay, a record of calls) is called through its override."""
-    cls = type(store)
-    found: list[Any] = []
-    for name in ("claim", "complete"):
-        twin = f"{name}_now"
-        owner = next((c for c in cls.__mro__ if name in c.__dict__), None)
-        ok = owner is not None and twin in owner.__dict__
-        # Neither overridden on the instance: each must be its class's own function, bound to
-        # the store. (Not read from the instance's __dict__: reading it makes the instance
-        # keep a dict, and every attribute read of the store slower from then on.)
-        for attribute in (name, twin) if ok else ():
-            bound = getattr(store, attribute, None)
-            function = owner.__dict__[attribute] if owner is not None else None
-            if getattr(bound, "__func__", None) is not function or (
-                getattr(bound, "__self__", None) is not store
-            ):
-                ok = False
-        found.append(getattr(store, twin) if ok else None)
-    return found[0], found[1]
+    """The store's synchronous ``claim_now`` and ``complete_now`` (:func:`sync_twin`)."""
+    return sync_twin(store, "claim"), sync_twin(store, "complete")

@@ -19,7 +19,8 @@ from .._protocol import Delivery
 from ._timings import Series, Timings
 from .stores._base import ActiveState, Claim, Key, OutboxItem, Outcome, Store, StoreProblem
 
-#: Every timed operation (the ``operation`` label's values).
+#: Every timed operation (the ``operation`` label's values); ``complete_ack`` (where the store
+#: has it) is timed by the outbox, which calls it on the store itself (no wrapper per call).
 OPERATIONS = (
     "claim",
     "hold",
@@ -36,8 +37,6 @@ OPERATIONS = (
     "next_due",
     "complete_ack",
 )
-#: Operations only some stores have (looked up with ``getattr``): timed when the store has them.
-OPTIONAL = frozenset({"complete_ack"})
 _clock = time.perf_counter
 
 
@@ -58,20 +57,11 @@ class TimedStore:
         self.shared = inner.shared
         self.dedupes = inner.dedupes
         self._series: dict[str, Series] = {
-            op: timings.store.labels(inner.kind, op)
-            for op in OPERATIONS
-            if op not in OPTIONAL or hasattr(inner, op)
+            op: timings.store.labels(inner.kind, op) for op in OPERATIONS if op != "complete_ack"
         }
 
     def __getattr__(self, name: str) -> Any:
-        found = getattr(self.inner, name)
-        if name in OPTIONAL and callable(found):  # complete_ack: the outbox folds into it
-            # Made once: __getattr__ is not asked again for an attribute the instance has
-            # (complete_ack is called once per deferred push).
-            timed = _timed(found, self._series[name])
-            setattr(self, name, timed)
-            return timed
-        return found
+        return getattr(self.inner, name)
 
     def __repr__(self) -> str:
         return repr(self.inner)
@@ -179,14 +169,3 @@ class TimedStore:
 
     async def close(self) -> None:
         await self.inner.close()
-
-
-def _timed(call: Any, series: Series) -> Any:
-    async def timed(*args: Any, **kwargs: Any) -> Any:
-        started = _clock()
-        try:
-            return await call(*args, **kwargs)
-        finally:
-            series.observe(_clock() - started)
-
-    return timed

@@ -38,6 +38,7 @@ from ._metric_names import (
     STORE_OPERATION,
     HistogramSpec,
 )
+from ._outcomes import Defer
 
 if TYPE_CHECKING:
     from ._routes import Route
@@ -169,6 +170,18 @@ class AckedSeries:
                 _otel_metrics.record(series.spec, seconds, series.attributes)
 
 
+class DeferredSeries:
+    """The series of a push answered 202 with a job (push, ``deferred``) and of its job's
+    success (job, ``done``), looked up once per route: :mod:`._deferrals` observes them
+    directly (``series.push.observe(seconds)``), without a label tuple per push."""
+
+    __slots__ = ("job", "push")
+
+    def __init__(self, timings: Timings, route: Route) -> None:
+        self.push = timings.push.labels(route.queue, route.subscriber, "deferred")
+        self.job = timings.job.labels(route.queue, route.subscriber, "done")
+
+
 class Timings:
     """The router's histograms (one :class:`Histogram` per row of
     :data:`~._metric_names.HISTOGRAMS`).
@@ -205,6 +218,8 @@ def handler_outcome(result: object) -> str:
     """The handler histogram's ``outcome`` for what a handler returned (or raised)."""
     if result is None:
         return "acked"
+    if type(result) is Defer:  # (every deferred push asks: no look-up in the answer table)
+        return "deferred"
     if isinstance(result, InvalidPayload):  # msg.parse(Model) refused the body
         return "rejected"
     outcome = ANSWERS[situation_of(result)].outcome

@@ -22,7 +22,7 @@ import httpx
 import pytest
 from support import free_port, wait_until_async
 
-from ironpush.client._lean import HTTPFailure, LeanHTTPClient
+from ironpush.client._lean import HTTPFailure, LeanHTTPClient, _Pipes
 from ironpush.client._lean_connection import Connection
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -605,6 +605,32 @@ async def test_a_pipelined_request_without_an_answer_times_out_with_its_connecti
             await client.request("DELETE", f"{srv.url}/m0", headers=[], timeout=0.5, pipeline=True)
         await asyncio.wait_for(srv.hung_up.wait(), 10)  # the connection was closed with it
     client.close()
+
+
+def test_a_pipelined_connection_with_room_is_looked_for_from_the_one_found_last() -> None:
+    # A busy batch fills its connections in turn: the search starts where it found room last
+    # (one look instead of a pass over the full ones), wraps around, and drops closed ones.
+    class Stub:
+        def __init__(self, pending: int) -> None:
+            self.closed, self.keep_alive, self.pending = False, True, [None] * pending
+
+    client = LeanHTTPClient(pipeline_depth=2)
+    key = ("http", "example", 80)
+    a, b, c, d = (Stub(2), Stub(2), Stub(0), Stub(0))
+    pipes = client._pipes[key] = _Pipes()
+    pipes.extend([a, b, c, d])  # type: ignore[list-item]
+    assert client._pipe(key) is c
+    a.pending = []  # room again in a: still c, where room was found last
+    assert client._pipe(key) is c
+    c.pending = [None, None]
+    assert client._pipe(key) is d
+    d.pending = [None, None]
+    assert client._pipe(key) is a  # wrapped around
+    a.pending = [None, None]
+    assert client._pipe(key) is None  # every one full
+    b.closed, d.pending = True, []
+    assert client._pipe(key) is d
+    assert list(pipes) == [a, c, d]  # the closed one dropped
 
 
 @pytest.mark.anyio

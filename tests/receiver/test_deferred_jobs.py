@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from typing import Any
 
 import anyio
@@ -32,6 +34,53 @@ async def test_defer_answers_202_runs_the_job_and_acks_its_reservation(
     assert (ack.reservation_id, ack.subscriber_name) == (result.reservation_id, "billing")
     assert sim.router.counters.totals["deferred"] == 1
     await wait_until_async(lambda: sim.router.counters.totals["acked"] == 1)
+
+
+async def test_a_jobs_202_leaves_what_the_answer_table_leaves(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A job's 202 is sent by Deferrals._accepted (Responder.answer written out); a hand-off's
+    # 202 (Defer()) by Responder.answer itself: both must leave the same traces.
+    router = PushRouter(secret_keys=KEYS)
+
+    async def job() -> None:
+        return None
+
+    @router.route("/job", queue="orders", subscriber="job")
+    async def with_job(msg: PushMessage) -> Defer:
+        return Defer(job)
+
+    @router.route("/handoff", queue="orders", subscriber="handoff")
+    async def handed_off(msg: PushMessage) -> Defer:
+        return Defer()
+
+    caplog.set_level(logging.INFO, logger="ironpush.receiver")
+    async with PushSimulator(router) as sim:
+        results = {name: await sim.push(f"/{name}", "x") for name in ("job", "handoff")}
+        await sim.wait_for_acks(1)  # the job's
+    timings = router.counters.timings
+    assert timings is not None
+    for name, result in results.items():
+        answer = result.response
+        assert (answer.status_code, answer.json()) == (202, {"status": "deferred"}), name
+        assert answer.headers["content-type"] == "application/json"
+        assert router.counters.by_route[("orders", name, "deferred")] == 1
+        assert sum(timings.push.series[("orders", name, "deferred")].counts) == 1
+        assert sum(timings.handler.series[("orders", name, "deferred")].counts) == 1
+        [record] = [
+            r
+            for r in caplog.records
+            if r.name == "ironpush.receiver" and getattr(r, "subscriber", None) == name
+            and getattr(r, "outcome", None) == "deferred"
+        ]  # fmt: skip
+        assert (record.levelno, record.funcName) == (logging.INFO, "log_delivery")
+        assert record.message_id == result.message_id  # type: ignore[attr-defined]
+        assert (record.attempt, record.status) == (1, 202)  # type: ignore[attr-defined]
+        assert record.getMessage().startswith(f"push {result.message_id} queue=orders ")
+    assert router.counters.totals["deferred"] == 2
+    assert sum(timings.job.series[("orders", "job", "done")].counts) == 1
+    # Both counted in health's window as verified pushes, neither refused.
+    assert router.pipeline.responder.refusals.counts(time.perf_counter()) == (2, 0)
 
 
 async def test_redelivery_during_a_deferred_job_answers_202_and_the_ack_uses_the_newest(

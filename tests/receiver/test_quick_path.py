@@ -25,6 +25,7 @@ from ironpush._protocol import (
 )
 from ironpush.receiver._pipeline import sync_twins
 from ironpush.receiver.stores import MemoryStore
+from ironpush.receiver.stores._base import sync_twin
 from ironpush.testing import PushSimulator, build_push
 from receiver.flaky_store import FlakyStore
 
@@ -110,6 +111,10 @@ async def test_a_store_that_overrides_claim_or_complete_is_called_through_its_ov
     memory = MemoryStore()
     assert sync_twins(memory) == (memory.claim_now, memory.complete_now)
     assert sync_twins(FlakyStore()) == (None, None)  # overrides both
+    # (The outbox's: a job's end in one synchronous call, and the steps it folds.)
+    assert sync_twin(memory, "complete_ack") == memory.complete_ack_now
+    assert sync_twin(memory, "add") == memory.add_now
+    assert sync_twin(memory, "release") is None  # no twin
 
     class OwnComplete(MemoryStore):
         async def complete(self, key: Any, **options: Any) -> Delivery:

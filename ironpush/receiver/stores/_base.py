@@ -34,7 +34,7 @@ import time
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple, Protocol, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from ..._frozen import slot_init
 from ..._protocol import Delivery
@@ -250,3 +250,28 @@ class Store(Protocol):
     async def close(self) -> None:
         """Release connections and threads; the store may not be used afterwards."""
         ...
+
+
+def sync_twin(store: object, name: str) -> Any:
+    """The store's synchronous twin of its coroutine ``name`` (``claim_now`` of ``claim``): a
+    store whose operations never wait, such as the memory store, offers some (no coroutine
+    per call); None unless the coroutine is the one written beside the twin, so that a
+    subclass that overrides ``claim`` (to add a fault, a delay, a record of calls) is called
+    through its override::
+
+        claim_now = sync_twin(MemoryStore(), "claim")   # its claim_now, bound
+    """
+    twin = f"{name}_now"
+    owner = next((c for c in type(store).__mro__ if name in c.__dict__), None)
+    if owner is None or twin not in owner.__dict__:
+        return None
+    # Neither overridden on the instance: each must be its class's own function, bound to the
+    # store. (Not read from the instance's __dict__: reading it makes the instance keep a
+    # dict, and every attribute read of the store slower from then on.)
+    for attribute in (name, twin):
+        bound = getattr(store, attribute, None)
+        if getattr(bound, "__func__", None) is not owner.__dict__[attribute] or (
+            getattr(bound, "__self__", None) is not store
+        ):
+            return None
+    return getattr(store, twin)

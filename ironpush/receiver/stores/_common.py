@@ -52,6 +52,14 @@ def is_dead_owner(text: str | bytes | None) -> bool:
     return owner is not None and owner.is_dead_local()
 
 
+def ack_delivery(item: OutboxItem) -> Delivery:
+    """The delivery ``item`` acks; ``ValueError`` for anything else (a store's
+    ``complete_ack`` queues acks only)."""
+    if item.kind != "ack" or item.delivery is None:
+        raise ValueError("complete_ack queues an ack of a delivery")
+    return item.delivery
+
+
 def item_payload(item: OutboxItem) -> str:
     """What a row keeps of an item's content: the delivery JSON (ack) or the body (post)."""
     if item.kind == "ack":

@@ -12,6 +12,7 @@ from typing import Literal
 
 from ..._protocol import Delivery
 from ._base import ActiveState, Claim, Key, OutboxItem, Outcome, StoreProblem
+from ._common import ack_delivery
 
 _get, _pop = dict.get, OrderedDict.pop
 
@@ -188,11 +189,17 @@ class MemoryStore:
     async def complete_ack(self, key: Key, *, ttl: float, item: OutboxItem) -> Delivery:
         """:meth:`complete` (``acked``) and :meth:`add` of ``item`` (an ack) with the newest
         delivery, in one step (a deferred job's end)."""
-        delivery = item.delivery
-        if item.kind != "ack" or delivery is None:
-            raise ValueError("complete_ack queues an ack of a delivery")
+        delivery = ack_delivery(item)
         newest = await self.complete(key, outcome="acked", ttl=ttl, delivery=delivery)
         await self.add(item if newest is delivery else replace(item, delivery=newest))
+        return newest
+
+    def complete_ack_now(self, key: Key, ttl: float, item: OutboxItem) -> Delivery:
+        """:meth:`complete_ack`, synchronous: :meth:`complete_now`, then :meth:`add_now`'s
+        step."""
+        delivery = ack_delivery(item)
+        newest = self.complete_now(key, "acked", ttl, delivery)
+        self._outbox[item.id] = item if newest is delivery else replace(item, delivery=newest)
         return newest
 
     async def complete_once(
@@ -218,6 +225,10 @@ class MemoryStore:
     # --- outbox ------------------------------------------------------------------------------
 
     async def add(self, item: OutboxItem) -> None:
+        self.add_now(item)
+
+    def add_now(self, item: OutboxItem) -> None:
+        """:meth:`add`, synchronous."""
         self._outbox[item.id] = item
 
     async def take(self, *, limit: int, lease: float) -> list[OutboxItem]:

@@ -50,6 +50,7 @@ from ._base import ActiveState, Claim, Key, OutboxItem, Outcome, StoreProblem
 from ._common import (
     Breaker,
     ClaimTokens,
+    ack_delivery,
     decode_delivery,
     encode_delivery,
     item_payload,
@@ -116,9 +117,12 @@ class RedisStore:
     # --- plumbing ----------------------------------------------------------------------------
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        self.breaker.guard()
+        breaker, watch = self.breaker, self.watch
+        if breaker.reason is not None:  # (checked here first: a call per store call otherwise)
+            breaker.guard()
         try:
-            await self._watched()
+            if not self._versioned or watch.refusal is not None or watch.due():
+                await self._watched()  # else nothing to read or refuse: no coroutine for it
             result = await self._client.send(("EVALSHA", _SHAS[name], len(keys), *keys, *args))
             if isinstance(result, ReplyError) and str(result).startswith("NOSCRIPT"):
                 # Redis lost its script cache (a restart): the command did not run, so sending
@@ -135,7 +139,8 @@ class RedisStore:
         except OSError as exc:  # connection refused, reset, timed out (TimeoutError)
             self._client.disconnect()
             raise self.breaker.trip(exc) from exc
-        self.breaker.reset()
+        if breaker.reason is not None:
+            breaker.reset()
         return result
 
     async def _watched(self, *, now: bool = False) -> None:
@@ -186,18 +191,20 @@ class RedisStore:
         token, dot, suffix = claim_id.partition(".")
         return f"{self.prefix}:c:{suffix}" if dot and token else None
 
-    def _new_claim_id(self, key: Key) -> str:
+    @staticmethod
+    def _claim_id(token: str, key: Key) -> str:
         message_id, subscriber = key
-        token, _ = self._tokens.next()
         return f"{token}.{len(message_id)}:{message_id}:{subscriber}"
 
     # --- claims ------------------------------------------------------------------------------
 
     async def claim(self, key: Key, delivery: Delivery, *, lease: float, ttl: float) -> Claim:
-        rkey, text, (_, owner) = self._key(key), encode_delivery(delivery), self._tokens.next()
+        rkey, text, (token, owner) = self._key(key), encode_delivery(delivery), self._tokens.next()
         lease_ms, ttl_ms = _ms(lease), _ms(ttl)
-        for _ in range(_MAX_TAKEOVERS):
-            claim_id = self._new_claim_id(key)
+        for tries in range(_MAX_TAKEOVERS):
+            if tries:  # a takeover lost to another process: try again with a new claim id
+                token = self._tokens.next()[0]
+            claim_id = self._claim_id(token, key)
             answer = await self._run("claim", [rkey], [claim_id, lease_ms, ttl_ms, text, owner])
             status = _text(answer[0])
             if status == "new":
@@ -233,9 +240,7 @@ class RedisStore:
     async def complete_ack(self, key: Key, *, ttl: float, item: OutboxItem) -> Delivery:
         """:meth:`complete` (``acked``) and :meth:`add` of ``item`` (an ack) with the newest
         delivery the claim kept, in one script: one round trip for a deferred job's end."""
-        delivery = item.delivery
-        if item.kind != "ack" or delivery is None:
-            raise ValueError("complete_ack queues an ack of a delivery")
+        delivery = ack_delivery(item)
         keys = [self._key(key), self._outbox, self._item_prefix + item.id]
         encoded = encode_delivery(delivery)  # the item's, and what the claim kept if no newer
         args = [
@@ -281,9 +286,10 @@ class RedisStore:
         flat = await self._run("take", [self._outbox], [limit, repr(lease), self._item_prefix])
         items = []
         for i in range(0, len(flat), 7):
-            id_, kind, queue, payload, attempts, created, next_at = (
-                _text(v) for v in flat[i : i + 7]
-            )
+            row = flat[i : i + 7]  # text already (the client decodes UTF-8), or None
+            if None in row:  # a field gone from the item's hash: read as "", as _text reads it
+                row = [_text(v) for v in row]
+            id_, kind, queue, payload, attempts, created, next_at = row
             items.append(
                 _item(
                     id=id_,

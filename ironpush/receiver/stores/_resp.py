@@ -74,10 +74,6 @@ class _Connection(asyncio.Protocol):
         self._watch: asyncio.TimerHandle | None = None
         self.broken: BaseException | None = None
 
-    @property
-    def load(self) -> int:
-        return len(self._waiting)
-
     # --- asyncio.Protocol --------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -182,7 +178,7 @@ class RespClient:
 
     async def send(self, args: Sequence[Arg]) -> Any:
         """Send one command; its answer as is (an error answer is a ``hiredis.ReplyError``)."""
-        connection = await self._connection()
+        connection = self._pick() or await self._connection()
         if _tracing.current() is None:
             return await connection.send(_pack(args))
         with _tracing.client_span(*self._span(args[:2], 1)) as span:
@@ -220,23 +216,32 @@ class RespClient:
         attributes["db.stored_procedure.name"] = script
         return f"{command} {script}", attributes
 
-    async def _connection(self) -> _Connection:
+    def _pick(self) -> _Connection | None:
+        """The next live connection (round robin: under load every socket carries a pipeline;
+        idle, one call each); None when one must be opened first (a socket broke, or fewer
+        than ``connections``); raises :class:`Busy` at ``max_in_flight``."""
         live = self._live
         waiting = 0
-        for connection in live:  # a plain loop: this runs once per command
+        for connection in live:  # a plain loop, no property call: this runs once per command
             if connection.broken is not None:
-                waiting = -1
-                break
-            waiting += connection.load
-        if waiting < 0 or len(live) < self._size:
-            await self._open()
-            live = self._live
-            waiting = sum(c.load for c in live)
+                return None
+            waiting += len(connection._waiting)
+        if len(live) < self._size:
+            return None
         if waiting >= self._max_in_flight:
             raise Busy(f"{self._max_in_flight} redis calls in flight")
-        # Round robin: under load every socket carries a pipeline; idle, one call each.
         self._next = (self._next + 1) % len(live)
         return live[self._next]
+
+    async def _connection(self) -> _Connection:
+        """:meth:`_pick`'s connection, opening connections first when it has none."""
+        connection = self._pick()
+        if connection is None:
+            await self._open()
+            connection = self._pick()
+            if connection is None:  # one broke again while the others were being opened
+                raise ConnectionError("redis connection lost while connecting")
+        return connection
 
     async def _open(self) -> None:
         if self._opening is None:

@@ -20,7 +20,14 @@ from pathlib import Path
 from ..._errors import StoreUnavailable
 from ..._protocol import Delivery
 from ._base import ActiveState, Claim, Key, OutboxItem, Outcome, StoreProblem, this_owner
-from ._common import ACTIVE, decode_delivery, encode_delivery, item_payload, takeable_owner
+from ._common import (
+    ACTIVE,
+    ack_delivery,
+    decode_delivery,
+    encode_delivery,
+    item_payload,
+    takeable_owner,
+)
 from ._common import item_from_payload as _item
 from ._sqlite_writer import Writer
 
@@ -141,9 +148,7 @@ class SQLiteStore:
     async def complete_ack(self, key: Key, *, ttl: float, item: OutboxItem) -> Delivery:
         """:meth:`complete` (``acked``) and :meth:`add` of ``item`` (an ack) with the newest
         delivery, in one transaction (a deferred job's end)."""
-        delivery = item.delivery
-        if item.kind != "ack" or delivery is None:
-            raise ValueError("complete_ack queues an ack of a delivery")
+        delivery = ack_delivery(item)
         newest: str | None = await self._writer.call(_complete_ack, key, ttl, item)
         return decode_delivery(newest) or delivery
 

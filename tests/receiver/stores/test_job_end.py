@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import pytest
 
+from ironpush._errors import StoreUnavailable
 from ironpush.receiver._metrics import Counters
 from ironpush.receiver._outbox import AckOutbox
+from ironpush.receiver._timed_store import timed_store
 from ironpush.receiver.stores import OutboxItem, Store
 
+from ..flaky_store import FlakyStore
 from .contender import delivery
 
 pytestmark = pytest.mark.anyio
@@ -85,3 +88,42 @@ async def test_the_stores_that_fold_refuse_anything_but_an_ack(store: Store) -> 
         with pytest.raises(ValueError, match="queues an ack"):
             await fold(KEY, ttl=600, item=OutboxItem("post", "dlq", body="{}"))
     assert await store.depth() == 0
+
+
+async def test_a_jobs_end_is_timed_as_one_store_operation_where_the_store_folds_it(
+    store: Store,
+) -> None:
+    # The outbox calls complete_ack on the store itself (the memory store's synchronous twin)
+    # and times it into the store histogram, as the timed store times the other operations.
+    counters = Counters()
+    assert counters.timings is not None
+    box = AckOutbox(timed_store(store, counters.timings), outbox(store).get_client, counters)
+    assert (box._fold_now is not None) == (store.kind == "memory")  # no coroutine for it
+    await store.claim(KEY, delivery("m1", "r1"), lease=30, ttl=600)
+    await box.complete_and_queue("orders", KEY, delivery("m1", "r1"), ttl=600)
+    timed = {
+        operation: sum(series.counts)
+        for (_, operation), series in counters.timings.store.series.items()
+        if sum(series.counts)
+    }
+    if store.kind in FOLDS:
+        assert timed == {"complete_ack": 1}
+    else:
+        assert timed == {"complete": 1, "add": 1}
+
+
+async def test_a_jobs_end_that_fails_is_timed_and_raises() -> None:
+    # A store whose complete is overridden (here: fails) is asked through its coroutines, its
+    # own override included; the failed call is timed like a timed store's.
+    store = FlakyStore()
+    store.fail.add("complete")
+    counters = Counters()
+    assert counters.timings is not None
+    box = AckOutbox(timed_store(store, counters.timings), outbox(store).get_client, counters)
+    assert box._fold_now is None  # its override must not be skipped by the synchronous twin
+    await store.claim(KEY, delivery("m1", "r1"), lease=30, ttl=600)
+    with pytest.raises(StoreUnavailable):
+        await box.complete_and_queue("orders", KEY, delivery("m1", "r1"), ttl=600)
+    assert sum(counters.timings.store.labels("memory", "complete_ack").counts) == 1
+    assert box.backlog == 0
+    assert await store.depth() == 0  # no ack queued for a completion not recorded

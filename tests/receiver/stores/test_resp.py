@@ -129,3 +129,27 @@ async def test_a_server_killed_mid_call_fails_every_waiting_call(
     finally:
         await client.close()
         await store.close()
+
+
+async def test_a_connection_that_breaks_while_others_open_fails_the_call_not_the_next(
+    own_redis: tuple[subprocess.Popen[bytes], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = RespClient(own_redis[1], connections=2)
+    try:
+        await client.call("PING")  # both connections open
+        client._live[1].abort(ConnectionError("cut"))
+        connect = client._connect
+
+        async def connect_while_the_other_breaks() -> object:
+            made = await connect()
+            client._live[0].abort(ConnectionError("cut meanwhile"))
+            return made
+
+        monkeypatch.setattr(client, "_connect", connect_while_the_other_breaks)
+        with pytest.raises(ConnectionError, match="while connecting"):
+            await client.call("PING")
+        monkeypatch.setattr(client, "_connect", connect)
+        assert await client.call("PING") == "PONG"  # the next call opens what it needs
+        assert len(client._live) == 2
+    finally:
+        await client.close()
