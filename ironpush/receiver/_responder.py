@@ -1,8 +1,8 @@
 """How a push is answered: counted, logged, reported to its observation, sent and timed.
 
-Every answer of the pipeline but the quick 200 (which ``_pipeline.py`` sends inline, with the
-same effects) goes through :meth:`Responder.answer`; the status, body, counter and outcome
-come from the answer table (:mod:`._answers`)::
+Every answer of the pipeline but the quick 200 and a job's 202 (which ``_pipeline.py`` and
+``_deferrals.py`` send inline, with the same effects) goes through :meth:`Responder.answer`; the
+status, body, counter and outcome come from the answer table (:mod:`._answers`)::
 
     responder = Responder(shared)
     await responder.answer(send, route, delivery, "duplicate", started)
