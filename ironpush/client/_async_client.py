@@ -229,16 +229,13 @@ class AsyncIronMQ(ClientBase):
         else:
             answered = list(await asyncio.gather(*(send_all(batch) for *_, batch in batches)))
         rest: dict[int, Awaitable[None]] = {i: self.acknowledge(*acks[i]) for i in alone}
-        should_retry, retried = self.retry.should_retry, self.retry.statuses
+        should_retry = self.retry.should_retry
         for (indexes, first, _), answers in zip(batches, answered, strict=True):
             for index, answer in zip(indexes, answers, strict=True):
                 if isinstance(answer, Response):
                     status = answer.status_code
-                    # (Every request of a batch retries as its first would; a status the
-                    # policy never retries needs no call to ask.)
-                    if status < 400 and (
-                        status not in retried or not should_retry(first, 1, status)
-                    ):
+                    # (Every request of a batch retries as its first would.)
+                    if status < 400 and not should_retry(first, 1, status):
                         continue  # acknowledged: the common case, no operation of its own
                 # The operation takes it from here: its first request went in the batch.
                 queue, delivery = acks[index]

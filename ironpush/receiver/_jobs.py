@@ -108,8 +108,7 @@ class JobRunner:
     def unreserve(self) -> None:
         """Give back a slot that :meth:`start` will not use."""
         self.reserved -= 1
-        if self._room:
-            self._freed()
+        self._freed()
 
     def start(self, job: Coroutine[Any, Any, None], *, ends_itself: bool = False) -> None:
         """Run ``job`` in a task on a reserved slot (given back by :meth:`release`, or when
@@ -132,8 +131,7 @@ class JobRunner:
         if task in self._running:
             self._running.discard(task)
             self.reserved -= 1
-            if self._room:  # (checked here: a call per deferred push otherwise)
-                self._freed()
+            self._freed()
 
     def ended(self, task: asyncio.Task[Any]) -> None:
         """``task``'s job ended: it no longer counts, and its slot is given back if
@@ -142,12 +140,10 @@ class JobRunner:
         if task in self._running:  # ended without release(): cancelled before it ran, or raised
             self._running.discard(task)
             self.reserved -= 1
-            if self._room:
-                self._freed()
+            self._freed()
 
     def _freed(self) -> None:
-        """A slot was given back: the oldest push waiting for one looks again (the callers
-        check that one waits)."""
+        """A slot was given back: the oldest push waiting for one looks again."""
         while self._room:
             waiter = self._room.popleft()[1]
             if not waiter.done():

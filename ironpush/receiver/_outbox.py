@@ -104,7 +104,7 @@ class AckOutbox:
             self._fold_now = sync_twin(inner, "complete_ack")
         self._fold_series = (
             counters.timings.store.labels(inner.kind, "complete_ack")
-            if counters.timings is not None and isinstance(store, TimedStore)
+            if inner is not store and counters.timings is not None  # a timed store
             else None
         )
         self.get_client = get_client

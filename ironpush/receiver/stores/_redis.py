@@ -117,12 +117,10 @@ class RedisStore:
     # --- plumbing ----------------------------------------------------------------------------
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
-        breaker, watch = self.breaker, self.watch
-        if breaker.reason is not None:  # (checked here first: a call per store call otherwise)
-            breaker.guard()
+        self.breaker.guard()
         try:
-            if not self._versioned or watch.refusal is not None or watch.due():
-                await self._watched()  # else nothing to read or refuse: no coroutine for it
+            if self._watch_pending():  # (else no coroutine for it: most calls)
+                await self._watched()
             result = await self._client.send(("EVALSHA", _SHAS[name], len(keys), *keys, *args))
             if isinstance(result, ReplyError) and str(result).startswith("NOSCRIPT"):
                 # Redis lost its script cache (a restart): the command did not run, so sending
@@ -139,9 +137,14 @@ class RedisStore:
         except OSError as exc:  # connection refused, reset, timed out (TimeoutError)
             self._client.disconnect()
             raise self.breaker.trip(exc) from exc
-        if breaker.reason is not None:
-            breaker.reset()
+        self.breaker.reset()
         return result
+
+    def _watch_pending(self) -> bool:
+        """Whether :meth:`_watched` has anything to do now: the version check (first use), the
+        eviction policy due again, or a refusal to raise."""
+        watch = self.watch
+        return not self._versioned or watch.refusal is not None or watch.due()
 
     async def _watched(self, *, now: bool = False) -> None:
         """First use: the version check (with the eviction policy); then the policy and
