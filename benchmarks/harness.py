@@ -21,6 +21,13 @@ processes counted with it and pinned to the servers' CPU (:class:`PostgresBacken
 :class:`EngineProcess`): the server and its engine share one core, and the load generator
 has the other.
 
+**A slot's work ends before the next slot starts.** A receiver can answer faster than it
+finishes what each answer owes (a ``BackgroundTask`` acking each 202 with httpx): after its
+slot it would go on working on the servers' core while the next contestants are measured, and
+keep them from saturating it. So after each slot the harness waits until the contestant's
+server and engine are idle (:func:`settle`), and their CPU per request counts that work too;
+the utilisation is the slot's alone.
+
 Needs ``wrk`` (Debian/Ubuntu: ``apt-get install -y wrk``); the benchmarks never run in CI.
 
 ::
@@ -61,6 +68,8 @@ from benchmarks.engines import EngineProcess, PostgresBackends
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SATURATED = 0.9  # a slot's utilisation (cores) from which its server counts as saturated
+IDLE = 0.1  # of a core: below it, a server has finished what its slot left (settle)
+IDLE_PERIOD = 0.2  # seconds over which IDLE is read
 MIN_SATURATED_SHARE = 0.5  # of the cycles: fewer and a ratio is "not saturated"
 
 
@@ -350,7 +359,9 @@ class Contestant:
 
 @dataclass(frozen=True, slots=True)
 class Slot:
-    """One contestant measured in one cycle; ``engine_cpu_seconds``: its engine's share."""
+    """One contestant measured in one cycle. ``cpu_seconds`` and ``engine_cpu_seconds`` (its
+    engine's share) run from the slot's start until the work the slot left was done
+    (:func:`settle`); ``busy_cpu_seconds`` is both during the slot alone."""
 
     name: str
     cycle: int
@@ -360,6 +371,8 @@ class Slot:
     seconds: float
     cpu_seconds: float
     engine_cpu_seconds: float = 0.0
+    busy_cpu_seconds: float = 0.0
+    settle_seconds: float = 0.0
 
     @property
     def rate_2xx(self) -> float:
@@ -382,29 +395,55 @@ class Slot:
 
     @property
     def utilisation(self) -> float:
-        """Server + engine CPU over the slot's time, in cores."""
-        return (self.cpu_seconds + self.engine_cpu_seconds) / self.seconds if self.seconds else 0.0
+        """Server + engine CPU during the slot over the slot's time, in cores."""
+        return self.busy_cpu_seconds / self.seconds if self.seconds else 0.0
 
     @property
     def saturated(self) -> bool:
         return self.utilisation >= SATURATED
 
 
-def measure(contestant: Contestant, *, cycle: int, duration: float, cpus: str | None) -> Slot:
+def contestant_cpu(contestant: Contestant) -> tuple[float, dict[int, float]]:
+    """The contestant's server CPU seconds, and its engine's by process (none without one)."""
     engine = contestant.engine
-    engine_before = {p: cpu_seconds(p) for p in engine.pids()} if engine else {}
-    before = contestant.server.cpu()
+    return contestant.server.cpu(), ({p: cpu_seconds(p) for p in engine.pids()} if engine else {})
+
+
+def settle(contestant: Contestant, *, deadline: float = 120.0) -> float:
+    """Wait until the contestant's server and engine are idle (at most ``IDLE`` of a core over
+    ``IDLE_PERIOD``); the seconds waited. A slot can leave work behind: answered pushes whose
+    acks are still to be sent (a ``BackgroundTask`` per 202 piles up behind the answers), which
+    would otherwise run on the servers' core during the next contestants' slots and keep them
+    from saturating it (seen: 0.48 of a core for the three slots after such a receiver's)."""
+    began = time.monotonic()
+    last = sum_cpu(contestant)
+    while True:
+        time.sleep(IDLE_PERIOD)  # a poll: /proc counts in 10 ms ticks, so no shorter period
+        now = sum_cpu(contestant)
+        if now - last <= IDLE * IDLE_PERIOD:
+            return time.monotonic() - began
+        if time.monotonic() - began > deadline:
+            raise RuntimeError(f"{contestant.name} still busy {deadline:g} s after its slot")
+        last = now
+
+
+def sum_cpu(contestant: Contestant) -> float:
+    server, engine = contestant_cpu(contestant)
+    return server + sum(engine.values())
+
+
+def measure(contestant: Contestant, *, cycle: int, duration: float, cpus: str | None) -> Slot:
+    before, engine_before = contestant_cpu(contestant)
     prefix = f"{contestant.name}-{cycle}-{time.monotonic_ns()}"
     result = run_wrk(
         contestant.server.url, contestant.load, duration=duration, prefix=prefix, cpus=cpus
     )
-    used = contestant.server.cpu() - before
-    engine_used = 0.0
-    if engine:
-        # A backend opened during the slot counts whole; one that ended is lost (rare: the
-        # stores keep their connections).
-        after = {p: cpu_seconds(p) for p in engine.pids()}
-        engine_used = sum(v - engine_before.get(p, 0.0) for p, v in after.items())
+    during = sum_cpu(contestant) - before - sum(engine_before.values())
+    waited = settle(contestant)
+    after, engine_after = contestant_cpu(contestant)
+    # A backend opened during the slot counts whole; one that ended is lost (rare: the stores
+    # keep their connections).
+    engine_used = sum(v - engine_before.get(p, 0.0) for p, v in engine_after.items())
     return Slot(
         contestant.name,
         cycle,
@@ -412,8 +451,10 @@ def measure(contestant: Contestant, *, cycle: int, duration: float, cpus: str | 
         result.non_2xx,
         result.socket_errors,
         result.seconds,
-        used,
+        after - before,
         max(0.0, engine_used),
+        max(0.0, during),
+        waited,
     )
 
 
