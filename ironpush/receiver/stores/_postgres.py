@@ -13,7 +13,7 @@ atomic and costs one round trip; statements are prepared on each connection's fi
 and the store keeps its own connections, each with one cursor (:mod:`._pg_connections`:
 cheaper per call than a psycopg_pool checkout). The quick path's calls (``claim``,
 ``complete``, ``complete_once``) that a process makes at the same time go out together, one
-statement and one transaction per batch (:mod:`._pg_batch`, group commit), so that under load
+statement and one transaction per batch (:mod:`._batch`, group commit), so that under load
 PostgreSQL's cost per statement is shared by many pushes.
 Round trips per push (at most; fewer when calls share a batch):
 
@@ -54,6 +54,7 @@ from ..._errors import StoreUnavailable
 from ..._protocol import Delivery
 from ..._redact import redact_url
 from ._base import ActiveState, Claim, Key, OutboxItem, Outcome, StoreProblem
+from ._batch import Batcher
 from ._common import (
     Breaker,
     ClaimTokens,
@@ -65,7 +66,6 @@ from ._common import (
     takeable_owner,
 )
 from ._common import item_from_payload as _item
-from ._pg_batch import Batcher
 from ._postgres_sql import BATCHED, SQL
 
 try:

@@ -7,7 +7,7 @@ single statement, so it is atomic without an explicit transaction and costs one 
 
 The quick path's two calls, ``claim`` and ``complete`` (and ``complete_once``), are *batch*
 statements: the concurrent calls of one process are folded into one statement
-(:mod:`._pg_batch`), their arguments passed as arrays and unnested ``WITH ORDINALITY`` so that
+(:mod:`._batch`), their arguments passed as arrays and unnested ``WITH ORDINALITY`` so that
 each answer row names its call (``i``, from 1). A batch holds each key once, and its rows are
 written in key order: two batches (of any processes) lock the rows they share in the same
 order, so they cannot deadlock each other.

@@ -8,14 +8,17 @@
     # or: PushRouter(store="redis://127.0.0.1:6379/0"), or IRONPUSH_STORE=redis://...
 
 Every decision is one Lua script run with ``EVALSHA`` (atomic, one round trip; see
-:mod:`._redis_scripts`). Round trips per push:
+:mod:`._redis_scripts`). The calls every push makes, ``claim`` and ``complete`` (with
+``complete_once`` and ``complete_ack``), go in batches (:mod:`._batch`): the concurrent calls
+of one process share one script run, each answered as if it ran alone. Round trips per push,
+at most (under load, a batch's round trip is shared by the pushes in it):
 
 - quick path (handler answers at once): ``claim`` + ``complete`` = **2**;
 - deferred path (``Defer(job)``): ``claim`` before the 202, then the job's end,
   ``complete_ack`` (the ``complete`` script, also queuing the ack in the outbox) = **2**, plus
-  the sender's ``take`` and ``finish``, each one round trip for a whole batch of acks (so ~2
-  per push under load, 4 when acks go out one by one); a hand-off to an external worker
-  (``Defer()``) adds ``hold`` (its long lease);
+  the sender's ``take`` and ``finish``, each one round trip for a whole batch of acks (4 when
+  acks go out one by one); a hand-off to an external worker (``Defer()``) adds ``hold`` (its
+  long lease);
 - a redelivery of a handled message: 1 (``claim``); of a message whose owner died on this host:
   2 (``claim``, ``takeover``). The first use of a store adds 2 (the eviction policy and the
   scripts, then the schema version), every ``watch_interval`` one call reads ``INFO`` first, and
@@ -25,7 +28,11 @@ Keys live under ``prefix`` (default ``"ironpush"``), with a version key ``{prefi
 Handled messages are forgotten by Redis itself (key expiry after ``ttl``). A Redis that is down
 or slow raises :class:`~ironpush._errors.StoreUnavailable` within ``timeout`` seconds: commands
 are never retried blindly (a lost answer could hide a recorded claim), the connections are
-dropped and reopened, and a short doubling fail-fast delay keeps callers from piling up.
+dropped and reopened, and a short doubling fail-fast delay keeps callers from piling up. A
+batch that fails as a whole (Redis refused the script, the connection broke) fails each of its
+calls alike, and so does Redis refusing a call's write (``OOM``, ``READONLY``...); a call's own
+data failing inside the script (a claim hash edited by hand) fails that call only, without the
+fail-fast delay.
 Standalone Redis (or a primary with replicas); not Redis Cluster.
 
 **Eviction.** The server's ``maxmemory-policy`` must be ``noeviction``: an evicted claim or
@@ -40,30 +47,42 @@ health fail and are logged every time.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Sequence
+import time
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
+from ... import _tracing
 from ..._errors import StoreUnavailable
 from ..._protocol import Delivery
 from ..._redact import redact_url
 from ._base import ActiveState, Claim, Key, OutboxItem, Outcome, StoreProblem
+from ._batch import Batcher
 from ._common import (
     Breaker,
     ClaimTokens,
     ack_delivery,
     decode_delivery,
+    describe,
     encode_delivery,
     item_payload,
     newest_or,
     takeable_owner,
 )
 from ._common import item_from_payload as _item
-from ._redis_scripts import SCRIPTS
+from ._redis_scripts import BATCHED, SCRIPTS
 from ._redis_watch import RedisWatch
 from ._resp import Busy, ReplyError, RespClient, RespError
 
 SCHEMA_VERSION = "1"
 _MAX_TAKEOVERS = 3
+_MAX_BATCH = 128  # calls per script run: Redis serves no other client while a script runs
+_BATCHES_IN_FLIGHT = 1  # per script: the next batch fills while this one runs
+_NO_ACK = ("", "", "", "", "")  # complete's per-call item arguments when it queues no ack
+#: Error codes of a command Redis refused for its own state (memory, replicas, role, disk), not
+#: for the call's data: a script's call failing so fails as a whole batch would.
+_ENGINE_REFUSALS = ("OOM ", "READONLY ", "NOREPLICAS ", "MASTERDOWN ", "MISCONF ", "LOADING ")
+#: One batched call: its keys and its arguments (``complete``'s after the outbox key).
+Call = tuple[list[str], list[Any]]
 # Redis names a script by its SHA-1 (EVALSHA): an identifier, not a security measure.
 _SHAS = {n: hashlib.sha1(t.encode(), usedforsecurity=False).hexdigest() for n, t in SCRIPTS.items()}
 
@@ -71,9 +90,9 @@ _SHAS = {n: hashlib.sha1(t.encode(), usedforsecurity=False).hexdigest() for n, t
 class RedisStore:
     """Claims, newest deliveries and the outbox in Redis; see the module docs for the costs.
 
-    ``timeout`` bounds every command (connect, send and answer); calls are pipelined over
-    ``connections`` sockets, and past ``max_in_flight`` waiting calls a call gets
-    :class:`~ironpush._errors.StoreUnavailable` at once (nothing queues in memory).
+    ``timeout`` bounds every command (connect, send and answer); calls are batched and
+    pipelined over ``connections`` sockets, and past ``max_in_flight`` waiting calls a call
+    gets :class:`~ironpush._errors.StoreUnavailable` at once (nothing queues in memory).
     ``allow_eviction`` accepts a server whose ``maxmemory-policy`` evicts (refused otherwise);
     the policy and evictions are read every ``watch_interval`` seconds::
 
@@ -109,6 +128,12 @@ class RedisStore:
         self._item_prefix = f"{prefix}:ob:"
         self.breaker = Breaker("redis", secrets=_password(url))
         self._tokens = ClaimTokens()
+        self._batchers: dict[str, Batcher[Call, Any]] = {
+            name: Batcher(
+                self._batch_runner(name), max_batch=_MAX_BATCH, max_in_flight=_BATCHES_IN_FLIGHT
+            )
+            for name in BATCHED
+        }
 
     def __repr__(self) -> str:
         allowed = ", allow_eviction=True" if self.watch.allow_eviction else ""
@@ -121,23 +146,79 @@ class RedisStore:
         try:
             if self._watch_pending():  # (else no coroutine for it: most calls)
                 await self._watched()
-            result = await self._client.send(("EVALSHA", _SHAS[name], len(keys), *keys, *args))
-            if isinstance(result, ReplyError) and str(result).startswith("NOSCRIPT"):
-                # Redis lost its script cache (a restart): the command did not run, so sending
-                # it again as EVAL (which caches the script again) is safe.
-                result = await self._client.send(("EVAL", SCRIPTS[name], len(keys), *keys, *args))
-            if isinstance(result, ReplyError):
-                raise RespError(str(result))
-        except Busy:  # busy, not broken: no reconnect, no breaker
-            raise StoreUnavailable(
-                f"redis store busy: {self._max_in_flight} calls in flight", store="redis"
-            ) from None
-        except RespError as exc:  # a refusal (OOM, read-only replica...): no reconnect
-            raise self.breaker.trip(exc) from exc
-        except OSError as exc:  # connection refused, reset, timed out (TimeoutError)
-            self._client.disconnect()
-            raise self.breaker.trip(exc) from exc
+            result = await self._script(name, keys, args)
+        except (Busy, RespError, OSError) as exc:
+            raise self._fault(exc) from exc
         self.breaker.reset()
+        return result
+
+    async def _batched(self, name: str, key: Key, call: Call) -> Any:
+        """One call (its own keys and arguments) of the batched script ``name``: its answer.
+        Every push makes two of these, so what can be done once per batch is (the breaker's
+        reset)."""
+        self.breaker.guard()
+        try:
+            if self._watch_pending():
+                await self._watched()
+            if self._waiting() >= self._max_in_flight:
+                raise Busy(f"{self._max_in_flight} redis calls in flight")
+            deadline = time.monotonic() + self.timeout  # the event loop's clock
+            answer: Any  # the script's list for this call (a batch answers every call)
+            if _tracing.current() is None:
+                answer = await self._batchers[name].submit(key, call, deadline=deadline)
+            else:  # the caller's span around its wait: the batch runs in no caller's context
+                with _tracing.client_span(*self._client.span(("EVALSHA", _SHAS[name]), 1)):
+                    answer = await self._batchers[name].submit(key, call, deadline=deadline)
+        except (Busy, RespError, OSError) as exc:
+            raise self._fault(exc) from exc
+        if answer[0] == "err":  # this call failed inside the script, the others went on
+            error = RespError(answer[1])
+            if answer[1].startswith(_ENGINE_REFUSALS):  # Redis refused a write: as for a batch
+                raise self.breaker.trip(error) from None
+            # The call's own data (a claim hash edited by hand): the engine is well, no breaker.
+            reason = describe(error, self.breaker.secrets)
+            raise StoreUnavailable(f"redis store refused the call: {reason}", store="redis")
+        return answer
+
+    def _waiting(self) -> int:
+        """Calls queued for a batch (those sent are bounded by the batch size, and the client
+        bounds its own commands)."""
+        batchers = self._batchers
+        return batchers["claim"].waiting + batchers["complete"].waiting
+
+    def _batch_runner(self, name: str) -> Callable[[Sequence[Call], float], Awaitable[Any]]:
+        head = [self._outbox] if name == "complete" else []
+
+        async def run(calls: Sequence[Call], deadline: float) -> Any:
+            keys, args = list(head), []
+            for call_keys, call_args in calls:
+                keys += call_keys
+                args += call_args
+            answers = await self._script(name, keys, args)  # bounded by the client's timeout
+            self.breaker.reset()
+            return answers
+
+        return run
+
+    def _fault(self, exc: Busy | RespError | OSError) -> StoreUnavailable:
+        """What a failed call raises; a broken connection is dropped (the next call reopens)."""
+        if isinstance(exc, Busy):  # busy, not broken: no reconnect, no breaker
+            return StoreUnavailable(
+                f"redis store busy: {self._max_in_flight} calls in flight", store="redis"
+            )
+        if isinstance(exc, OSError):  # connection refused, reset, timed out (TimeoutError)
+            self._client.disconnect()
+        return self.breaker.trip(exc)  # a refusal (OOM, read-only replica...) or a break
+
+    async def _script(self, name: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        """Run script ``name`` once: its answer, or :class:`RespError` for an error answer."""
+        result = await self._client.send(("EVALSHA", _SHAS[name], len(keys), *keys, *args))
+        if isinstance(result, ReplyError) and str(result).startswith("NOSCRIPT"):
+            # Redis lost its script cache (a restart): the command did not run, so sending
+            # it again as EVAL (which caches the script again) is safe.
+            result = await self._client.send(("EVAL", SCRIPTS[name], len(keys), *keys, *args))
+        if isinstance(result, ReplyError):
+            raise RespError(str(result))
         return result
 
     def _watch_pending(self) -> bool:
@@ -208,7 +289,9 @@ class RedisStore:
             if tries:  # a takeover lost to another process: try again with a new claim id
                 token = self._tokens.next()[0]
             claim_id = self._claim_id(token, key)
-            answer = await self._run("claim", [rkey], [claim_id, lease_ms, ttl_ms, text, owner])
+            answer = await self._batched(
+                "claim", key, ([rkey], [claim_id, lease_ms, ttl_ms, text, owner])
+            )
             status = _text(answer[0])
             if status == "new":
                 return Claim("new", claim_id=claim_id, attempt=int(answer[1]))
@@ -237,14 +320,14 @@ class RedisStore:
     async def complete(
         self, key: Key, *, outcome: Outcome, ttl: float, delivery: Delivery
     ) -> Delivery:
-        answer = await self._run("complete", [self._key(key)], [outcome, _ms(ttl), 0])
-        return newest_or(_newest(answer), delivery)
+        call = ([self._key(key), ""], [outcome, _ms(ttl), 0, *_NO_ACK])
+        return newest_or(_newest(await self._batched("complete", key, call)), delivery)
 
     async def complete_ack(self, key: Key, *, ttl: float, item: OutboxItem) -> Delivery:
         """:meth:`complete` (``acked``) and :meth:`add` of ``item`` (an ack) with the newest
         delivery the claim kept, in one script: one round trip for a deferred job's end."""
         delivery = ack_delivery(item)
-        keys = [self._key(key), self._outbox, self._item_prefix + item.id]
+        keys = [self._key(key), self._item_prefix + item.id]
         encoded = encode_delivery(delivery)  # the item's, and what the claim kept if no newer
         args = [
             "acked",
@@ -256,13 +339,14 @@ class RedisStore:
             repr(item.created_at),
             repr(item.next_at),
         ]
-        answer = await self._run("complete", keys, args)
+        answer = await self._batched("complete", key, (keys, args))
         return newest_or(_newest(answer), delivery, encoded)
 
     async def complete_once(
         self, key: Key, *, outcome: Outcome, ttl: float, delivery: Delivery
     ) -> Delivery | None:
-        answer = await self._run("complete", [self._key(key)], [outcome, _ms(ttl), 1])
+        call = ([self._key(key), ""], [outcome, _ms(ttl), 1, *_NO_ACK])
+        answer = await self._batched("complete", key, call)
         return newest_or(_newest(answer), delivery) if answer[0] else None
 
     async def release(self, key: Key, claim_id: str | None) -> bool:
@@ -343,7 +427,9 @@ class RedisStore:
         return self.watch.problems()
 
     async def close(self) -> None:
-        """Close the connections."""
+        """Let the batches running end, close the connections."""
+        for batcher in self._batchers.values():
+            await batcher.wait_idle()
         await self._client.close()
 
 

@@ -181,7 +181,7 @@ class RespClient:
         connection = self._pick() or await self._connection()
         if _tracing.current() is None:
             return await connection.send(_pack(args))
-        with _tracing.client_span(*self._span(args[:2], 1)) as span:
+        with _tracing.client_span(*self.span(args[:2], 1)) as span:
             reply = await connection.send(_pack(args))
             if span is not None and isinstance(reply, hiredis.ReplyError):
                 _tracing.fail(span, str(reply).split(" ", 1)[0])  # the error's prefix: NOSCRIPT
@@ -192,10 +192,10 @@ class RespClient:
         connection = await self._connection()
         if _tracing.current() is None:
             return list(await asyncio.gather(*[connection.send(_pack(c)) for c in commands]))
-        with _tracing.client_span(*self._span(("PIPELINE",), len(commands))):
+        with _tracing.client_span(*self.span(("PIPELINE",), len(commands))):
             return list(await asyncio.gather(*[connection.send(_pack(c)) for c in commands]))
 
-    def _span(self, head: Sequence[Arg], batch: int) -> tuple[str, dict[str, Any]]:
+    def span(self, head: Sequence[Arg], batch: int) -> tuple[str, dict[str, Any]]:
         """A traced call's span name and attributes: the command (and the script it runs)."""
         command = str(head[0]).upper()
         target = self._target

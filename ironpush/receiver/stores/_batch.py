@@ -1,15 +1,16 @@
-"""Concurrent calls of one store statement folded into one statement per batch.
+"""Concurrent calls of one store operation folded into one statement (or script) per batch.
 
-PostgreSQL spends most of a small statement's cost on the statement, not on its row: parsing
-the message, starting the executor, the transaction and its commit (a WAL flush). So, like the
-SQLite store's writer (group commit, :mod:`._sqlite_writer`), the PostgreSQL store sends the
-quick path's calls (``claim``, ``complete``) of one process in batches: a call joins the
-calls waiting for the same statement, and a batch goes out as soon as fewer than
-``max_in_flight`` of that statement's batches are running. Idle, a call goes out alone in the
-event-loop turn after it was made (no timer, no added latency); under load, the calls that
-arrive while a batch runs make the next one. Each call's answer is its own row of the batch's
-result; a batch is one round trip and one transaction, so it never costs the server more
-round trips per call than calls one by one.
+A networked store spends most of a small call's cost on the call, not on its row. PostgreSQL
+parses the statement, starts the executor, the transaction and its commit (a WAL flush); Redis
+reads, dispatches and answers one command per script run. So, like the SQLite store's writer
+(group commit, :mod:`._sqlite_writer`), the PostgreSQL and Redis stores send the quick path's
+calls (``claim``, ``complete``) of one process in batches: a call joins the calls waiting for
+the same operation, and a batch goes out as soon as fewer than ``max_in_flight`` of that
+operation's batches are running. Idle, a call goes out alone in the event-loop turn after it
+was made (no timer, no added latency); under load, the calls that arrive while a batch runs
+make the next one. Each call's answer is its own row (or reply) of the batch's result; a batch
+is one round trip, so it never costs the server more round trips per call than calls one by
+one.
 
 Rules a batch keeps:
 
@@ -24,7 +25,9 @@ Rules a batch keeps:
   be), its answer dropped;
 - a failure of the whole statement fails every call of the batch; a failure that may be one
   call's own (``isolate(exc)``: bad data, a deadlock with another writer) is retried call by
-  call, so that only the call at fault fails;
+  call, so that only the call at fault fails (a store whose batch cannot be retried, because
+  its calls are not undone by a failure, answers each call's own failure in its result
+  instead: Redis' scripts);
 - the batch runs in a task of its own with an empty context: what it costs is no caller's
   span (each caller's store call is its own span, around its wait).
 
@@ -84,6 +87,11 @@ class Batcher(Generic[A, R]):
         self._tasks: set[asyncio.Task[None]] = set()
         self.batches = 0  # statements sent (calls / batches = the mean batch size)
         self.calls = 0
+
+    @property
+    def waiting(self) -> int:
+        """Calls queued for a batch that has not left yet (what a store bounds)."""
+        return len(self._waiting)
 
     def submit(self, key: Hashable, args: A, *, deadline: float) -> asyncio.Future[R | None]:
         """Queue this call for the next batch that can take it, by ``deadline``
