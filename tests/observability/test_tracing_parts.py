@@ -18,9 +18,10 @@ from typing import Any
 import anyio
 import psycopg
 import pytest
+import redis
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
-from trace_kit import Span, from_sdk, memory_provider, named, one
+from trace_kit import REDIS_URL, Span, from_sdk, memory_provider, named, one
 
 from ironpush import Defer, PushMessage, PushRouter, Retry
 from ironpush.devserver import DevServer
@@ -285,3 +286,32 @@ def test_without_an_sdk_no_span_is_made_at_all(
     [message_id] = dev.client().queue(queue_name).post("x")
     assert message_id
     assert _stored_headers(dev, queue_name) == [{}]
+
+
+def test_a_redis_call_failing_in_its_batch_is_a_failed_client_span(
+    spans: Callable[[], list[Span]],
+) -> None:
+    prefix = f"trace-{uuid.uuid4().hex[:10]}"
+    router = PushRouter(secret_keys=KEYS, store=f"{REDIS_URL}?prefix={prefix}")
+    router.add_route("/orders", lambda msg: None, queue="orders", subscriber="billing")
+    client = redis.Redis.from_url(REDIS_URL)
+    # The message's claim hash edited by hand: its lease is no number, so its claim fails
+    # inside the batch's script (a Lua error), alone.
+    key = f"{prefix}:c:{len('m-1')}:m-1:billing"
+    client.hset(key, mapping={"s": "running", "l": "soon", "a": "1"})
+    try:
+        with SyncPushSimulator(router) as sim:
+            assert sim.push("/orders", "x", message_id="m-1").status_code == 503
+            assert sim.push("/orders", "x", message_id="m-2").status_code == 200
+    finally:
+        client.delete(*client.keys(f"{prefix}:*"))
+        client.close()
+    claims = named(spans(), "EVALSHA claim")
+    assert len(claims) == 2
+    failed, passed = claims
+    assert failed.status == "ERROR"
+    assert failed.attributes["error.type"] == "ERR"
+    assert failed.attributes["db.stored_procedure.name"] == "claim"
+    assert passed.status == "UNSET"
+    for span in claims:  # the script's message (and the key in it) is not recorded
+        assert not any("attempt to compare" in t for t in span.texts)

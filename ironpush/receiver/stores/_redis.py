@@ -167,8 +167,11 @@ class RedisStore:
             if _tracing.current() is None:
                 answer = await self._batchers[name].submit(key, call, deadline=deadline)
             else:  # the caller's span around its wait: the batch runs in no caller's context
-                with _tracing.client_span(*self._client.span(("EVALSHA", _SHAS[name]), 1)):
+                head = ("EVALSHA", _SHAS[name])
+                with _tracing.client_span(*self._client.span(head, 1)) as span:
                     answer = await self._batchers[name].submit(key, call, deadline=deadline)
+                    if span is not None and answer[0] == "err":
+                        _tracing.fail(span, _error_code(answer[1]))
         except (Busy, RespError, OSError) as exc:
             raise self._fault(exc) from exc
         if answer[0] == "err":  # this call failed inside the script, the others went on
@@ -436,6 +439,13 @@ class RedisStore:
 def _newest(answer: list[Any]) -> Any:
     """The newest delivery in the ``complete`` script's answer ``{1, newest or false}``."""
     return answer[1] if len(answer) > 1 else None
+
+
+def _error_code(message: str) -> str:
+    """A Redis error's code (``OOM``, ``WRONGTYPE``), or ``ERR`` for a Lua error in a script
+    (``user_script:12: attempt to compare nil with number``), as Redis reports one."""
+    code = message.split(" ", 1)[0]
+    return code if code.isalpha() and code.isupper() else "ERR"
 
 
 def _ms(seconds: float) -> int:
