@@ -186,8 +186,7 @@ class RedisStore:
     def _waiting(self) -> int:
         """Calls queued for a batch (those sent are bounded by the batch size, and the client
         bounds its own commands)."""
-        batchers = self._batchers
-        return batchers["claim"].waiting + batchers["complete"].waiting
+        return sum(batcher.waiting for batcher in self._batchers.values())
 
     def _batch_runner(self, name: str) -> Callable[[Sequence[Call], float], Awaitable[Any]]:
         head = [self._outbox] if name == "complete" else []

@@ -141,16 +141,10 @@ async def test_a_redis_outbox_item_that_lost_a_field_is_taken_with_it_empty(
 async def test_a_redis_prefix_of_another_key_version_is_refused(
     redis_server: Service, specs: Callable[[str], str]
 ) -> None:
-    store = open_store(specs("redis"))
-    assert isinstance(store, RedisStore)
-    sync = redis.Redis.from_url(redis_server.url)
-    sync.set(f"{store.prefix}:version", "99")
-    try:
+    async with redis_store(redis_server, specs) as (store, sync):
+        sync.set(f"{store.prefix}:version", "99")
         with pytest.raises(StoreUnavailable, match="key schema 99"):
             await store.claim(KEY, delivery("m1"), lease=30, ttl=60)
-    finally:
-        sync.close()
-        await store.close()
 
 
 # --------------------------------------------------------------------------- PostgreSQL
